@@ -1,0 +1,102 @@
+/**
+ * `switchyard`: the executable. Parses the command line, loads and validates the config,
+ * starts the proxy and turns SIGTERM/SIGINT into a graceful drain.
+ *
+ * Exit codes: 0 after a clean shutdown, 2 for a bad command line or config, 1 otherwise.
+ * @module
+ */
+import embeddedConfig from "./config.json" with { type: "json" };
+import denoJson from "./deno.json" with { type: "json" };
+import { registeredPolicies } from "./src/balancer/registry.ts";
+import { parseCli, type RunOptions, USAGE, UsageError } from "./src/cli.ts";
+import { ConfigError, parseConfig } from "./src/config/load.ts";
+import { configureLogging } from "./src/log/logger.ts";
+import { componentLogger } from "./src/log/logger.ts";
+import { Switchyard } from "./src/switchyard.ts";
+
+const log = componentLogger("lifecycle");
+
+async function readRawConfig(path: string | undefined): Promise<unknown> {
+  if (path === undefined) return structuredClone(embeddedConfig);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (error) {
+    throw new ConfigError(path, [`(file): cannot read: ${(error as Error).message}`]);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(path, [`(file): not valid JSON: ${(error as Error).message}`]);
+  }
+}
+
+/** Applies CLI overrides before validation, so their errors name the config field too. */
+function applyOverrides(raw: unknown, options: RunOptions): unknown {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return raw;
+  const config = { ...raw } as Record<string, unknown>;
+  if (options.listen !== undefined) config.listen = options.listen;
+  if (options.admin !== undefined) {
+    config.admin = { ...(config.admin as object | undefined), listen: options.admin };
+  }
+  if (options.logLevel !== undefined) {
+    config.log = { ...(config.log as object | undefined), level: options.logLevel };
+  }
+  return config;
+}
+
+async function run(options: RunOptions): Promise<number> {
+  const source = options.config ?? "(embedded config.json)";
+  const raw = applyOverrides(await readRawConfig(options.config), options);
+  const config = parseConfig(raw, source, { pickers: registeredPolicies() });
+  configureLogging(config.log.level);
+  log.info("starting switchyard {version} with {source}", { version: denoJson.version, source });
+  const proxy = await Switchyard.start(config);
+
+  const stopped = Promise.withResolvers<void>();
+  let stopping = false;
+  const onSignal = (signal: Deno.Signal) => {
+    if (stopping) return;
+    stopping = true;
+    log.info("received {signal}: shutting down", { signal });
+    proxy.shutdown().then(stopped.resolve, stopped.reject);
+  };
+  Deno.addSignalListener("SIGTERM", () => onSignal("SIGTERM"));
+  Deno.addSignalListener("SIGINT", () => onSignal("SIGINT"));
+  await stopped.promise;
+  return 0;
+}
+
+async function main(args: string[]): Promise<number> {
+  try {
+    const request = parseCli(args);
+    switch (request.command) {
+      case "help":
+        console.log(USAGE);
+        return 0;
+      case "version":
+        console.log(`switchyard ${denoJson.version} (deno ${Deno.version.deno})`);
+        return 0;
+      case "register":
+        throw new UsageError("register: not available yet");
+      case "run":
+        return await run(request);
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`switchyard: ${error.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (error instanceof ConfigError) {
+      configureLogging("info");
+      log.error("config error: {problems}", { problems: error.problems, message: error.message });
+      console.error(error.message);
+      return 2;
+    }
+    log.fatal("fatal: {error}", { error: String((error as Error)?.stack ?? error) });
+    console.error(error);
+    return 1;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,22 @@
+/**
+ * Policy name → balancer factory. Adding a policy is one new file plus one line here.
+ * @module
+ */
+import { createPickFirstBalancer } from "./pick_first.ts";
+import { createRoundRobinBalancer } from "./round_robin.ts";
+import type { BalancerFactory } from "./types.ts";
+
+const FACTORIES: ReadonlyMap<string, BalancerFactory> = new Map([
+  ["pick_first", createPickFirstBalancer],
+  ["round_robin", createRoundRobinBalancer],
+]);
+
+/** The names of all registered policies. */
+export function registeredPolicies(): string[] {
+  return [...FACTORIES.keys()];
+}
+
+/** The factory for `name`, or `undefined` when no such policy is registered. */
+export function balancerFactory(name: string): BalancerFactory | undefined {
+  return FACTORIES.get(name);
+}

@@ -1,0 +1,72 @@
+/**
+ * The balancer/picker split, modelled on grpc-go's `balancer` package.
+ *
+ * A {@link Balancer} is stateful: it receives membership and per-backend state updates and
+ * publishes an immutable {@link Picker} through its {@link BalancerHost}. The data plane only
+ * ever calls {@link Picker.pick}, which is synchronous and cheap.
+ * @module
+ */
+
+/** gRPC connectivity states, as a balancer sees a backend or reports itself. */
+export type ConnectivityState = "IDLE" | "CONNECTING" | "READY" | "TRANSIENT_FAILURE";
+
+/**
+ * One backend as a balancer sees it (grpc-go's SubConn). Its `state` already folds in
+ * health and ejection: an unhealthy backend reports `TRANSIENT_FAILURE`.
+ */
+export interface SubConn {
+  /** The backend's `host:port`. */
+  readonly address: string;
+  /** The backend's current effective state. */
+  readonly state: ConnectivityState;
+  /** Asks for a connection; a no-op while connecting or connected. */
+  connect(): void;
+}
+
+/** The outcome of one pick. */
+export type PickResult =
+  | { readonly kind: "complete"; readonly subConn: SubConn }
+  | { readonly kind: "queue" }
+  | { readonly kind: "fail"; readonly message: string };
+
+/** Chooses a backend for one call. Implementations must not block or allocate much. */
+export interface Picker {
+  /** Picks for one new call. */
+  pick(): PickResult;
+}
+
+/** What a balancer publishes: its aggregate state and the picker for new calls. */
+export interface BalancerState {
+  /** The cluster's aggregate connectivity. */
+  readonly state: ConnectivityState;
+  /** The picker that new calls use until the next update. */
+  readonly picker: Picker;
+}
+
+/** The balancer's view of its owner (grpc-go's ClientConn). */
+export interface BalancerHost {
+  /** Publishes a new state and picker; queued calls are re-picked. */
+  updateState(state: BalancerState): void;
+}
+
+/** A load-balancing policy instance for one cluster. */
+export interface Balancer {
+  /** Replaces the membership; `subConns` are in configured order. */
+  updateSubConns(subConns: readonly SubConn[]): void;
+  /** Reports that one member's effective state changed. */
+  updateSubConnState(subConn: SubConn, state: ConnectivityState): void;
+  /** Releases timers or other resources; no updates follow. */
+  close(): void;
+}
+
+/** Builds a balancer that publishes through `host`. */
+export type BalancerFactory = (host: BalancerHost) => Balancer;
+
+/** A picker that queues every call, used while connecting. */
+export const QUEUE_PICKER: Picker = { pick: () => ({ kind: "queue" }) };
+
+/** A picker that fails every call fast with `message` (for `TRANSIENT_FAILURE`). */
+export function failingPicker(message: string): Picker {
+  const result: PickResult = { kind: "fail", message };
+  return { pick: () => result };
+}

@@ -1,0 +1,66 @@
+/**
+ * A cluster member: its connection pool plus everything that decides whether it may take
+ * new calls (health, ejection, drain), and its counters.
+ * @module
+ */
+import type { ConnectivityState, SubConn } from "../balancer/types.ts";
+import type { Upstream } from "../upstream/upstream.ts";
+
+/** Where a member came from; a member stays while any source lists it. */
+export type BackendSource = "static" | "redis" | "admin";
+
+/** Active health: `unknown` until the first check answers (or forever, with no checks). */
+export type HealthStatus = "unknown" | "healthy" | "unhealthy";
+
+/** Per-backend counters, read by the admin API and metrics. */
+export interface BackendCounters {
+  /** Calls that were sent to this backend. */
+  calls: number;
+  /** Calls that failed because of the backend (connection errors, resets, UNAVAILABLE). */
+  failures: number;
+  /** Request bytes forwarded to the backend. */
+  bytesSent: number;
+  /** Response bytes received from the backend. */
+  bytesReceived: number;
+}
+
+/** One member of a cluster, as the balancer (a {@link SubConn}) and operators see it. */
+export class Backend implements SubConn {
+  /** `host:port`. */
+  readonly address: string;
+  /** The member's connection pool. */
+  readonly upstream: Upstream;
+  /** Which sources currently list this member. */
+  readonly sources: Set<BackendSource> = new Set();
+  /** Counters since the member joined. */
+  readonly counters: BackendCounters = { calls: 0, failures: 0, bytesSent: 0, bytesReceived: 0 };
+  /** Drained members take no new calls; in-flight calls finish. */
+  drained = false;
+  /** Latest active-health verdict. */
+  health: HealthStatus = "unknown";
+  /** Epoch ms until which passive ejection keeps the member out; 0 when not ejected. */
+  ejectedUntil = 0;
+  /** The state last reported to the balancer. */
+  effectiveState: ConnectivityState = "IDLE";
+
+  /** Wraps a connection pool for `address`. */
+  constructor(address: string, upstream: Upstream) {
+    this.address = address;
+    this.upstream = upstream;
+  }
+
+  /** The effective state the balancer sees (connectivity folded with health and ejection). */
+  get state(): ConnectivityState {
+    return this.effectiveState;
+  }
+
+  /** True while passive ejection holds the member out. */
+  get ejected(): boolean {
+    return this.ejectedUntil > Date.now();
+  }
+
+  /** Asks the pool to connect. */
+  connect(): void {
+    this.upstream.connect();
+  }
+}

@@ -1,0 +1,179 @@
+/**
+ * The `config.json` contract, as a zod schema. The published JSON Schema
+ * (`config.schema.json`) is generated from this file by `deno task schema`.
+ * @module
+ */
+import { z } from "zod";
+import { parseHostPort } from "./address.ts";
+import { parseDuration } from "./duration.ts";
+
+/** A `host:port` string. */
+export const addressSchema = z.string().refine((text) => parseHostPort(text) !== undefined, {
+  error: (issue) => `${JSON.stringify(issue.input)} is not host:port`,
+});
+
+/** A duration string such as `"250ms"` or `"5s"`, parsed to milliseconds. */
+export const durationSchema = z
+  .string()
+  .refine((text) => parseDuration(text) !== undefined, {
+    error: (issue) => `${JSON.stringify(issue.input)} is not a duration like "250ms" or "5s"`,
+  })
+  .transform((text) => parseDuration(text)!);
+
+const SERVICE_NAME = /^[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*$/;
+const FULL_METHOD = /^\/[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*\/[A-Za-z_][\w]*$/;
+
+/** Active `grpc.health.v1.Health/Check` probing, with Envoy's semantics and defaults. */
+export const healthCheckSchema = z.strictObject({
+  interval: durationSchema.prefault("5s"),
+  timeout: durationSchema.prefault("1s"),
+  jitter: durationSchema.prefault("0ms"),
+  unhealthyThreshold: z.int().min(1).default(3),
+  healthyThreshold: z.int().min(1).default(2),
+  service: z.string().default(""),
+  authority: z.string().optional(),
+  whenUnimplemented: z.enum(["healthy", "unhealthy"]).default("healthy"),
+});
+
+/** Passive ejection of backends whose calls fail (Envoy's outlier detection). */
+export const outlierDetectionSchema = z.strictObject({
+  consecutiveFailures: z.int().min(1).default(5),
+  baseEjectionTime: durationSchema.prefault("30s"),
+  maxEjectionTime: durationSchema.prefault("300s"),
+  maxEjectionPercent: z.number().min(0).max(100).default(10),
+});
+
+/** Live membership from a Redis set. */
+export const discoverySchema = z.strictObject({
+  redisSet: z.string().min(1),
+  requireHeartbeat: z.boolean().default(false),
+});
+
+/** Reconnect backoff for upstream connections (gRPC connection-backoff shape). */
+export const backoffSchema = z.strictObject({
+  initial: durationSchema.prefault("100ms"),
+  max: durationSchema.prefault("3s"),
+  multiplier: z.number().min(1).default(1.6),
+  jitter: z.number().min(0).max(1).default(0.2),
+});
+
+/** One cluster: a set of interchangeable backends behind one picker. */
+export const clusterSchema = z
+  .strictObject({
+    picker: z.string().default("round_robin"),
+    backends: z.array(addressSchema).default([]),
+    discovery: discoverySchema.optional(),
+    connectTimeout: durationSchema.prefault("5s"),
+    waitForReadyTimeout: durationSchema.prefault("5s"),
+    reconnectBackoff: backoffSchema.prefault({}),
+    healthCheck: healthCheckSchema.optional(),
+    outlierDetection: outlierDetectionSchema.optional(),
+    panicThreshold: z.number().min(0).max(100).default(50),
+  })
+  .refine((cluster) => cluster.backends.length > 0 || cluster.discovery !== undefined, {
+    error: "needs static backends, a discovery source, or both",
+    path: ["backends"],
+  });
+
+/** A routing rule: a gRPC service, a full method, or (without either) everything. */
+export const routeSchema = z
+  .strictObject({
+    service: z.string().regex(SERVICE_NAME, { error: "is not a service name like pkg.Service" })
+      .optional(),
+    method: z.string().regex(FULL_METHOD, { error: "is not a method like /pkg.Service/Method" })
+      .optional(),
+    cluster: z.string().min(1),
+  })
+  .refine((route) => !(route.service && route.method), {
+    error: "set service or method, not both",
+  });
+
+/** Redis connection settings shared by all clusters that use Redis discovery. */
+export const redisSchema = z.strictObject({
+  url: z.string().regex(/^rediss?:\/\//, { error: "must start with redis:// or rediss://" }),
+  connectTimeout: durationSchema.prefault("2s"),
+  commandTimeout: durationSchema.prefault("2s"),
+  pollInterval: durationSchema.prefault("5s"),
+  heartbeatTtl: durationSchema.prefault("15s"),
+});
+
+/** Admin API listener and its optional bearer token. */
+export const adminSchema = z.strictObject({
+  listen: addressSchema.prefault("127.0.0.1:9901"),
+  token: z.string().min(16, { error: "must be at least 16 characters" }).optional(),
+  tokenEnv: z.string().default("SWITCHYARD_ADMIN_TOKEN"),
+});
+
+/** TLS for the downstream listener (ALPN `h2`). */
+export const tlsSchema = z.strictObject({
+  cert: z.string().min(1),
+  key: z.string().min(1),
+});
+
+/** One JSON line per finished call. */
+export const accessLogSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  path: z.string().default("stdout"),
+});
+
+/** The whole `config.json`. */
+export const configSchema = z
+  .strictObject({
+    $schema: z.string().optional(),
+    listen: addressSchema.prefault("0.0.0.0:8080"),
+    tls: tlsSchema.optional(),
+    admin: adminSchema.prefault({}),
+    log: z.strictObject({ level: z.enum(["debug", "info", "warning", "error"]).default("info") })
+      .prefault({}),
+    accessLog: accessLogSchema.prefault({}),
+    drainTimeout: durationSchema.prefault("30s"),
+    redis: redisSchema.optional(),
+    clusters: z.record(z.string().regex(/^[\w.-]+$/), clusterSchema).refine(
+      (clusters) => Object.keys(clusters).length > 0,
+      { error: "at least one cluster is required" },
+    ),
+    routes: z.array(routeSchema).min(1, { error: "at least one route is required" }),
+  })
+  .superRefine((config, ctx) => {
+    config.routes.forEach((route, index) => {
+      if (!(route.cluster in config.clusters)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["routes", index, "cluster"],
+          message: `unknown cluster ${JSON.stringify(route.cluster)}`,
+        });
+      }
+      const isCatchAll = !route.service && !route.method;
+      if (isCatchAll && index !== config.routes.length - 1) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["routes", index],
+          message: "a catch-all route must be the last one",
+        });
+      }
+    });
+    for (const [name, cluster] of Object.entries(config.clusters)) {
+      if (cluster.discovery && !config.redis) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["clusters", name, "discovery"],
+          message: "needs a top-level redis section",
+        });
+      }
+    }
+  });
+
+/** The validated, defaulted configuration with durations in milliseconds. */
+export type Config = z.output<typeof configSchema>;
+/** One validated cluster. */
+export type ClusterConfig = Config["clusters"][string];
+/** One validated route. */
+export type RouteConfig = Config["routes"][number];
+/** Validated health-check settings. */
+export type HealthCheckConfig = z.output<typeof healthCheckSchema>;
+/** Validated outlier-detection settings. */
+export type OutlierDetectionConfig = z.output<typeof outlierDetectionSchema>;
+/** Validated reconnect-backoff settings. */
+export type BackoffConfig = z.output<typeof backoffSchema>;
+/** Validated Redis settings. */
+export type RedisConfig = z.output<typeof redisSchema>;

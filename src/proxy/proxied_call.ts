@@ -1,0 +1,338 @@
+/**
+ * One gRPC call relayed from a client stream to a backend stream and back.
+ *
+ * The relay is written by hand rather than with `pipe()` for three reasons:
+ * - backpressure must pause the *other* stream, so a slow reader on either side holds the
+ *   proxy to about one flow-control window per stream;
+ * - Deno can emit upstream `data` before `response`; such data waits for the headers;
+ * - the downstream must end only after the upstream `close`, so that a backend reset is
+ *   forwarded with its own code (REFUSED_STREAM stays retryable) instead of becoming an
+ *   INTERNAL error.
+ * @module
+ */
+import http2 from "node:http2";
+import type { Backend } from "../cluster/backend.ts";
+import type { Cluster } from "../cluster/cluster.ts";
+import type { CallObserver, CallOrigin } from "./call_record.ts";
+import { formatGrpcTimeout, parseGrpcTimeout } from "./deadline.ts";
+import { GrpcStatus, statusTrailers } from "./grpc_status.ts";
+import { forwardableHeaders } from "./headers.ts";
+import type { Router } from "./router.ts";
+
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+
+/** Everything a call needs from the proxy; built once per listener. */
+export interface CallContext {
+  /** Maps `:path` to a cluster. */
+  readonly router: Router<Cluster>;
+  /** Told about every finished call. */
+  readonly observers: readonly CallObserver[];
+}
+
+function ignoreError(): void {}
+
+/** The grpc-status a client observes for a given RST_STREAM code (as gRPC clients map it). */
+function statusForReset(code: number): number {
+  if (code === NGHTTP2_CANCEL) return GrpcStatus.CANCELLED;
+  if (code === NGHTTP2_REFUSED_STREAM) return GrpcStatus.UNAVAILABLE;
+  return GrpcStatus.INTERNAL;
+}
+
+/** Relays one call; construct it from the listener's `stream` event and call {@link start}. */
+export class ProxiedCall {
+  readonly #context: CallContext;
+  readonly #downstream: http2.ServerHttp2Stream;
+  readonly #requestHeaders: http2.IncomingHttpHeaders;
+  readonly #path: string;
+  readonly #startedAt = Date.now();
+  #cluster: Cluster | undefined;
+  #backend: Backend | undefined;
+  #upstream: http2.ClientHttp2Stream | undefined;
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Response headers have been sent downstream. */
+  #responded = false;
+  /** The call's outcome is decided; later upstream events change nothing. */
+  #decided = false;
+  #trailersOut: http2.OutgoingHttpHeaders | undefined;
+  #earlyData: Buffer[] | undefined;
+  #upstreamError: (Error & { code?: string }) | undefined;
+  #grpcStatus: number = GrpcStatus.UNKNOWN;
+  #resetCode: number | undefined;
+  #origin: CallOrigin = "client";
+  #backendFailure = false;
+  #bytesIn = 0;
+  #bytesOut = 0;
+
+  /** Binds the call to its client stream. */
+  constructor(
+    context: CallContext,
+    downstream: http2.ServerHttp2Stream,
+    headers: http2.IncomingHttpHeaders,
+  ) {
+    this.#context = context;
+    this.#downstream = downstream;
+    this.#requestHeaders = headers;
+    this.#path = headers[":path"] ?? "";
+  }
+
+  /** Routes, picks a backend and starts relaying. Never throws; failures become statuses. */
+  async start(): Promise<void> {
+    const downstream = this.#downstream;
+    downstream.on("error", ignoreError);
+    downstream.once("close", this.#onDownstreamClose);
+
+    const contentType = this.#requestHeaders["content-type"] ?? "";
+    if (this.#requestHeaders[":method"] !== "POST" || !contentType.startsWith("application/grpc")) {
+      this.#rejectNonGrpc(contentType);
+      return;
+    }
+    let deadlineMs: number | undefined;
+    const timeoutHeader = this.#requestHeaders["grpc-timeout"];
+    if (timeoutHeader !== undefined) {
+      deadlineMs = parseGrpcTimeout(String(timeoutHeader));
+      if (deadlineMs === undefined) {
+        this.#finishByProxy(GrpcStatus.INTERNAL, `malformed grpc-timeout ${timeoutHeader}`);
+        return;
+      }
+      this.#deadlineTimer = setTimeout(this.#onDeadline, deadlineMs);
+    }
+
+    const cluster = this.#context.router.match(this.#path);
+    if (!cluster) {
+      this.#finishByProxy(GrpcStatus.UNIMPLEMENTED, `no route for ${this.#path}`);
+      return;
+    }
+    this.#cluster = cluster;
+    let pick = cluster.pick();
+    if (pick.kind === "queue") {
+      const waitMs = Math.min(cluster.config.waitForReadyTimeout, deadlineMs ?? Infinity);
+      pick = await cluster.waitForPick(waitMs);
+      if (this.#decided) return; // deadline or client cancel while waiting
+    }
+    if (pick.kind !== "complete") {
+      const reason = pick.kind === "fail" ? pick.message : "no backend";
+      this.#finishByProxy(GrpcStatus.UNAVAILABLE, `cluster ${cluster.name}: ${reason}`);
+      return;
+    }
+    // Cluster pickers only ever hand out the cluster's own Backend objects.
+    const backend = pick.subConn as Backend;
+    this.#backend = backend;
+
+    const outgoing = forwardableHeaders(this.#requestHeaders);
+    if (deadlineMs !== undefined) {
+      outgoing["grpc-timeout"] = formatGrpcTimeout(this.#startedAt + deadlineMs - Date.now());
+    }
+    const upstream = backend.upstream.openStream(outgoing);
+    if (!upstream) {
+      this.#backendFailure = true;
+      this.#finishByProxy(
+        GrpcStatus.UNAVAILABLE,
+        `cluster ${cluster.name}: backend ${backend.address} has no ready connection`,
+      );
+      return;
+    }
+    backend.counters.calls++;
+    this.#upstream = upstream;
+    upstream.on("response", this.#onUpstreamResponse);
+    upstream.on("data", this.#onUpstreamData);
+    upstream.on("trailers", this.#onUpstreamTrailers);
+    upstream.on("error", this.#onUpstreamError);
+    upstream.once("close", this.#onUpstreamClose);
+    downstream.on("data", this.#onDownstreamData);
+    downstream.once("end", this.#onDownstreamEnd);
+    downstream.on("wantTrailers", this.#sendTrailers);
+  }
+
+  // --- request direction -------------------------------------------------------------
+
+  #onDownstreamData = (chunk: Buffer): void => {
+    this.#bytesIn += chunk.length;
+    const upstream = this.#upstream!;
+    if (this.#decided || upstream.write(chunk)) return;
+    this.#downstream.pause();
+    upstream.once("drain", this.#resumeDownstream);
+  };
+
+  #resumeDownstream = (): void => {
+    this.#downstream.resume();
+  };
+
+  #onDownstreamEnd = (): void => {
+    if (!this.#decided) this.#upstream!.end();
+  };
+
+  #onDownstreamClose = (): void => {
+    clearTimeout(this.#deadlineTimer);
+    if (!this.#decided) {
+      // The client cancelled or disconnected before the call ended.
+      this.#decided = true;
+      this.#grpcStatus = GrpcStatus.CANCELLED;
+      this.#origin = "client";
+      this.#upstream?.close(NGHTTP2_CANCEL);
+    }
+    this.#report();
+  };
+
+  // --- response direction ------------------------------------------------------------
+
+  #onUpstreamResponse = (headers: http2.IncomingHttpHeaders): void => {
+    if (this.#decided) return;
+    const forwarded = forwardableHeaders(headers);
+    if (headers["grpc-status"] !== undefined) {
+      // Trailers-only response: the status travels in the only HEADERS frame.
+      this.#decided = true;
+      this.#origin = "backend";
+      this.#grpcStatus = Number(headers["grpc-status"]);
+      this.#backendFailure = this.#grpcStatus === GrpcStatus.UNAVAILABLE;
+      this.#respond(forwarded, true);
+      return;
+    }
+    this.#respond(forwarded, false);
+    const early = this.#earlyData;
+    if (early) {
+      this.#earlyData = undefined;
+      for (const chunk of early) this.#writeDownstream(chunk);
+    }
+  };
+
+  #onUpstreamData = (chunk: Buffer): void => {
+    this.#bytesOut += chunk.length;
+    if (this.#decided) return;
+    if (!this.#responded) (this.#earlyData ??= []).push(chunk);
+    else this.#writeDownstream(chunk);
+  };
+
+  #writeDownstream(chunk: Buffer): void {
+    if (this.#downstream.write(chunk)) return;
+    this.#upstream!.pause();
+    this.#downstream.once("drain", this.#resumeUpstream);
+  }
+
+  #resumeUpstream = (): void => {
+    this.#upstream?.resume();
+  };
+
+  #onUpstreamTrailers = (trailers: http2.IncomingHttpHeaders): void => {
+    this.#trailersOut = forwardableHeaders(trailers);
+    this.#grpcStatus = Number(trailers["grpc-status"] ?? GrpcStatus.UNKNOWN);
+  };
+
+  #onUpstreamError = (error: Error & { code?: string }): void => {
+    this.#upstreamError = error;
+  };
+
+  #onUpstreamClose = (): void => {
+    if (this.#decided) return;
+    const upstream = this.#upstream!;
+    const backend = this.#backend!.address;
+    const cluster = this.#cluster!.name;
+    if (this.#trailersOut) {
+      this.#decided = true;
+      this.#origin = "backend";
+      this.#backendFailure = this.#grpcStatus === GrpcStatus.UNAVAILABLE;
+      this.#downstream.end();
+      return;
+    }
+    const resetCode = upstream.rstCode ?? NGHTTP2_NO_ERROR;
+    const peerReset = this.#upstreamError?.code === "ERR_HTTP2_STREAM_ERROR";
+    if (peerReset && resetCode !== NGHTTP2_NO_ERROR) {
+      this.#decided = true;
+      this.#origin = "backend_reset";
+      this.#resetCode = resetCode;
+      this.#grpcStatus = statusForReset(resetCode);
+      this.#backendFailure = resetCode !== NGHTTP2_CANCEL;
+      this.#downstream.close(resetCode);
+      return;
+    }
+    this.#backendFailure = true;
+    if (this.#upstreamError) {
+      const message = this.#responded
+        ? `connection to backend ${backend} lost: ${this.#upstreamError.message}`
+        : `backend ${backend} unavailable: ${this.#upstreamError.message}`;
+      this.#finishByProxy(GrpcStatus.UNAVAILABLE, `cluster ${cluster}: ${message}`);
+    } else {
+      this.#finishByProxy(
+        GrpcStatus.INTERNAL,
+        `cluster ${cluster}: backend ${backend} ended the stream without trailers`,
+      );
+    }
+  };
+
+  // --- endings -------------------------------------------------------------------------
+
+  #onDeadline = (): void => {
+    if (this.#decided) return;
+    this.#upstream?.close(NGHTTP2_CANCEL);
+    const where = this.#backend ? `backend ${this.#backend.address}` : "no backend picked yet";
+    this.#finishByProxy(
+      GrpcStatus.DEADLINE_EXCEEDED,
+      `deadline exceeded after ${Date.now() - this.#startedAt}ms (${where})`,
+    );
+  };
+
+  #respond(headers: http2.OutgoingHttpHeaders, endStream: boolean): void {
+    if (this.#downstream.destroyed) return;
+    this.#responded = true;
+    this.#downstream.respond(headers, endStream ? { endStream } : { waitForTrailers: true });
+  }
+
+  /** Ends the call with a status the proxy produced itself. */
+  #finishByProxy(code: number, message: string): void {
+    this.#decided = true;
+    this.#origin = "proxy";
+    this.#grpcStatus = code;
+    if (this.#downstream.destroyed) return;
+    const trailers = statusTrailers(code, message);
+    if (!this.#responded) {
+      this.#respond({ ":status": 200, "content-type": "application/grpc", ...trailers }, true);
+    } else {
+      this.#trailersOut = trailers;
+      this.#downstream.end();
+    }
+  }
+
+  #sendTrailers = (): void => {
+    this.#downstream.sendTrailers(this.#trailersOut ?? statusTrailers(GrpcStatus.OK, ""));
+  };
+
+  #rejectNonGrpc(contentType: string): void {
+    this.#decided = true;
+    this.#origin = "proxy";
+    this.#grpcStatus = GrpcStatus.INTERNAL;
+    const isPost = this.#requestHeaders[":method"] === "POST";
+    this.#respond({
+      ":status": isPost ? 415 : 405,
+      "content-type": "application/grpc",
+      ...statusTrailers(
+        GrpcStatus.INTERNAL,
+        isPost ? `unsupported content-type ${JSON.stringify(contentType)}` : "gRPC requires POST",
+      ),
+    }, true);
+  }
+
+  #report(): void {
+    const backend = this.#backend;
+    if (backend) {
+      backend.counters.bytesSent += this.#bytesIn;
+      backend.counters.bytesReceived += this.#bytesOut;
+      if (this.#backendFailure) backend.counters.failures++;
+    }
+    const observers = this.#context.observers;
+    if (observers.length === 0) return;
+    const record = {
+      startedAt: this.#startedAt,
+      durationMs: Date.now() - this.#startedAt,
+      method: this.#path,
+      cluster: this.#cluster?.name,
+      backend: backend?.address,
+      grpcStatus: this.#grpcStatus,
+      resetCode: this.#resetCode,
+      origin: this.#origin,
+      backendFailure: this.#backendFailure,
+      bytesIn: this.#bytesIn,
+      bytesOut: this.#bytesOut,
+      clientAddress: this.#downstream.session?.socket?.remoteAddress,
+    };
+    for (const observe of observers) observe(record);
+  }
+}

@@ -1,0 +1,220 @@
+/**
+ * One backend's pool of HTTP/2 connections.
+ *
+ * Normally a single connection carries every stream; another is opened only when the
+ * backend's SETTINGS_MAX_CONCURRENT_STREAMS is reached. A connection that receives GOAWAY
+ * keeps its in-flight streams but takes no new ones, and a replacement is dialled at once.
+ * Failed dials are retried with jittered exponential backoff while the balancer wants the
+ * backend; meanwhile the state stays TRANSIENT_FAILURE ("sticky", as in gRPC) so pickers can
+ * fail fast instead of queueing on every retry.
+ * @module
+ */
+import http2 from "node:http2";
+import type { ConnectivityState } from "../balancer/types.ts";
+import type { BackoffConfig } from "../config/schema.ts";
+import { componentLogger } from "../log/logger.ts";
+import { deferCloseDuringGoaway } from "../transport/goaway.ts";
+import { CONNECTION_WINDOW_BYTES, LOCAL_SETTINGS } from "../transport/settings.ts";
+import { Backoff } from "./backoff.ts";
+
+const log = componentLogger("upstream");
+
+/** How an {@link Upstream} is set up. */
+export interface UpstreamOptions {
+  /** Cluster name, for logs. */
+  readonly cluster: string;
+  /** Backend `host:port`. */
+  readonly address: string;
+  /** How long one dial may take before it counts as failed. */
+  readonly connectTimeoutMs: number;
+  /** Reconnect backoff settings. */
+  readonly backoff: BackoffConfig;
+  /** Called on every connectivity change. */
+  readonly onStateChange: (state: ConnectivityState) => void;
+}
+
+interface PooledConnection {
+  readonly session: http2.ClientHttp2Session;
+  connected: boolean;
+  goingAway: boolean;
+  activeStreams: number;
+  maxStreams: number;
+  lastError?: Error;
+}
+
+/** Request headers as `node:http2` takes them. */
+export type OutgoingHeaders = http2.OutgoingHttpHeaders;
+
+/** A backend's connection pool and connectivity state. */
+export class Upstream {
+  readonly #options: UpstreamOptions;
+  readonly #backoff: Backoff;
+  readonly #connections: PooledConnection[] = [];
+  #state: ConnectivityState = "IDLE";
+  #wanted = false;
+  #closed = false;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastError: string | undefined;
+
+  /** Creates an idle pool; nothing is dialled until {@link connect}. */
+  constructor(options: UpstreamOptions) {
+    this.#options = options;
+    this.#backoff = new Backoff(options.backoff);
+  }
+
+  /** Current connectivity. */
+  get state(): ConnectivityState {
+    return this.#state;
+  }
+
+  /** The last dial or connection error, if any. */
+  get lastError(): string | undefined {
+    return this.#lastError;
+  }
+
+  /** Streams in flight across all connections. */
+  get activeStreams(): number {
+    let total = 0;
+    for (const connection of this.#connections) total += connection.activeStreams;
+    return total;
+  }
+
+  /** Open connections, counting ones still dialling or going away. */
+  get connectionCount(): number {
+    return this.#connections.length;
+  }
+
+  /** Starts connecting (and keeps reconnecting) unless already doing so. */
+  connect(): void {
+    if (this.#closed) return;
+    this.#wanted = true;
+    if (this.#connections.length === 0 && this.#retryTimer === undefined) this.#dial();
+  }
+
+  /**
+   * Opens a stream on a connection with spare capacity, dialling an extra connection when
+   * every connection is at the backend's stream limit. Returns `undefined` when no connection
+   * is ready.
+   */
+  openStream(headers: OutgoingHeaders): http2.ClientHttp2Stream | undefined {
+    let chosen: PooledConnection | undefined;
+    for (const connection of this.#connections) {
+      if (connection.connected && !connection.goingAway) {
+        if (connection.activeStreams < connection.maxStreams) {
+          chosen = connection;
+          break;
+        }
+        chosen ??= connection;
+      }
+    }
+    if (!chosen) return undefined;
+    if (chosen.activeStreams >= chosen.maxStreams) chosen = this.#dial();
+    const stream = chosen.session.request(headers, { endStream: false });
+    const connection = chosen;
+    connection.activeStreams++;
+    stream.once("close", () => connection.activeStreams--);
+    return stream;
+  }
+
+  /** Stops reconnecting and closes every connection once its in-flight streams finish. */
+  close(): void {
+    this.#closed = true;
+    this.#wanted = false;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    for (const connection of this.#connections) connection.session.close();
+  }
+
+  #dial(): PooledConnection {
+    const { address, connectTimeoutMs } = this.#options;
+    const session = http2.connect(`http://${address}`, {
+      settings: LOCAL_SETTINGS,
+      peerMaxConcurrentStreams: 1000,
+    });
+    deferCloseDuringGoaway(session);
+    const connection: PooledConnection = {
+      session,
+      connected: false,
+      goingAway: false,
+      activeStreams: 0,
+      maxStreams: Infinity,
+    };
+    this.#connections.push(connection);
+    if (this.#state === "IDLE") this.#setState("CONNECTING");
+
+    const connectTimer = setTimeout(() => {
+      session.destroy(new Error(`connect timeout after ${connectTimeoutMs}ms`));
+    }, connectTimeoutMs);
+    session.once("connect", () => {
+      clearTimeout(connectTimer);
+      connection.connected = true;
+      session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+      this.#backoff.reset();
+      this.#lastError = undefined;
+      if (this.#state !== "READY") {
+        log.info("backend connected {cluster} {address}", this.#logContext());
+        this.#setState("READY");
+      }
+    });
+    session.on("remoteSettings", (settings) => {
+      connection.maxStreams = settings.maxConcurrentStreams ?? Infinity;
+    });
+    session.on("error", (error) => {
+      connection.lastError = error;
+    });
+    session.on("goaway", () => {
+      if (connection.goingAway) return;
+      connection.goingAway = true;
+      this.#onConnectionLost(connection, "goaway");
+    });
+    session.once("close", () => {
+      clearTimeout(connectTimer);
+      this.#connections.splice(this.#connections.indexOf(connection), 1);
+      if (!connection.connected) this.#onDialFailed(connection.lastError);
+      else if (!connection.goingAway) this.#onConnectionLost(connection, "closed");
+    });
+    return connection;
+  }
+
+  #hasUsableConnection(): boolean {
+    return this.#connections.some((c) => c.connected && !c.goingAway);
+  }
+
+  #onConnectionLost(connection: PooledConnection, reason: string): void {
+    if (this.#closed || this.#hasUsableConnection()) return;
+    this.#lastError = connection.lastError?.message ?? `connection ${reason}`;
+    log.warn("backend connection lost {cluster} {address}: {reason}", {
+      ...this.#logContext(),
+      reason: this.#lastError,
+    });
+    this.#setState("IDLE");
+    if (this.#wanted) this.#dial();
+  }
+
+  #onDialFailed(error: Error | undefined): void {
+    if (this.#closed || this.#hasUsableConnection()) return;
+    this.#lastError = error?.message ?? "connection closed before it was established";
+    if (this.#state !== "TRANSIENT_FAILURE") {
+      log.warn("backend unreachable {cluster} {address}: {reason}", {
+        ...this.#logContext(),
+        reason: this.#lastError,
+      });
+      this.#setState("TRANSIENT_FAILURE");
+    }
+    if (!this.#wanted || this.#connections.length > 0) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (this.#wanted && this.#connections.length === 0) this.#dial();
+    }, this.#backoff.nextDelayMs());
+  }
+
+  #setState(state: ConnectivityState): void {
+    if (state === this.#state) return;
+    this.#state = state;
+    this.#options.onStateChange(state);
+  }
+
+  #logContext(): { cluster: string; address: string } {
+    return { cluster: this.#options.cluster, address: this.#options.address };
+  }
+}
