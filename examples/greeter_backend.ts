@@ -83,7 +83,7 @@ export async function startGreeterBackend(
     address: `${host}:${boundPort}`,
     calls: () => calls,
     setServing: (status, service = "") => health.setStatus(service, status),
-    stop: () => new Promise((resolve) => server.tryShutdown(() => resolve())).then(() => {}),
+    stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
   };
 }
 

@@ -44,7 +44,7 @@ export class ProxyListener {
       : http2.createServer({ settings: LOCAL_SETTINGS });
     const listener = new ProxyListener(server);
     server.on("session", (session: http2.ServerHttp2Session) => listener.#adopt(session));
-    server.on("stream", (stream, headers) => {
+    server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       new ProxiedCall(context, stream, headers).start();
     });
     const { host, port } = parseHostPort(options.listen)!;

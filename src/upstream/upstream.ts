@@ -98,17 +98,25 @@ export class Upstream {
    */
   openStream(headers: OutgoingHeaders): http2.ClientHttp2Stream | undefined {
     let chosen: PooledConnection | undefined;
+    let dialling: PooledConnection | undefined;
+    let anyReady = false;
     for (const connection of this.#connections) {
-      if (connection.connected && !connection.goingAway) {
-        if (connection.activeStreams < connection.maxStreams) {
-          chosen = connection;
-          break;
-        }
-        chosen ??= connection;
+      if (connection.goingAway || connection.activeStreams >= connection.maxStreams) {
+        anyReady ||= connection.connected && !connection.goingAway;
+        continue;
       }
+      if (connection.connected) {
+        chosen = connection;
+        break;
+      }
+      dialling ??= connection;
     }
-    if (!chosen) return undefined;
-    if (chosen.activeStreams >= chosen.maxStreams) chosen = this.#dial();
+    if (!chosen) {
+      if (!anyReady) return undefined;
+      // Every ready connection is at the backend's stream limit: overflow onto a connection
+      // that is still dialling (nghttp2 queues the request), or dial one.
+      chosen = dialling ?? this.#dial();
+    }
     const stream = chosen.session.request(headers, { endStream: false });
     const connection = chosen;
     connection.activeStreams++;
