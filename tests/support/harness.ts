@@ -1,0 +1,138 @@
+/**
+ * Test harness: the real proxy process on loopback, free ports, condition waits.
+ * Tests never sleep for a fixed time; they wait for a condition with a deadline.
+ * @module
+ */
+import net from "node:net";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+
+/** Finds a free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `condition` until it returns a truthy value, or throws after `timeoutMs`. */
+export async function waitFor<T>(
+  condition: () => T | Promise<T>,
+  { timeoutMs = 10_000, intervalMs = 20, what = "condition" } = {},
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await condition();
+      if (value) return value as NonNullable<T>;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}` +
+    (lastError ? `: ${String(lastError)}` : ""));
+}
+
+/** A proxy process started by a test. */
+export interface ProxyProcess {
+  /** The proxy's `127.0.0.1:port`. */
+  readonly address: string;
+  /** The admin API's `127.0.0.1:port`. */
+  readonly adminAddress: string;
+  /** The child process. */
+  readonly child: Deno.ChildProcess;
+  /** Everything written to stderr (JSON log lines) and stdout so far. */
+  output(): string;
+  /** Parsed JSON log lines so far. */
+  logs(): Record<string, unknown>[];
+  /** Resolves when the process exits, with its status. */
+  readonly exited: Promise<Deno.CommandStatus>;
+  /** Sends SIGTERM and waits for exit; returns the exit code. */
+  stop(): Promise<number>;
+  /** Peak/current resident set size in bytes, from /proc. */
+  rssBytes(): Promise<number>;
+}
+
+/** Options for {@link startProxy}. */
+export interface StartProxyOptions {
+  /** Extra CLI arguments. */
+  readonly args?: string[];
+  /** Extra environment variables. */
+  readonly env?: Record<string, string>;
+  /** Do not wait for the listening log line (for config-error tests). */
+  readonly expectExit?: boolean;
+}
+
+/**
+ * Writes `config` (listen and admin.listen filled with free ports unless given) to a temp
+ * file and runs `main.ts --config FILE`. Resolves once the proxy logs that it listens.
+ */
+export async function startProxy(
+  config: Record<string, unknown>,
+  options: StartProxyOptions = {},
+): Promise<ProxyProcess> {
+  const listen = (config.listen as string | undefined) ?? `127.0.0.1:${await freePort()}`;
+  const admin = {
+    listen: `127.0.0.1:${await freePort()}`,
+    ...(config.admin as Record<string, unknown> | undefined),
+  };
+  const file = await Deno.makeTempFile({ prefix: "switchyard-", suffix: ".json" });
+  await Deno.writeTextFile(file, JSON.stringify({ ...config, listen, admin }));
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "--config", file, ...(options.args ?? [])],
+    env: options.env,
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+  }).spawn();
+  let text = "";
+  const decoder = new TextDecoder();
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
+  };
+  const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const exited = child.status.then(async (status) => {
+    await pumped;
+    await Deno.remove(file).catch(() => {});
+    return status;
+  });
+  const process: ProxyProcess = {
+    address: listen,
+    adminAddress: admin.listen as string,
+    child,
+    output: () => text,
+    logs: () =>
+      text.split("\n").filter((line) => line.startsWith("{")).flatMap((line) => {
+        try {
+          return [JSON.parse(line)];
+        } catch {
+          return [];
+        }
+      }),
+    exited,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already exited */ }
+      return (await exited).code;
+    },
+    async rssBytes() {
+      const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
+      return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) * 1024;
+    },
+  };
+  if (options.expectExit) return process;
+  let exitedEarly = false;
+  exited.then(() => exitedEarly = true);
+  await waitFor(() => {
+    if (exitedEarly) throw new Error(`proxy exited during startup:\n${text}`);
+    return text.includes('"listening on');
+  }, { timeoutMs: 20_000, what: "proxy to listen" });
+  return process;
+}
