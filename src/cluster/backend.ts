@@ -24,6 +24,25 @@ export interface BackendCounters {
   bytesReceived: number;
 }
 
+/**
+ * Health bookkeeping for the admin API and metrics, written only by `src/health`. The
+ * verdicts themselves live in {@link Backend.health} and {@link Backend.ejectedUntil}.
+ */
+export interface BackendHealthDetail {
+  /** Epoch ms when the last active check finished; 0 before the first one. */
+  lastCheckAt: number;
+  /** Why the last active check failed (status, timeout, connection error); cleared on a pass. */
+  lastError: string | undefined;
+  /** Why the latest health or ejection transition happened. */
+  lastTransitionReason: string | undefined;
+  /** Active checks that passed. */
+  checksPassed: number;
+  /** Active checks that failed, for any reason. */
+  checksFailed: number;
+  /** Times passive outlier detection has ejected the member. */
+  ejections: number;
+}
+
 /** One member of a cluster, as the balancer (a {@link SubConn}) and operators see it. */
 export class Backend implements SubConn {
   /** `host:port`. */
@@ -40,6 +59,15 @@ export class Backend implements SubConn {
   health: HealthStatus = "unknown";
   /** Epoch ms until which passive ejection keeps the member out; 0 when not ejected. */
   ejectedUntil = 0;
+  /** Active-check and ejection history since the member joined. */
+  readonly healthDetail: BackendHealthDetail = {
+    lastCheckAt: 0,
+    lastError: undefined,
+    lastTransitionReason: undefined,
+    checksPassed: 0,
+    checksFailed: 0,
+    ejections: 0,
+  };
   /** The state last reported to the balancer. */
   effectiveState: ConnectivityState = "IDLE";
 

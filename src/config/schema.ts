@@ -23,10 +23,15 @@ export const durationSchema = z
 const SERVICE_NAME = /^[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*$/;
 const FULL_METHOD = /^\/[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*\/[A-Za-z_][\w]*$/;
 
+/** A duration that must be above zero (a zero probe interval or timeout would spin). */
+const positiveDurationSchema = durationSchema.refine((ms) => ms > 0, {
+  error: "must be greater than 0",
+});
+
 /** Active `grpc.health.v1.Health/Check` probing, with Envoy's semantics and defaults. */
 export const healthCheckSchema = z.strictObject({
-  interval: durationSchema.prefault("5s"),
-  timeout: durationSchema.prefault("1s"),
+  interval: positiveDurationSchema.prefault("5s"),
+  timeout: positiveDurationSchema.prefault("1s"),
   jitter: durationSchema.prefault("0ms"),
   unhealthyThreshold: z.int().min(1).default(3),
   healthyThreshold: z.int().min(1).default(2),
@@ -94,7 +99,6 @@ export const redisSchema = z.strictObject({
   connectTimeout: durationSchema.prefault("2s"),
   commandTimeout: durationSchema.prefault("2s"),
   pollInterval: durationSchema.prefault("5s"),
-  heartbeatTtl: durationSchema.prefault("15s"),
 });
 
 /** Admin API listener and its optional bearer token. */

@@ -1,0 +1,96 @@
+/**
+ * Passive ejection of one cluster's members whose calls keep failing. It learns of calls
+ * through the proxy's {@link CallRecord}s; only failures the backend caused count
+ * (`backendFailure`), and any call the backend itself answered otherwise resets the streak.
+ * @module
+ */
+import type { Backend } from "../cluster/backend.ts";
+import type { Cluster } from "../cluster/cluster.ts";
+import type { OutlierDetectionConfig } from "../config/schema.ts";
+import { componentLogger } from "../log/logger.ts";
+import type { CallRecord } from "../proxy/call_record.ts";
+import { ejectionDurationMs, mayEject } from "./ejection_policy.ts";
+
+const log = componentLogger("health");
+
+/** Counts consecutive backend failures per member and ejects the outliers for a while. */
+export class OutlierDetector {
+  readonly #cluster: Cluster;
+  readonly #config: OutlierDetectionConfig;
+  readonly #streaks = new Map<Backend, number>();
+  readonly #readmitTimers = new Map<Backend, ReturnType<typeof setTimeout>>();
+  #stopped = false;
+
+  /** Follows the cluster's membership so that departed members are forgotten. */
+  constructor(cluster: Cluster, config: OutlierDetectionConfig) {
+    this.#cluster = cluster;
+    this.#config = config;
+    cluster.addListener({ onBackendRemoved: (backend) => this.#forget(backend) });
+  }
+
+  /** Accounts one finished call of this cluster. */
+  observe(record: CallRecord): void {
+    if (this.#stopped || record.backend === undefined) return;
+    const backend = this.#cluster.backend(record.backend);
+    // Calls that were already in flight when the member was ejected prove nothing new.
+    if (!backend || backend.ejected) return;
+    if (record.backendFailure) {
+      const streak = (this.#streaks.get(backend) ?? 0) + 1;
+      this.#streaks.set(backend, streak);
+      if (streak >= this.#config.consecutiveFailures) this.#eject(backend, streak);
+    } else if (record.origin === "backend") {
+      this.#streaks.delete(backend);
+    }
+  }
+
+  /** Cancels readmission timers; ejected members stay out until the cluster closes. */
+  stop(): void {
+    this.#stopped = true;
+    for (const timer of this.#readmitTimers.values()) clearTimeout(timer);
+    this.#readmitTimers.clear();
+    this.#streaks.clear();
+  }
+
+  #eject(backend: Backend, streak: number): void {
+    const members = this.#cluster.backends();
+    const ejected = members.filter((member) => member.ejected).length;
+    const fields = { cluster: this.#cluster.name, address: backend.address, streak };
+    if (!mayEject(ejected, members.length, this.#config.maxEjectionPercent)) {
+      log.debug("not ejecting {address} of {cluster} after {streak} failures: at the limit", {
+        ...fields,
+        maxEjectionPercent: this.#config.maxEjectionPercent,
+      });
+      return;
+    }
+    const detail = backend.healthDetail;
+    detail.ejections++;
+    const durationMs = ejectionDurationMs(this.#config, detail.ejections);
+    detail.lastTransitionReason =
+      `ejected for ${durationMs}ms after ${streak} consecutive failures`;
+    log.warn("backend {address} of {cluster} ejected: {reason}", {
+      ...fields,
+      reason: detail.lastTransitionReason,
+      ejections: detail.ejections,
+    });
+    this.#streaks.delete(backend);
+    this.#cluster.setEjectedUntil(backend.address, Date.now() + durationMs);
+    this.#readmitTimers.set(backend, setTimeout(() => this.#readmit(backend), durationMs));
+  }
+
+  #readmit(backend: Backend): void {
+    this.#readmitTimers.delete(backend);
+    backend.healthDetail.lastTransitionReason = "ejection time over";
+    log.info("backend {address} of {cluster} readmitted: {reason}", {
+      cluster: this.#cluster.name,
+      address: backend.address,
+      reason: backend.healthDetail.lastTransitionReason,
+    });
+    this.#cluster.setEjectedUntil(backend.address, 0);
+  }
+
+  #forget(backend: Backend): void {
+    clearTimeout(this.#readmitTimers.get(backend));
+    this.#readmitTimers.delete(backend);
+    this.#streaks.delete(backend);
+  }
+}
