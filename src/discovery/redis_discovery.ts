@@ -1,0 +1,221 @@
+/**
+ * Live cluster membership from Redis sets: one command connection and one subscriber
+ * connection shared by every cluster with `discovery`. Keyspace notifications give fast
+ * updates; a poll catches whatever pub/sub lost; a Redis outage keeps the last-known
+ * membership, because only a successful read ever changes it.
+ * @module
+ */
+import type { Cluster } from "../cluster/cluster.ts";
+import type { Config, RedisConfig } from "../config/schema.ts";
+import { componentLogger } from "../log/logger.ts";
+import { ensureKeyspaceEvents, requiredKeyspaceFlags } from "./keyspace_events.ts";
+import { heartbeatChannelPattern, keyspaceChannel } from "./keys.ts";
+import {
+  clientDatabase,
+  createRedisClient,
+  describeRedisError,
+  redactUrl,
+  type RedisClient,
+} from "./redis_client.ts";
+import { SerialTask } from "./serial_task.ts";
+import { SetWatch } from "./set_watch.ts";
+
+const log = componentLogger("discovery");
+
+/** What admin and metrics can read about the Redis source. */
+export interface RedisDiscoveryStatus {
+  /** True while the command connection is up. */
+  readonly connected: boolean;
+  /** True when keyspace notifications are enabled; false means polling only. */
+  readonly keyspaceEvents: boolean;
+  /** The latest Redis error, if any since start. */
+  readonly lastError: string | undefined;
+  /** Epoch milliseconds of the latest successful read of a set. */
+  readonly lastSyncMs: number | undefined;
+}
+
+type ConnectionState = "connecting" | "connected" | "lost";
+
+interface WatchTask {
+  readonly watch: SetWatch;
+  readonly task: SerialTask;
+}
+
+/** Feeds clusters from their Redis sets until {@link RedisDiscovery.stop}. */
+export class RedisDiscovery {
+  readonly #config: RedisConfig;
+  readonly #client: RedisClient;
+  readonly #subscriber: RedisClient;
+  readonly #watches: WatchTask[];
+  #state: ConnectionState = "connecting";
+  /** Undefined until the first attempt, so the polling-only warning is logged once. */
+  #keyspaceEvents: boolean | undefined;
+  #lastError: string | undefined;
+  #lastSyncMs: number | undefined;
+  #pollTimer: ReturnType<typeof setInterval> | undefined;
+  #stopped = false;
+
+  private constructor(config: RedisConfig, watches: SetWatch[]) {
+    this.#config = config;
+    this.#client = createRedisClient(config);
+    // A separate client rather than duplicate(): each connection backs off on its own.
+    this.#subscriber = createRedisClient(config);
+    this.#watches = watches.map((watch) => ({
+      watch,
+      task: new SerialTask(() => this.#sync(watch)),
+    }));
+  }
+
+  /**
+   * Starts discovery for the clusters whose config has `discovery`; returns `undefined` when
+   * none do. Waits for the first read at most `connectTimeout + commandTimeout`, so a Redis
+   * that is down at startup delays the proxy briefly and then it starts on static members.
+   */
+  static async start(
+    config: Config,
+    clusters: ReadonlyMap<string, Cluster>,
+  ): Promise<RedisDiscovery | undefined> {
+    const watches = [...clusters.values()].flatMap((cluster) => {
+      const discovery = cluster.config.discovery;
+      return discovery
+        ? [new SetWatch(cluster, discovery.redisSet, discovery.requireHeartbeat)]
+        : [];
+    });
+    // The schema guarantees a redis section whenever a cluster has discovery.
+    if (watches.length === 0 || !config.redis) return undefined;
+    const discovery = new RedisDiscovery(config.redis, watches);
+    await discovery.#start();
+    return discovery;
+  }
+
+  /** Connection state, last error and last sync time. */
+  get status(): RedisDiscoveryStatus {
+    return {
+      connected: this.#state === "connected",
+      keyspaceEvents: this.#keyspaceEvents === true,
+      lastError: this.#lastError,
+      lastSyncMs: this.#lastSyncMs,
+    };
+  }
+
+  /** Stops polling and closes both connections; membership stays as last read. */
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#pollTimer);
+    this.#client.destroy();
+    this.#subscriber.destroy();
+  }
+
+  async #start(): Promise<void> {
+    const firstSync = Promise.withResolvers<void>();
+    this.#client.on("ready", () => this.#onReady().then(firstSync.resolve));
+    this.#client.on("error", (error: unknown) => this.#onError(error));
+    // Only the command connection's state is logged; the subscriber reconnects (and
+    // re-subscribes) on its own, and the poll covers its gaps.
+    this.#subscriber.on("error", () => {});
+    // Events published while the subscriber was away are lost: re-read on its return.
+    this.#subscriber.on("ready", () => this.#syncAll());
+    this.#client.connect().catch(() => {/* only when stopped before connecting */});
+    this.#subscriber.connect().then(() => this.#subscribe(), () => {});
+    this.#pollTimer = setInterval(() => this.#syncAll(), this.#config.pollInterval);
+    const startupWaitMs = this.#config.connectTimeout + this.#config.commandTimeout;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const gaveUp = new Promise<void>((resolve) => timer = setTimeout(resolve, startupWaitMs));
+    await Promise.race([firstSync.promise, gaveUp]);
+    clearTimeout(timer);
+    if (this.#state !== "connected") {
+      log.warn("starting without redis members: redis not reachable yet, retrying", {
+        url: redactUrl(this.#config.url),
+      });
+    }
+  }
+
+  async #subscribe(): Promise<void> {
+    const db = clientDatabase(this.#client);
+    try {
+      for (const { watch, task } of this.#watches) {
+        const onEvent = () => void task.request();
+        await this.#subscriber.subscribe(keyspaceChannel(db, watch.setKey), onEvent);
+        if (watch.requireHeartbeat) {
+          await this.#subscriber.pSubscribe(heartbeatChannelPattern(db, watch.setKey), onEvent);
+        }
+      }
+      // Changes made before the subscriptions took effect would otherwise wait for a poll.
+      await this.#syncAll();
+    } catch (error) {
+      // node-redis re-subscribes on reconnect only what it acknowledged; the poll covers
+      // the rest until the next restart.
+      log.warn("redis subscribe failed: {error}; relying on polling", {
+        error: describeRedisError(error),
+      });
+    }
+  }
+
+  async #onReady(): Promise<void> {
+    if (this.#stopped) return;
+    if (this.#state !== "connected") {
+      this.#state = "connected";
+      log.info("redis connected", { url: redactUrl(this.#config.url) });
+    }
+    // Runs on every (re)connect: a restarted Redis has forgotten a CONFIG SET.
+    await this.#enableKeyspaceEvents();
+    await this.#syncAll();
+  }
+
+  #onError(error: unknown): void {
+    if (this.#stopped) return;
+    this.#lastError = describeRedisError(error);
+    if (this.#state === "lost") return;
+    this.#state = "lost";
+    log.warn("redis unreachable: {error}; keeping last-known membership, reconnecting", {
+      error: this.#lastError,
+      url: redactUrl(this.#config.url),
+    });
+  }
+
+  async #enableKeyspaceEvents(): Promise<void> {
+    const heartbeats = this.#watches.some(({ watch }) => watch.requireHeartbeat);
+    let enabled: boolean;
+    try {
+      const added = await ensureKeyspaceEvents(this.#client, requiredKeyspaceFlags(heartbeats));
+      if (added !== "") log.info("enabled redis keyspace notifications {flags}", { flags: added });
+      enabled = true;
+    } catch (error) {
+      if (this.#keyspaceEvents !== false) {
+        log.warn(
+          "cannot enable redis keyspace notifications ({error}): polling every {ms}ms only",
+          {
+            error: describeRedisError(error),
+            ms: this.#config.pollInterval,
+          },
+        );
+      }
+      enabled = false;
+    }
+    this.#keyspaceEvents = enabled;
+  }
+
+  async #syncAll(): Promise<void> {
+    if (this.#stopped || !this.#client.isReady) return;
+    await Promise.all(this.#watches.map(({ task }) => task.request()));
+  }
+
+  async #sync(watch: SetWatch): Promise<void> {
+    if (this.#stopped || !this.#client.isReady) return;
+    try {
+      await watch.sync(this.#client);
+      this.#lastSyncMs = Date.now();
+    } catch (error) {
+      const message = describeRedisError(error);
+      // A lost connection is already logged once by #onError; this catches the rest
+      // (timeouts, WRONGTYPE) without repeating the same line every poll.
+      if (this.#client.isReady && message !== this.#lastError) {
+        log.warn("reading redis set {set} failed: {error}; membership unchanged", {
+          set: watch.setKey,
+          error: message,
+        });
+      }
+      this.#lastError = message;
+    }
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * `switchyard register`: keeps one backend listed in a Redis set with a live heartbeat, and
+ * takes it out again on SIGTERM/SIGINT so proxies stop sending it new calls.
+ * @module
+ */
+import type { RegisterOptions } from "../cli.ts";
+import { UsageError } from "../cli.ts";
+import { parseHostPort } from "../config/address.ts";
+import { parseDuration } from "../config/duration.ts";
+import { componentLogger } from "../log/logger.ts";
+import { heartbeatKey } from "./keys.ts";
+import {
+  createRedisClient,
+  describeRedisError,
+  redactUrl,
+  type RedisClient,
+} from "./redis_client.ts";
+
+const log = componentLogger("discovery");
+
+// Refreshing at a third of the TTL survives two lost refreshes before the key expires.
+const REFRESHES_PER_TTL = 3;
+const MIN_TTL_MS = 1_000;
+const REDIS_TIMEOUT_MS = 2_000;
+
+/** A validated registration. */
+export interface Registration {
+  /** `redis://` or `rediss://` URL. */
+  readonly url: string;
+  /** The set to join. */
+  readonly setKey: string;
+  /** This backend's `host:port`. */
+  readonly address: string;
+  /** Heartbeat TTL in milliseconds. */
+  readonly ttlMs: number;
+}
+
+/** Checks the register options; throws {@link UsageError} naming the bad flag. */
+export function validateRegistration(options: RegisterOptions): Registration {
+  if (!/^rediss?:\/\//.test(options.redis)) {
+    throw new UsageError("register: --redis must start with redis:// or rediss://");
+  }
+  if (!parseHostPort(options.addr)) {
+    throw new UsageError(`register: --addr ${JSON.stringify(options.addr)} is not host:port`);
+  }
+  const ttlMs = parseDuration(options.ttl);
+  if (ttlMs === undefined) {
+    throw new UsageError(
+      `register: --ttl ${JSON.stringify(options.ttl)} is not a duration like "15s"`,
+    );
+  }
+  if (ttlMs < MIN_TTL_MS) throw new UsageError("register: --ttl must be at least 1s");
+  return { url: options.redis, setKey: options.set, address: options.addr, ttlMs };
+}
+
+/**
+ * Runs the register command until SIGTERM/SIGINT; returns the exit code (0 once the member
+ * is removed again, 1 when Redis could not be told).
+ */
+export async function runRegister(options: RegisterOptions): Promise<number> {
+  const registration = validateRegistration(options);
+  const client = createRedisClient({
+    url: registration.url,
+    connectTimeout: REDIS_TIMEOUT_MS,
+    commandTimeout: REDIS_TIMEOUT_MS,
+  });
+  const heartbeat = new Heartbeat(client, registration);
+  client.on("ready", () => void heartbeat.beat());
+  client.on("error", (error: unknown) => heartbeat.lost(error));
+  client.connect().catch(() => {/* only when closed before connecting */});
+  const timer = setInterval(
+    () => void heartbeat.beat(),
+    registration.ttlMs / REFRESHES_PER_TTL,
+  );
+
+  const signalled = Promise.withResolvers<Deno.Signal>();
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  const handlers = signals.map((signal) => [signal, () => signalled.resolve(signal)] as const);
+  for (const [signal, handler] of handlers) Deno.addSignalListener(signal, handler);
+  const signal = await signalled.promise;
+  for (const [name, handler] of handlers) Deno.removeSignalListener(name, handler);
+  clearInterval(timer);
+  log.info("received {signal}: deregistering {address}", { signal, ...logFields(registration) });
+  const removed = await heartbeat.deregister();
+  client.destroy();
+  return removed ? 0 : 1;
+}
+
+/** Keeps the member and its heartbeat key in Redis; logs once per state change. */
+class Heartbeat {
+  readonly #client: RedisClient;
+  readonly #registration: Registration;
+  #state: "starting" | "registered" | "unreachable" = "starting";
+  #stopped = false;
+
+  constructor(client: RedisClient, registration: Registration) {
+    this.#client = client;
+    this.#registration = registration;
+  }
+
+  /** Re-adds the member too, so a Redis that restarted empty gets it back. */
+  async beat(): Promise<void> {
+    if (this.#stopped || !this.#client.isReady) return;
+    const { setKey, address, ttlMs } = this.#registration;
+    try {
+      // One transaction: proxies that require heartbeats see the member and its key at once.
+      await this.#client.multi()
+        .set(heartbeatKey(setKey, address), String(Date.now()), {
+          expiration: { type: "PX", value: ttlMs },
+        })
+        .sAdd(setKey, address)
+        .exec();
+      if (this.#state !== "registered") {
+        this.#state = "registered";
+        log.info("registered {address} in redis set {set} (heartbeat ttl {ttlMs}ms)", {
+          ...logFields(this.#registration),
+          ttlMs,
+        });
+      }
+    } catch (error) {
+      this.lost(error);
+    }
+  }
+
+  /** Notes that Redis is unreachable; the heartbeat resumes on reconnect. */
+  lost(error: unknown): void {
+    if (this.#stopped || this.#state === "unreachable") return;
+    this.#state = "unreachable";
+    log.warn("redis unreachable: {error}; heartbeat for {address} paused, retrying", {
+      ...logFields(this.#registration),
+      error: describeRedisError(error),
+    });
+  }
+
+  /** Removes the member and its heartbeat; returns false when Redis could not be told. */
+  async deregister(): Promise<boolean> {
+    this.#stopped = true;
+    const { setKey, address } = this.#registration;
+    try {
+      await this.#client.multi().sRem(setKey, address).del(heartbeatKey(setKey, address)).exec();
+      log.info("deregistered {address} from redis set {set}", logFields(this.#registration));
+      return true;
+    } catch (error) {
+      log.error("could not deregister {address}: {error}; its heartbeat will expire", {
+        ...logFields(this.#registration),
+        error: describeRedisError(error),
+      });
+      return false;
+    }
+  }
+}
+
+function logFields({ url, setKey, address }: Registration): Record<string, string> {
+  return { url: redactUrl(url), set: setKey, address };
+}
