@@ -1,0 +1,46 @@
+/**
+ * The access log's line format.
+ * @module
+ */
+import type { CallOrigin, CallRecord } from "../proxy/call_record.ts";
+
+/** One access-log line, as JSON. */
+export interface AccessLogEntry {
+  /** ISO time the call arrived. */
+  readonly time: string;
+  /** `:path`, e.g. `/helloworld.Greeter/SayHello`. */
+  readonly method: string;
+  /** Routed cluster, or null when no route matched. */
+  readonly cluster: string | null;
+  /** Picked backend, or null when none was picked. */
+  readonly backend: string | null;
+  /** Final grpc-status sent to the client. */
+  readonly grpcStatus: number;
+  /** Who ended the call. */
+  readonly origin: CallOrigin;
+  /** Wall time from arrival to end. */
+  readonly durationMs: number;
+  /** Request bytes from the client. */
+  readonly bytesIn: number;
+  /** Response bytes to the client. */
+  readonly bytesOut: number;
+  /** The client's address, when known. */
+  readonly client: string | null;
+}
+
+/** Formats one finished call as a JSON line, newline included. */
+export function formatAccessLogLine(record: CallRecord): string {
+  const entry: AccessLogEntry = {
+    time: new Date(record.startedAt).toISOString(),
+    method: record.method,
+    cluster: record.cluster ?? null,
+    backend: record.backend ?? null,
+    grpcStatus: record.grpcStatus,
+    origin: record.origin,
+    durationMs: record.durationMs,
+    bytesIn: record.bytesIn,
+    bytesOut: record.bytesOut,
+    client: record.clientAddress ?? null,
+  };
+  return JSON.stringify(entry) + "\n";
+}

@@ -1,0 +1,54 @@
+/**
+ * The admin API as one Hono application: route groups, auth, JSON errors, OpenAPI.
+ * @module
+ */
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import denoJson from "../../deno.json" with { type: "json" };
+import type { ProxyMetrics } from "../metrics/metrics.ts";
+import type { Switchyard } from "../switchyard.ts";
+import { requireBearer } from "./auth.ts";
+import { renderError, renderNotFound } from "./errors.ts";
+import { renderDocsPage } from "./pages/docs_page.ts";
+import { renderStatusPage } from "./pages/status_page.ts";
+import { createAdminRouter } from "./router.ts";
+import { clusterRoutes } from "./routes/clusters.ts";
+import { configRoutes } from "./routes/config.ts";
+import { lifecycleRoutes } from "./routes/lifecycle.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
+
+/** What the admin application is built from. */
+export interface AdminAppOptions {
+  /** Required bearer token; without one, requests are not authenticated. */
+  readonly token: string | undefined;
+  /** The metrics `/metrics` exposes. */
+  readonly metrics: ProxyMetrics;
+}
+
+// The status page shell holds no data (its script fetches /clusters with the token), so a
+// browser can load it before it has a way to send the header.
+const PUBLIC_PATHS: ReadonlySet<string> = new Set(["/"]);
+
+const OPENAPI_INFO = {
+  openapi: "3.1.0",
+  info: {
+    title: "Switchyard admin API",
+    version: denoJson.version,
+    description: "Inspect and change a running Switchyard proxy.",
+  },
+};
+
+/** Builds the admin application for `switchyard`. */
+export function createAdminApp(switchyard: Switchyard, options: AdminAppOptions): OpenAPIHono {
+  const app = createAdminRouter();
+  app.onError(renderError);
+  app.notFound(renderNotFound);
+  if (options.token !== undefined) app.use("*", requireBearer(options.token, PUBLIC_PATHS));
+  app.get("/", (c) => c.html(renderStatusPage()));
+  app.route("/", lifecycleRoutes(switchyard));
+  app.route("/", clusterRoutes(switchyard));
+  app.route("/", configRoutes(switchyard));
+  app.route("/", metricsRoutes(options.metrics));
+  app.doc31("/openapi.json", OPENAPI_INFO);
+  app.get("/docs", (c) => c.html(renderDocsPage(app.getOpenAPI31Document(OPENAPI_INFO))));
+  return app;
+}

@@ -1,0 +1,202 @@
+/**
+ * Cluster inspection and live changes: picker switch, membership, drain per backend.
+ * Every change is validated completely before anything is touched, so a rejected request
+ * leaves the cluster exactly as it was.
+ * @module
+ */
+import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
+import { registeredPolicies } from "../../balancer/registry.ts";
+import type { Cluster } from "../../cluster/cluster.ts";
+import { formatHostPort, parseHostPort } from "../../config/address.ts";
+import { componentLogger } from "../../log/logger.ts";
+import type { Switchyard } from "../../switchyard.ts";
+import { backendView, clusterView } from "../cluster_view.ts";
+import { AdminError } from "../errors.ts";
+import { createAdminRouter, jsonContent } from "../router.ts";
+import {
+  backendBodySchema,
+  backendParamsSchema,
+  backendSchema,
+  clusterParamsSchema,
+  clusterSchema,
+  errorSchema,
+  pickerBodySchema,
+} from "../schemas.ts";
+
+const log = componentLogger("admin");
+
+const rejected = {
+  400: { description: "Malformed input", content: jsonContent(errorSchema) },
+  404: { description: "Unknown cluster or backend", content: jsonContent(errorSchema) },
+} as const;
+
+const listRoute = createRoute({
+  method: "get",
+  path: "/clusters",
+  tags: ["clusters"],
+  summary: "Every cluster with its picker, panic flag and backends",
+  responses: { 200: { description: "All clusters", content: jsonContent(z.array(clusterSchema)) } },
+});
+
+const showRoute = createRoute({
+  method: "get",
+  path: "/clusters/{name}",
+  tags: ["clusters"],
+  summary: "One cluster",
+  request: { params: clusterParamsSchema },
+  responses: {
+    200: { description: "The cluster", content: jsonContent(clusterSchema) },
+    ...rejected,
+  },
+});
+
+const pickerRoute = createRoute({
+  method: "put",
+  path: "/clusters/{name}/picker",
+  tags: ["clusters"],
+  summary: "Switch the load-balancing policy live; in-flight calls are untouched",
+  request: {
+    params: clusterParamsSchema,
+    body: { content: jsonContent(pickerBodySchema), required: true },
+  },
+  responses: {
+    200: { description: "The cluster after the switch", content: jsonContent(clusterSchema) },
+    ...rejected,
+  },
+});
+
+const registerRoute = createRoute({
+  method: "post",
+  path: "/clusters/{name}/backends",
+  tags: ["backends"],
+  summary: "Register a backend (source: admin)",
+  request: {
+    params: clusterParamsSchema,
+    body: { content: jsonContent(backendBodySchema), required: true },
+  },
+  responses: {
+    201: { description: "Registered", content: jsonContent(backendSchema) },
+    200: {
+      description: "Already registered by the admin API",
+      content: jsonContent(backendSchema),
+    },
+    ...rejected,
+  },
+});
+
+const unregisterRoute = createRoute({
+  method: "delete",
+  path: "/clusters/{name}/backends/{address}",
+  tags: ["backends"],
+  summary: "Unregister a static or admin backend; its in-flight calls finish",
+  request: { params: backendParamsSchema },
+  responses: {
+    200: { description: "The cluster after the removal", content: jsonContent(clusterSchema) },
+    409: {
+      description: "Only Redis discovery lists the backend; remove it from the Redis set",
+      content: jsonContent(errorSchema),
+    },
+    ...rejected,
+  },
+});
+
+const drainRoute = createRoute({
+  method: "post",
+  path: "/clusters/{name}/backends/{address}/drain",
+  tags: ["backends"],
+  summary: "Drain a backend: no new calls, in-flight calls finish",
+  request: { params: backendParamsSchema },
+  responses: {
+    200: { description: "The backend", content: jsonContent(backendSchema) },
+    ...rejected,
+  },
+});
+
+const undrainRoute = createRoute({
+  method: "post",
+  path: "/clusters/{name}/backends/{address}/undrain",
+  tags: ["backends"],
+  summary: "Return a drained backend to service",
+  request: { params: backendParamsSchema },
+  responses: {
+    200: { description: "The backend", content: jsonContent(backendSchema) },
+    ...rejected,
+  },
+});
+
+/** The `/clusters` endpoints. */
+export function clusterRoutes(switchyard: Switchyard): OpenAPIHono {
+  const findCluster = (name: string): Cluster => {
+    const cluster = switchyard.clusters.get(name);
+    if (!cluster) {
+      throw new AdminError(404, `unknown cluster ${JSON.stringify(name)}`, [
+        ...switchyard.clusters.keys(),
+      ]);
+    }
+    return cluster;
+  };
+  const setDrained = (name: string, address: string, drained: boolean) => {
+    const cluster = findCluster(name);
+    const canonical = canonicalAddress(address);
+    if (!cluster.setDrained(canonical, drained)) throw unknownBackend(cluster, canonical);
+    return backendView(cluster.backend(canonical)!);
+  };
+
+  return createAdminRouter()
+    .openapi(listRoute, (c) => c.json([...switchyard.clusters.values()].map(clusterView), 200))
+    .openapi(showRoute, (c) => c.json(clusterView(findCluster(c.req.valid("param").name)), 200))
+    .openapi(pickerRoute, (c) => {
+      const cluster = findCluster(c.req.valid("param").name);
+      const { name } = c.req.valid("json");
+      const known = registeredPolicies();
+      if (!known.includes(name)) {
+        throw new AdminError(400, `unknown picker ${JSON.stringify(name)}`, known);
+      }
+      if (cluster.policy !== name) cluster.switchPolicy(name);
+      return c.json(clusterView(cluster), 200);
+    })
+    .openapi(registerRoute, (c) => {
+      const cluster = findCluster(c.req.valid("param").name);
+      const address = canonicalAddress(c.req.valid("json").address);
+      const added = cluster.addMember("admin", address);
+      if (added) log.info("registered {address} in {cluster}", { cluster: cluster.name, address });
+      return c.json(backendView(cluster.backend(address)!), added ? 201 : 200);
+    })
+    .openapi(unregisterRoute, (c) => {
+      const params = c.req.valid("param");
+      const cluster = findCluster(params.name);
+      const address = canonicalAddress(params.address);
+      const backend = cluster.backend(address);
+      if (!backend) throw unknownBackend(cluster, address);
+      const removable = [...backend.sources].filter((source) => source !== "redis");
+      if (removable.length === 0) {
+        throw new AdminError(409, `${address} is listed by the Redis set only; remove it there`);
+      }
+      for (const source of removable) cluster.removeMember(source, address);
+      log.info("unregistered {address} from {cluster}", { cluster: cluster.name, address });
+      return c.json(clusterView(cluster), 200);
+    })
+    .openapi(drainRoute, (c) => {
+      const { name, address } = c.req.valid("param");
+      return c.json(setDrained(name, address, true), 200);
+    })
+    .openapi(undrainRoute, (c) => {
+      const { name, address } = c.req.valid("param");
+      return c.json(setDrained(name, address, false), 200);
+    });
+}
+
+/** Parses `host:port` into its canonical text, or rejects the request. */
+function canonicalAddress(text: string): string {
+  const parsed = parseHostPort(text);
+  if (!parsed) throw new AdminError(400, `${JSON.stringify(text)} is not a host:port address`);
+  return formatHostPort(parsed);
+}
+
+function unknownBackend(cluster: Cluster, address: string): AdminError {
+  return new AdminError(
+    404,
+    `cluster ${cluster.name} has no backend ${address}`,
+    cluster.backends().map((backend) => backend.address),
+  );
+}

@@ -1,0 +1,78 @@
+/**
+ * Process lifecycle: liveness, readiness (what a load balancer in front of the proxy
+ * probes) and the drain trigger.
+ * @module
+ */
+import { createRoute, type OpenAPIHono, type z } from "@hono/zod-openapi";
+import { componentLogger } from "../../log/logger.ts";
+import type { Switchyard } from "../../switchyard.ts";
+import { createAdminRouter, jsonContent } from "../router.ts";
+import { readinessSchema, statusSchema } from "../schemas.ts";
+
+const log = componentLogger("admin");
+
+const liveRoute = createRoute({
+  method: "get",
+  path: "/live",
+  tags: ["lifecycle"],
+  summary: "Liveness: the process is up",
+  responses: {
+    200: { description: "Always, while the process runs", content: jsonContent(statusSchema) },
+  },
+});
+
+const readyRoute = createRoute({
+  method: "get",
+  path: "/ready",
+  tags: ["lifecycle"],
+  summary: "Readiness: listening, not draining, and some routed cluster has a usable backend",
+  responses: {
+    200: { description: "Ready for traffic", content: jsonContent(readinessSchema) },
+    503: {
+      description: "Draining, or no routed cluster can serve",
+      content: jsonContent(readinessSchema),
+    },
+  },
+});
+
+const drainRoute = createRoute({
+  method: "post",
+  path: "/drain",
+  tags: ["lifecycle"],
+  summary: "Start a graceful drain: stop accepting, send GOAWAY, let in-flight calls finish",
+  responses: {
+    202: {
+      description: "Drain started; /ready now answers 503",
+      content: jsonContent(statusSchema),
+    },
+  },
+});
+
+/** `/live`, `/ready` and `POST /drain`. */
+export function lifecycleRoutes(switchyard: Switchyard): OpenAPIHono {
+  return createAdminRouter()
+    .openapi(liveRoute, (c) => c.json({ status: "live" }, 200))
+    .openapi(readyRoute, (c) => {
+      const readiness = assessReadiness(switchyard);
+      return c.json(readiness, readiness.ready ? 200 : 503);
+    })
+    .openapi(drainRoute, (c) => {
+      // The drain waits for in-flight calls (up to drainTimeout), so the caller is not kept.
+      switchyard.drain().catch((error) => log.error("drain failed: {error}", { error }));
+      return c.json({ status: "draining" }, 202);
+    });
+}
+
+/** Why the proxy is or is not ready. */
+function assessReadiness(switchyard: Switchyard): z.infer<typeof readinessSchema> {
+  if (switchyard.draining) return { ready: false, reason: "draining" };
+  const routed = new Set(switchyard.config.routes.map((route) => route.cluster));
+  for (const name of routed) {
+    const cluster = switchyard.clusters.get(name);
+    const usable = cluster?.backends().some((backend) =>
+      !backend.drained && backend.effectiveState === "READY"
+    );
+    if (usable) return { ready: true, reason: `cluster ${name} has a usable backend` };
+  }
+  return { ready: false, reason: "no routed cluster has a usable backend" };
+}

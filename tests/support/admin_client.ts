@@ -1,0 +1,96 @@
+/**
+ * Test helpers for the admin API: a proxy whose admin listener is known to be up, and a
+ * small JSON client for it.
+ * @module
+ */
+import type * as grpc from "@grpc/grpc-js";
+import { type ProxyProcess, startProxy, type StartProxyOptions, waitFor } from "./harness.ts";
+import { servedBy } from "./test_backend.ts";
+
+/** A parsed admin response. */
+export interface AdminResponse {
+  /** HTTP status. */
+  readonly status: number;
+  /** The `content-type` header. */
+  readonly contentType: string;
+  /** The body, parsed as JSON when it is JSON, else the text. */
+  // deno-lint-ignore no-explicit-any -- tests assert on the shape field by field
+  readonly body: any;
+}
+
+/** Options for {@link adminRequest}. */
+export interface AdminRequestOptions {
+  /** HTTP method; GET by default. */
+  readonly method?: string;
+  /** A body sent as JSON (a string is sent as is, to test malformed input). */
+  readonly json?: unknown;
+  /** Sends `Authorization: Bearer <token>`. */
+  readonly token?: string;
+  /** Extra request headers. */
+  readonly headers?: Record<string, string>;
+}
+
+/** The admin base URL of `proxy`; a wildcard listen address is reached over loopback. */
+export function adminUrl(proxy: ProxyProcess, path = "/"): string {
+  const address = proxy.adminAddress.replace(/^0\.0\.0\.0:/, "127.0.0.1:");
+  return `http://${address}${path}`;
+}
+
+/** Calls the admin API of `proxy`. */
+export async function adminRequest(
+  proxy: ProxyProcess,
+  path: string,
+  options: AdminRequestOptions = {},
+): Promise<AdminResponse> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
+  let body: string | undefined;
+  if (options.json !== undefined) {
+    headers["content-type"] ??= "application/json";
+    body = typeof options.json === "string" ? options.json : JSON.stringify(options.json);
+  }
+  const response = await fetch(adminUrl(proxy, path), {
+    method: options.method ?? "GET",
+    headers,
+    body,
+  });
+  const contentType = response.headers.get("content-type") ?? "";
+  const text = await response.text();
+  return {
+    status: response.status,
+    contentType,
+    body: contentType.includes("application/json") ? JSON.parse(text) : text,
+  };
+}
+
+/** Starts the proxy and waits until its admin listener answers (401 counts: it is up). */
+export async function startAdminProxy(
+  config: Record<string, unknown>,
+  options: StartProxyOptions = {},
+): Promise<ProxyProcess> {
+  const proxy = await startProxy(config, options);
+  try {
+    await waitFor(async () => {
+      const response = await fetch(adminUrl(proxy, "/live"));
+      await response.body?.cancel();
+      return true;
+    }, { what: "the admin listener" });
+  } catch (error) {
+    await proxy.stop();
+    throw error;
+  }
+  return proxy;
+}
+
+/** Makes `count` sequential echo calls and counts them by serving backend name. */
+export async function callsByBackend(
+  client: grpc.Client,
+  count: number,
+): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (let i = 0; i < count; i++) {
+    const name = await servedBy(client);
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  return counts;
+}
