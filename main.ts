@@ -10,6 +10,7 @@ import denoJson from "./deno.json" with { type: "json" };
 import { registeredPolicies } from "./src/balancer/registry.ts";
 import { parseCli, type RunOptions, USAGE, UsageError } from "./src/cli.ts";
 import { ConfigError, parseConfig } from "./src/config/load.ts";
+import { runRegister } from "./src/discovery/register.ts";
 import { configureLogging } from "./src/log/logger.ts";
 import { componentLogger } from "./src/log/logger.ts";
 import { Switchyard } from "./src/switchyard.ts";
@@ -78,7 +79,8 @@ async function main(args: string[]): Promise<number> {
         console.log(`switchyard ${denoJson.version} (deno ${Deno.version.deno})`);
         return 0;
       case "register":
-        throw new UsageError("register: not available yet");
+        configureLogging("info");
+        return await runRegister(request);
       case "run":
         return await run(request);
     }
