@@ -1,0 +1,153 @@
+/**
+ * `deno task bench`: starts the backends, then direct / Switchyard / NGINX targets, runs
+ * every scenario against every target in the same run (scenario by scenario, so that the
+ * figures being compared are measured close together), prints a table and writes JSON.
+ *
+ * Exits 1 when any target fails the correctness gate (for example by losing trailers),
+ * 2 for a bad command line.
+ * @module
+ */
+import { dirname } from "node:path";
+import { BENCH_USAGE, type BenchOptions, parseBenchArgs } from "./cli.ts";
+import { failedMeasurement, measure, type Measurement, type MeasureSettings } from "./measure.ts";
+import { compare, formatHeadline, formatTable } from "./report.ts";
+import { buildScenarios } from "./scenarios.ts";
+import { startBackends } from "./targets/backends.ts";
+import { nginxVersion, startNginx } from "./targets/nginx.ts";
+import { startSwitchyard } from "./targets/switchyard.ts";
+import { directTarget, type Target, type TargetName } from "./targets/target.ts";
+import { captureOutput, findExecutable } from "./tools.ts";
+
+/** Which tools this run found, recorded with the results. */
+interface Environment {
+  readonly deno: string;
+  readonly h2load?: string;
+  readonly nginx?: string;
+  readonly nginxVersion?: string;
+  readonly fastBackendRuntime?: string;
+  readonly cpus: number;
+}
+
+function wantsTarget(options: BenchOptions, name: TargetName): boolean {
+  return options.targets === undefined || options.targets.includes(name);
+}
+
+function h2loadChoice(options: BenchOptions): string | undefined {
+  if (options.load === "builtin") return undefined;
+  const path = findExecutable("h2load");
+  if (!path && options.load === "h2load") throw new Error("--load h2load: h2load not installed");
+  return path;
+}
+
+async function startTargets(
+  options: BenchOptions,
+  backends: Parameters<typeof directTarget>[0],
+  workDir: string,
+  nginxPath: string | undefined,
+): Promise<Target[]> {
+  const targets: Target[] = [];
+  try {
+    if (wantsTarget(options, "direct")) targets.push(directTarget(backends));
+    if (wantsTarget(options, "switchyard")) {
+      targets.push(await startSwitchyard(backends, workDir, { cpuProfDir: options.cpuProfDir }));
+    }
+    if (wantsTarget(options, "nginx")) {
+      if (nginxPath) targets.push(await startNginx(nginxPath, backends, workDir));
+      else if (options.targets) throw new Error("--targets nginx: nginx is not installed");
+      else console.error("nginx is not installed: skipping the nginx target");
+    }
+    return targets;
+  } catch (error) {
+    await Promise.allSettled(targets.map((target) => target.stop()));
+    throw error;
+  }
+}
+
+async function run(options: BenchOptions): Promise<number> {
+  const scenarios = buildScenarios(options).filter((s) => options.scenarios.includes(s.name));
+  const h2loadPath = h2loadChoice(options);
+  const nginxPath = findExecutable("nginx");
+  const workDir = await Deno.makeTempDir({ prefix: "switchyard-bench-" });
+  const backends = await startBackends();
+  const measurements: Measurement[] = [];
+  const environment: Environment = {
+    deno: Deno.version.deno,
+    h2load: h2loadPath && (await captureOutput(h2loadPath, ["--version"])).trim(),
+    nginx: nginxPath,
+    nginxVersion: nginxPath && await nginxVersion(nginxPath),
+    fastBackendRuntime: backends.fastRuntime,
+    cpus: navigator.hardwareConcurrency,
+  };
+  try {
+    const targets = await startTargets(options, backends.addresses, workDir, nginxPath);
+    const settings: MeasureSettings = {
+      durationS: options.durationS,
+      warmupS: options.warmupS,
+      h2loadPath,
+      gateCalls: options.gateCalls,
+      workDir,
+    };
+    try {
+      for (const scenario of scenarios) {
+        console.error(`# ${scenario.name}: ${scenario.description}`);
+        for (const target of targets) {
+          const measurement = await measure(scenario, target, settings).catch((error) =>
+            failedMeasurement(scenario, target, error)
+          );
+          console.error(
+            `  ${target.name}: ${measurement.callsPerS.toFixed(0)} calls/s` +
+              (measurement.failure ? ` FAIL: ${measurement.failure}` : ""),
+          );
+          measurements.push(measurement);
+        }
+      }
+    } finally {
+      for (const target of targets) await target.stop();
+    }
+  } finally {
+    await backends.stop();
+    await Deno.remove(workDir, { recursive: true }).catch(() => {});
+  }
+  const comparisons = compare(measurements, scenarios);
+  console.log(formatTable(measurements, comparisons));
+  console.log(`\n${formatHeadline(comparisons, scenarios)}`);
+  const failures = measurements.filter((m) => m.failure !== undefined);
+  for (const failed of failures) {
+    console.log(`FAIL ${failed.scenario} ${failed.target}: ${failed.failure}`);
+  }
+  await Deno.mkdir(dirname(options.jsonOut), { recursive: true });
+  await Deno.writeTextFile(
+    options.jsonOut,
+    JSON.stringify(
+      {
+        finishedAt: new Date().toISOString(),
+        options,
+        environment,
+        scenarios: scenarios.map(({ shape: _shape, ...rest }) => rest),
+        measurements,
+        comparisons,
+      },
+      null,
+      2,
+    ) + "\n",
+  );
+  console.log(`\nresults: ${options.jsonOut}`);
+  return failures.length > 0 ? 1 : 0;
+}
+
+async function main(args: string[]): Promise<number> {
+  let options: BenchOptions;
+  try {
+    options = parseBenchArgs(args);
+  } catch (error) {
+    console.error(`bench: ${(error as Error).message}\n\n${BENCH_USAGE}`);
+    return 2;
+  }
+  if (options.help) {
+    console.log(BENCH_USAGE);
+    return 0;
+  }
+  return await run(options);
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

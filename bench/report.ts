@@ -1,0 +1,154 @@
+/**
+ * Ratios between targets, and the results table.
+ * @module
+ */
+import type { Measurement } from "./measure.ts";
+import type { Scenario } from "./scenarios.ts";
+
+/** A measurement compared with `direct` and `nginx` in the same scenario and run. */
+export interface Comparison {
+  /** Scenario name. */
+  readonly scenario: Measurement["scenario"];
+  /** Target name. */
+  readonly target: Measurement["target"];
+  /** Calls/s relative to direct. */
+  readonly callsPerSVsDirect?: number;
+  /** Proxy CPU relative to NGINX: per call for unary, per MB for streaming. */
+  readonly cpuVsNginx?: number;
+  /** p50 minus direct's p50, ms. */
+  readonly addedP50Ms?: number;
+  /** Added p50 relative to what NGINX adds: (p50 − p50_direct) / (p50_nginx − p50_direct). */
+  readonly addedP50VsNginx?: number;
+}
+
+function ratio(numerator: number | undefined, denominator: number | undefined): number | undefined {
+  if (numerator === undefined || denominator === undefined || denominator === 0) return undefined;
+  return numerator / denominator;
+}
+
+/** The CPU figure that matters for a scenario kind. */
+function cpuFigure(measurement: Measurement, kind: Scenario["kind"]): number | undefined {
+  return kind === "streaming" ? measurement.proxyCpuMsPerMB : measurement.proxyCpuUsPerCall;
+}
+
+/** Compares every measurement with its scenario's direct and NGINX measurements. */
+export function compare(
+  measurements: readonly Measurement[],
+  scenarios: readonly Scenario[],
+): Comparison[] {
+  const comparisons: Comparison[] = [];
+  for (const scenario of scenarios) {
+    const inScenario = measurements.filter((m) => m.scenario === scenario.name);
+    const direct = inScenario.find((m) => m.target === "direct");
+    const nginx = inScenario.find((m) => m.target === "nginx");
+    const nginxAdded = nginx?.load.p50Ms !== undefined && direct?.load.p50Ms !== undefined
+      ? nginx.load.p50Ms - direct.load.p50Ms
+      : undefined;
+    for (const measurement of inScenario) {
+      const added = measurement.load.p50Ms !== undefined && direct?.load.p50Ms !== undefined
+        ? measurement.load.p50Ms - direct.load.p50Ms
+        : undefined;
+      comparisons.push({
+        scenario: scenario.name,
+        target: measurement.target,
+        callsPerSVsDirect: ratio(measurement.callsPerS, direct?.callsPerS),
+        cpuVsNginx: ratio(
+          cpuFigure(measurement, scenario.kind),
+          nginx && cpuFigure(nginx, scenario.kind),
+        ),
+        addedP50Ms: added,
+        // Only at concurrency 1 is p50 the proxy's own latency rather than queueing.
+        addedP50VsNginx: scenario.kind === "latency" && measurement.target !== "direct"
+          ? ratio(added, nginxAdded)
+          : undefined,
+      });
+    }
+  }
+  return comparisons;
+}
+
+function fixed(value: number | undefined, digits: number, suffix = ""): string {
+  return value === undefined || !Number.isFinite(value) ? "-" : `${value.toFixed(digits)}${suffix}`;
+}
+
+const COLUMNS = [
+  "scenario",
+  "target",
+  "load",
+  "calls/s",
+  "MB/s",
+  "p50 ms",
+  "p99 ms",
+  "CPU µs/call",
+  "CPU ms/MB",
+  "cores",
+  "RSS MB",
+  "calls/s ×direct",
+  "CPU ×nginx",
+  "+p50 ms",
+  "+p50 ×nginx",
+  "status",
+];
+
+/** Renders the results as an aligned plain-text table. */
+export function formatTable(
+  measurements: readonly Measurement[],
+  comparisons: readonly Comparison[],
+): string {
+  const rows = measurements.map((m) => {
+    const c = comparisons.find((x) => x.scenario === m.scenario && x.target === m.target);
+    return [
+      m.scenario,
+      m.target,
+      m.load.generator,
+      fixed(m.callsPerS, 0),
+      fixed(m.mbPerS, 1),
+      fixed(m.load.p50Ms, 3),
+      fixed(m.load.p99Ms, 3),
+      fixed(m.proxyCpuUsPerCall, 1),
+      fixed(m.proxyCpuMsPerMB, 2),
+      fixed(m.proxyCpuCores, 2),
+      fixed(m.proxyRssBytes === undefined ? undefined : m.proxyRssBytes / 2 ** 20, 0),
+      fixed(c?.callsPerSVsDirect, 2, "×"),
+      fixed(c?.cpuVsNginx, 2, "×"),
+      fixed(c?.addedP50Ms, 3),
+      fixed(c?.addedP50VsNginx, 2, "×"),
+      m.failure === undefined ? "ok" : "FAIL",
+    ];
+  });
+  const widths = COLUMNS.map((title, index) =>
+    Math.max(title.length, ...rows.map((row) => row[index].length))
+  );
+  const line = (cells: string[]): string =>
+    cells.map((cell, index) =>
+      index < 3 ? cell.padEnd(widths[index]) : cell.padStart(widths[index])
+    )
+      .join("  ");
+  return [line(COLUMNS), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+/** One line per headline ratio of Switchyard against NGINX. */
+export function formatHeadline(
+  comparisons: readonly Comparison[],
+  scenarios: readonly Scenario[],
+): string {
+  const lines: string[] = [];
+  for (const scenario of scenarios) {
+    const switchyard = comparisons.find((c) =>
+      c.scenario === scenario.name && c.target === "switchyard"
+    );
+    if (!switchyard) continue;
+    const cpu = scenario.kind === "streaming" ? "CPU/MB" : "CPU/call";
+    const parts = [`${scenario.name}: ${cpu} ${fixed(switchyard.cpuVsNginx, 2, "× nginx")}`];
+    if (scenario.kind === "latency") {
+      parts.push(
+        `added p50 ${fixed(switchyard.addedP50Ms, 3, " ms")} = ${
+          fixed(switchyard.addedP50VsNginx, 2, "× what nginx adds")
+        }`,
+      );
+    }
+    parts.push(`calls/s ${fixed(switchyard.callsPerSVsDirect, 2, "× direct")}`);
+    lines.push(`  ${parts.join(", ")}`);
+  }
+  return lines.length > 0 ? `Switchyard vs NGINX and direct:\n${lines.join("\n")}` : "";
+}

@@ -1,0 +1,142 @@
+/**
+ * The bench scenarios: what one call looks like, which backend answers it, how much
+ * concurrency drives it, and which figure it is for.
+ * @module
+ */
+import { frameGrpcMessage } from "./grpc_frame.ts";
+
+/** The two backends the bench starts. */
+export type BackendKind = "fast" | "grpcjs";
+
+/** One gRPC call as the load generators send it and the correctness gate checks it. */
+export interface CallShape {
+  /** `:path`. */
+  readonly path: string;
+  /** Extra request headers (the fast backend's response shape travels in them). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The framed request body. */
+  readonly body: Uint8Array;
+  /** Response messages a correct call carries. */
+  readonly expectedMessages: number;
+  /** Payload bytes of each response message. */
+  readonly expectedMessageBytes: number;
+}
+
+/** What a scenario measures, which decides the load generator and the figures. */
+export type ScenarioKind = "latency" | "throughput" | "streaming";
+
+/** One benchmark scenario. */
+export interface Scenario {
+  /** Name used on the command line and in the results. */
+  readonly name: ScenarioName;
+  /** One line for the table's legend. */
+  readonly description: string;
+  /** Which backend answers. */
+  readonly backend: BackendKind;
+  /** The call. */
+  readonly shape: CallShape;
+  /** What it measures. */
+  readonly kind: ScenarioKind;
+  /** HTTP/2 connections the load opens. */
+  readonly connections: number;
+  /** Calls in flight per connection. */
+  readonly streamsPerConnection: number;
+  /** Latency percentiles need per-call timings, which only the built-in generator gives. */
+  readonly builtinOnly: boolean;
+}
+
+/** Every scenario name, in run order. */
+export const SCENARIO_NAMES = [
+  "unary_c1",
+  "unary_high",
+  "stream_1k",
+  "stream_64k",
+  "grpcjs_stream",
+] as const;
+
+/** A scenario name. */
+export type ScenarioName = typeof SCENARIO_NAMES[number];
+
+/** Tunables of {@link buildScenarios}. */
+export interface ScenarioSettings {
+  /** Connections for `unary_high`. */
+  readonly clients: number;
+  /** Streams per connection for `unary_high`. */
+  readonly streams: number;
+}
+
+const UNARY_REQUEST = frameGrpcMessage(new TextEncoder().encode("bench unary request"));
+const UNARY_RESPONSE_BYTES = 32;
+
+function fastShape(path: string, messages: number, messageBytes: number): CallShape {
+  return {
+    path,
+    headers: { "bench-messages": String(messages), "bench-message-bytes": String(messageBytes) },
+    body: UNARY_REQUEST,
+    expectedMessages: messages,
+    expectedMessageBytes: messageBytes,
+  };
+}
+
+/** Builds the scenarios, in run order. */
+export function buildScenarios(settings: ScenarioSettings): Scenario[] {
+  const echoPayloadBytes = 1024;
+  return [
+    {
+      name: "unary_c1",
+      description: "unary, 1 call in flight: latency",
+      backend: "fast",
+      shape: fastShape("/bench.Bench/Unary", 1, UNARY_RESPONSE_BYTES),
+      kind: "latency",
+      connections: 1,
+      streamsPerConnection: 1,
+      builtinOnly: true,
+    },
+    {
+      name: "unary_high",
+      description: `unary, ${settings.clients}×${settings.streams} in flight: throughput`,
+      backend: "fast",
+      shape: fastShape("/bench.Bench/Unary", 1, UNARY_RESPONSE_BYTES),
+      kind: "throughput",
+      connections: settings.clients,
+      streamsPerConnection: settings.streams,
+      builtinOnly: false,
+    },
+    {
+      name: "stream_1k",
+      description: "server streaming, 1000 × 1 KiB per call, 2×4 in flight",
+      backend: "fast",
+      shape: fastShape("/bench.Bench/Stream", 1000, 1024),
+      kind: "streaming",
+      connections: 2,
+      streamsPerConnection: 4,
+      builtinOnly: false,
+    },
+    {
+      name: "stream_64k",
+      description: "server streaming, 64 × 64 KiB per call, 2×4 in flight",
+      backend: "fast",
+      shape: fastShape("/bench.Bench/Stream", 64, 64 * 1024),
+      kind: "streaming",
+      connections: 2,
+      streamsPerConnection: 4,
+      builtinOnly: false,
+    },
+    {
+      name: "grpcjs_stream",
+      description: "sanity: @grpc/grpc-js backend, 100 × 1 KiB per call, 1×4 in flight",
+      backend: "grpcjs",
+      shape: {
+        path: "/bench.Echo/ServerStream",
+        headers: { "bench-messages": "100" },
+        body: frameGrpcMessage(new Uint8Array(echoPayloadBytes).fill(0x61)),
+        expectedMessages: 100,
+        expectedMessageBytes: echoPayloadBytes,
+      },
+      kind: "streaming",
+      connections: 1,
+      streamsPerConnection: 4,
+      builtinOnly: true,
+    },
+  ];
+}

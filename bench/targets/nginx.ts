@@ -1,0 +1,92 @@
+/**
+ * NGINX `grpc_pass` as the reference proxy: one process (`master_process off`), upstream
+ * keepalive on, request limits per connection raised so neither side reconnects mid-run.
+ * @module
+ */
+import { freePort, waitFor } from "../../tests/support/harness.ts";
+import { captureOutput } from "../tools.ts";
+import { spawnChild } from "./child.ts";
+import type { BackendAddresses, Target } from "./target.ts";
+
+/** `listen ... http2` became `http2 on;` in NGINX 1.25.1. */
+function usesHttp2Directive(version: string): boolean {
+  const [major, minor, patch] = version.split(".").map(Number);
+  return major > 1 || (major === 1 && (minor > 25 || (minor === 25 && patch >= 1)));
+}
+
+/** The installed NGINX version, e.g. `1.22.1`. */
+export async function nginxVersion(nginxPath: string): Promise<string> {
+  const output = await captureOutput(nginxPath, ["-v"]);
+  const match = /nginx\/([\d.]+)/.exec(output);
+  if (!match) throw new Error(`cannot read the nginx version from: ${output}`);
+  return match[1];
+}
+
+function nginxConfig(dir: string, port: number, version: string, b: BackendAddresses): string {
+  const listen = usesHttp2Directive(version)
+    ? `listen 127.0.0.1:${port}; http2 on;`
+    : `listen 127.0.0.1:${port} http2;`;
+  return `daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  keepalive_requests 1000000;
+  upstream fast { server ${b.fast}; keepalive 64; keepalive_requests 1000000; }
+  upstream grpcjs { server ${b.grpcjs}; keepalive 64; keepalive_requests 1000000; }
+  server {
+    ${listen}
+    location /bench.Echo/ { grpc_pass grpc://grpcjs; }
+    location / { grpc_pass grpc://fast; }
+  }
+}
+`;
+}
+
+function acceptsConnections(port: number): Promise<boolean> {
+  return Deno.connect({ hostname: "127.0.0.1", port }).then(
+    (connection) => {
+      connection.close();
+      return true;
+    },
+    () => false,
+  );
+}
+
+/** Starts NGINX (at `nginxPath`) in `workDir` and resolves once it accepts connections. */
+export async function startNginx(
+  nginxPath: string,
+  backends: BackendAddresses,
+  workDir: string,
+): Promise<Target> {
+  const dir = `${workDir}/nginx`;
+  await Deno.mkdir(dir, { recursive: true });
+  const port = await freePort();
+  const config = nginxConfig(dir, port, await nginxVersion(nginxPath), backends);
+  await Deno.writeTextFile(`${dir}/nginx.conf`, config);
+  const child = spawnChild(nginxPath, ["-p", dir, "-c", `${dir}/nginx.conf`]);
+  let exited = false;
+  child.exited.then(() => exited = true);
+  try {
+    await waitFor(async () => {
+      if (exited) throw new Error(`nginx exited:\n${child.output()}`);
+      return await acceptsConnections(port);
+    }, { what: "nginx to listen" });
+  } catch (error) {
+    await child.stop();
+    throw error;
+  }
+  return {
+    name: "nginx",
+    address: () => `127.0.0.1:${port}`,
+    proxyPid: child.pid,
+    async stop(): Promise<void> {
+      await child.stop();
+    },
+  };
+}

@@ -1,0 +1,36 @@
+/**
+ * A benchmark target: where calls are sent for each backend, and which process (if any)
+ * is the proxy whose CPU and memory are measured.
+ * @module
+ */
+import type { BackendKind } from "../scenarios.ts";
+
+/** Every target name, in table order. */
+export const TARGET_NAMES = ["direct", "switchyard", "nginx"] as const;
+
+/** A target name. */
+export type TargetName = typeof TARGET_NAMES[number];
+
+/** Backend addresses by kind. */
+export type BackendAddresses = Readonly<Record<BackendKind, string>>;
+
+/** A running target. */
+export interface Target {
+  /** Its name. */
+  readonly name: TargetName;
+  /** `host:port` that reaches `backend` through this target. */
+  address(backend: BackendKind): string;
+  /** The proxy process to sample; undefined for `direct`. */
+  readonly proxyPid?: number;
+  /** Stops the proxy (and so writes a CPU profile, when one was asked for). */
+  stop(): Promise<void>;
+}
+
+/** The baseline: calls go straight to the backends. */
+export function directTarget(backends: BackendAddresses): Target {
+  return {
+    name: "direct",
+    address: (backend) => backends[backend],
+    stop: () => Promise.resolve(),
+  };
+}
