@@ -30,7 +30,7 @@ need_debian() { # need_debian COMMAND PACKAGE
 }
 task=${1:-demo}
 case "$task" in
-  test) need_debian redis-server redis-server; need_debian chromium chromium ;;
+  test) need_debian redis-server redis-server; need_debian h2load nghttp2-client; need_debian chromium chromium ;;
   bench) need_debian h2load nghttp2-client; need_debian nginx nginx-light ;;
 esac
 

@@ -15,9 +15,19 @@ export const GrpcStatus = {
   UNAVAILABLE: 14,
 } as const;
 
-/** Percent-encodes a `grpc-message` value as the gRPC HTTP/2 spec requires. */
+/**
+ * Percent-encodes a `grpc-message` value as the gRPC HTTP/2 spec requires: only `%` and
+ * bytes outside printable ASCII. Escaping more (as `encodeURIComponent` does with `/`) is
+ * not undone by clients that decode with `decodeURI`, such as grpc-js.
+ */
 export function encodeGrpcMessage(message: string): string {
-  return encodeURIComponent(message).replace(/%20/g, " ");
+  let encoded = "";
+  for (const byte of new TextEncoder().encode(message)) {
+    encoded += byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+      ? String.fromCharCode(byte)
+      : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return encoded;
 }
 
 /** The trailing metadata of a status the proxy produces. */

@@ -35,8 +35,10 @@ export async function waitFor<T>(
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
-  throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}` +
-    (lastError ? `: ${String(lastError)}` : ""));
+  throw new Error(
+    `timed out after ${timeoutMs}ms waiting for ${what}` +
+      (lastError ? `: ${String(lastError)}` : ""),
+  );
 }
 
 /** A proxy process started by a test. */
@@ -53,6 +55,8 @@ export interface ProxyProcess {
   logs(): Record<string, unknown>[];
   /** Resolves when the process exits, with its status. */
   readonly exited: Promise<Deno.CommandStatus>;
+  /** True once the process has exited (for any reason, including a crash). */
+  hasExited(): boolean;
   /** Sends SIGTERM and waits for exit; returns the exit code. */
   stop(): Promise<number>;
   /** Peak/current resident set size in bytes, from /proc. */
@@ -102,6 +106,8 @@ export async function startProxy(
     await Deno.remove(file).catch(() => {});
     return status;
   });
+  let hasExited = false;
+  child.status.then(() => hasExited = true);
   const process: ProxyProcess = {
     address: listen,
     adminAddress: admin.listen as string,
@@ -116,6 +122,7 @@ export async function startProxy(
         }
       }),
     exited,
+    hasExited: () => hasExited,
     async stop() {
       try {
         child.kill("SIGTERM");
@@ -135,4 +142,41 @@ export async function startProxy(
     return text.includes('"listening on');
   }, { timeoutMs: 20_000, what: "proxy to listen" });
   return process;
+}
+
+/** What a finished `switchyard` run printed, and how it exited. */
+export interface SwitchyardRun {
+  /** The exit code. */
+  readonly code: number;
+  /** Everything written to stdout. */
+  readonly stdout: string;
+  /** Everything written to stderr. */
+  readonly stderr: string;
+}
+
+/** Runs `main.ts` with `args` until it exits (for command-line and config-error tests). */
+export async function runSwitchyard(args: string[]): Promise<SwitchyardRun> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+/**
+ * A proxy config with one cluster, `name`, that serves the `test.Test` service from
+ * `backends`; `cluster` adds or overrides cluster settings. The drain timeout is short so a
+ * test that forgets a client still stops quickly.
+ */
+export function clusterConfig(
+  backends: readonly string[],
+  cluster: Record<string, unknown> = {},
+  name = "echo",
+): Record<string, unknown> {
+  return {
+    drainTimeout: "5s",
+    clusters: { [name]: { backends, ...cluster } },
+    routes: [{ service: "test.Test", cluster: name }],
+  };
 }

@@ -1,0 +1,373 @@
+/**
+ * A `@grpc/grpc-js` test backend and client for the `test.Test` service, with raw `Buffer`
+ * messages (no .proto): the proxy never looks inside messages, so bytes in = bytes out is
+ * the strongest check.
+ *
+ * Every response carries an `x-backend` header naming the backend that served it.
+ * @module
+ */
+import "./raw_h2.ts"; // installs the GOAWAY guard before grpc-js opens any session
+import * as grpc from "@grpc/grpc-js";
+
+/** The full method paths of `test.Test`. */
+export const TestMethod = {
+  /** Unary: answers with the request bytes. */
+  echo: "/test.Test/Echo",
+  /** Client streaming: answers with all request messages concatenated. */
+  collect: "/test.Test/Collect",
+  /** Server streaming: `x-count` messages of `x-size` bytes, message i filled with i % 256. */
+  stream: "/test.Test/Stream",
+  /** Bidi streaming: echoes every message, ends when the client ends. */
+  chat: "/test.Test/Chat",
+  /** Unary: sends headers, then fails with {@link FAIL_STATUS}; `x-*` metadata → trailers. */
+  fail: "/test.Test/Fail",
+  /** Unary: fails at once with a trailers-only response. */
+  failImmediately: "/test.Test/FailImmediately",
+  /** Unary: `x-*` request metadata comes back in the response headers and trailers. */
+  echoMetadata: "/test.Test/EchoMetadata",
+  /** Unary: never answers; records its deadline and whether it was cancelled. */
+  hang: "/test.Test/Hang",
+} as const;
+
+/** The status and details `Fail` ends with (details exercise percent-encoding). */
+export const FAIL_STATUS: { readonly code: grpc.status; readonly details: string } = {
+  code: grpc.status.FAILED_PRECONDITION,
+  details: "custom failure: ünïcødé, 100% & more",
+};
+
+/** The status and details `FailImmediately` ends with. */
+export const FAIL_IMMEDIATELY_STATUS: { readonly code: grpc.status; readonly details: string } = {
+  code: grpc.status.RESOURCE_EXHAUSTED,
+  details: "rejected before any message",
+};
+
+/** Message size limit for backends and clients: large enough for the 4 MiB test. */
+export const MAX_MESSAGE_BYTES = 8 << 20;
+
+const MESSAGE_LIMITS: grpc.ChannelOptions = {
+  "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+  "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+};
+
+/** The (de)serializer of every `test.Test` message: raw bytes, unchanged. */
+export const rawBytes = (bytes: Buffer): Buffer => bytes;
+
+function method(path: string, requestStream: boolean, responseStream: boolean) {
+  return {
+    path,
+    requestStream,
+    responseStream,
+    requestSerialize: rawBytes,
+    requestDeserialize: rawBytes,
+    responseSerialize: rawBytes,
+    responseDeserialize: rawBytes,
+  };
+}
+
+/** The `test.Test` service definition. */
+export const testService: grpc.ServiceDefinition = {
+  Echo: method(TestMethod.echo, false, false),
+  Collect: method(TestMethod.collect, true, false),
+  Stream: method(TestMethod.stream, false, true),
+  Chat: method(TestMethod.chat, true, true),
+  Fail: method(TestMethod.fail, false, false),
+  FailImmediately: method(TestMethod.failImmediately, false, false),
+  EchoMetadata: method(TestMethod.echoMetadata, false, false),
+  Hang: method(TestMethod.hang, false, false),
+};
+
+/** What the backend saw of one `Hang` call. */
+export interface HangRecord {
+  /** Milliseconds left until the call's deadline when it arrived; `undefined` without one. */
+  readonly remainingMs: number | undefined;
+  /** True once grpc-js reported the call cancelled. */
+  cancelled: boolean;
+}
+
+/** A running test backend. */
+export interface TestBackend {
+  /** Name sent in every `x-backend` header. */
+  readonly name: string;
+  /** `127.0.0.1:port`. */
+  readonly address: string;
+  /** The bound port. */
+  readonly port: number;
+  /** Calls that reached a handler since the start or the last {@link resetCalls}. */
+  calls(): number;
+  /** Zeroes the call counter. */
+  resetCalls(): void;
+  /** Every `Hang` call so far. */
+  readonly hangs: readonly HangRecord[];
+  /**
+   * Cancellations seen by `Stream` calls before they ended. (`Chat` cannot tell: grpc-js on
+   * Deno reports a reset as a half-close first, so the handler ends normally.)
+   */
+  streamCancellations(): number;
+  /**
+   * Lets `Stream` calls sent with `x-hold: 1` continue: such calls send their first message,
+   * then wait for this before sending the rest.
+   */
+  release(): void;
+  /** Stops the server at once, cancelling calls in flight. */
+  stop(): Promise<void>;
+}
+
+function metadataPrefixed(source: grpc.Metadata, prefix: string): grpc.Metadata {
+  const out = new grpc.Metadata();
+  for (const key of Object.keys(source.getMap())) {
+    if (!key.startsWith(prefix)) continue;
+    for (const value of source.get(key)) out.add(key, value);
+  }
+  return out;
+}
+
+function numberHeader(metadata: grpc.Metadata, key: string, fallback: number): number {
+  const value = metadata.get(key)[0];
+  return value === undefined ? fallback : Number(value);
+}
+
+/** Starts a test backend on `127.0.0.1:port` (0 picks a free port). */
+export async function startTestBackend(name: string, port = 0): Promise<TestBackend> {
+  const server = new grpc.Server(MESSAGE_LIMITS);
+  let calls = 0;
+  let streamCancellations = 0;
+  const hangs: HangRecord[] = [];
+  let released = Promise.withResolvers<void>();
+
+  const backendHeader = (): grpc.Metadata => {
+    const metadata = new grpc.Metadata();
+    metadata.set("x-backend", name);
+    return metadata;
+  };
+  type Unary = grpc.handleUnaryCall<Buffer, Buffer>;
+  const echo: Unary = (call, callback) => {
+    calls++;
+    call.sendMetadata(backendHeader());
+    callback(null, call.request);
+  };
+  const collect: grpc.handleClientStreamingCall<Buffer, Buffer> = (call, callback) => {
+    calls++;
+    call.sendMetadata(backendHeader());
+    const parts: Buffer[] = [];
+    call.on("data", (part: Buffer) => parts.push(part));
+    call.on("end", () => callback(null, Buffer.concat(parts)));
+  };
+  const stream: grpc.handleServerStreamingCall<Buffer, Buffer> = async (call) => {
+    calls++;
+    call.on("cancelled", () => {
+      if (!call.writableEnded) streamCancellations++;
+    });
+    call.sendMetadata(backendHeader());
+    const count = numberHeader(call.metadata, "x-count", 3);
+    const size = numberHeader(call.metadata, "x-size", 16);
+    const hold = call.metadata.get("x-hold")[0] === "1";
+    for (let i = 0; i < count && !call.cancelled; i++) {
+      if (hold && i === 1) await released.promise;
+      const more = call.write(Buffer.alloc(size, i % 256));
+      if (!more) await new Promise((resolve) => call.once("drain", resolve));
+    }
+    if (!call.cancelled) call.end();
+  };
+  const chat: grpc.handleBidiStreamingCall<Buffer, Buffer> = (call) => {
+    calls++;
+    call.sendMetadata(backendHeader());
+    call.on("data", (message: Buffer) => call.write(message));
+    call.on("end", () => call.end());
+  };
+  const fail: Unary = (call, callback) => {
+    calls++;
+    call.sendMetadata(backendHeader());
+    callback({ ...FAIL_STATUS, metadata: metadataPrefixed(call.metadata, "x-") });
+  };
+  const failImmediately: Unary = (_call, callback) => {
+    calls++;
+    callback({ ...FAIL_IMMEDIATELY_STATUS, metadata: backendHeader() });
+  };
+  const echoMetadata: Unary = (call, callback) => {
+    calls++;
+    const echoed = metadataPrefixed(call.metadata, "x-");
+    const headers = echoed.clone();
+    headers.merge(backendHeader());
+    call.sendMetadata(headers);
+    callback(null, Buffer.alloc(0), echoed);
+  };
+  const hang: Unary = (call) => {
+    calls++;
+    const deadline = call.getDeadline();
+    const record: HangRecord = {
+      remainingMs: deadline === Infinity ? undefined : Number(deadline) - Date.now(),
+      cancelled: false,
+    };
+    hangs.push(record);
+    call.on("cancelled", () => record.cancelled = true);
+  };
+  server.addService(testService, {
+    Echo: echo,
+    Collect: collect,
+    Stream: stream,
+    Chat: chat,
+    Fail: fail,
+    FailImmediately: failImmediately,
+    EchoMetadata: echoMetadata,
+    Hang: hang,
+  });
+  const boundPort = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(
+      `127.0.0.1:${port}`,
+      grpc.ServerCredentials.createInsecure(),
+      (error, bound) => error ? reject(error) : resolve(bound),
+    );
+  });
+  return {
+    name,
+    address: `127.0.0.1:${boundPort}`,
+    port: boundPort,
+    calls: () => calls,
+    resetCalls: () => calls = 0,
+    hangs,
+    streamCancellations: () => streamCancellations,
+    release: () => {
+      released.resolve();
+      released = Promise.withResolvers<void>();
+    },
+    stop: () => {
+      server.forceShutdown();
+      return Promise.resolve();
+    },
+  };
+}
+
+/** A grpc-js client constructor for {@link testService}. */
+export const TestClient: grpc.ServiceClientConstructor = grpc.makeGenericClientConstructor(
+  testService,
+  "test.Test",
+);
+
+/** A `test.Test` client for `address` (the proxy), with the large-message limits. */
+export function testClient(address: string): grpc.Client {
+  return new TestClient(address, grpc.credentials.createInsecure(), MESSAGE_LIMITS);
+}
+
+/** The outcome of a unary call, including both metadata blocks. */
+export interface UnaryResult {
+  /** The response message. */
+  readonly response: Buffer;
+  /** Response headers. */
+  readonly headers: grpc.Metadata;
+  /** The final status, with its trailers in `metadata`. */
+  readonly status: grpc.StatusObject;
+}
+
+/** Options for {@link unaryCall}. */
+export interface UnaryCallOptions {
+  /** Request metadata. */
+  readonly metadata?: grpc.Metadata;
+  /** Deadline in milliseconds from now. */
+  readonly timeoutMs?: number;
+  /** Receives the call object, e.g. to cancel it. */
+  readonly onCall?: (call: grpc.ClientUnaryCall) => void;
+}
+
+/**
+ * Makes a unary call by method path. Resolves on success; rejects with the grpc-js
+ * `ServiceError` (which has `code`, `details` and trailing `metadata`) on failure.
+ */
+export function unaryCall(
+  client: grpc.Client,
+  path: string,
+  request: Buffer = Buffer.alloc(0),
+  options: UnaryCallOptions = {},
+): Promise<UnaryResult> {
+  return new Promise((resolve, reject) => {
+    let headers = new grpc.Metadata();
+    let response: Buffer | undefined;
+    const callOptions: grpc.CallOptions = options.timeoutMs === undefined
+      ? {}
+      : { deadline: Date.now() + options.timeoutMs };
+    const call = client.makeUnaryRequest<Buffer, Buffer>(
+      path,
+      rawBytes,
+      rawBytes,
+      request,
+      options.metadata ?? new grpc.Metadata(),
+      callOptions,
+      (error, value) => {
+        if (error) reject(error);
+        else response = value;
+      },
+    );
+    call.on("metadata", (metadata: grpc.Metadata) => headers = metadata);
+    call.on("status", (status: grpc.StatusObject) => {
+      if (status.code === grpc.status.OK) resolve({ response: response!, headers, status });
+    });
+    options.onCall?.(call);
+  });
+}
+
+/** Expects `promise` to reject with a grpc-js `ServiceError` and returns it. */
+export async function expectServiceError(promise: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (typeof (error as grpc.ServiceError).code === "number") return error as grpc.ServiceError;
+    throw error;
+  }
+  throw new Error("expected the call to fail, but it succeeded");
+}
+
+/** The name in the `x-backend` header of a unary call's response. */
+export async function servedBy(client: grpc.Client): Promise<string> {
+  const { headers } = await unaryCall(client, TestMethod.echo, Buffer.from("who"));
+  return String(headers.get("x-backend")[0]);
+}
+
+/** Everything a streaming call returned. */
+export interface StreamResult {
+  /** Response messages in order. */
+  readonly messages: Buffer[];
+  /** The final status. */
+  readonly status: grpc.StatusObject;
+}
+
+/**
+ * Reads a server-streaming or bidi call to its end. Resolves once both the last message and
+ * an OK status arrived; rejects with the `ServiceError` otherwise.
+ */
+export function collectStream(call: grpc.ClientReadableStream<Buffer>): Promise<StreamResult> {
+  const messages: Buffer[] = [];
+  call.on("data", (message: Buffer) => messages.push(message));
+  const ended = new Promise<void>((resolve) => call.once("end", () => resolve()));
+  const status = new Promise<grpc.StatusObject>((resolve, reject) => {
+    call.once("error", reject);
+    call.once("status", (status: grpc.StatusObject) => {
+      if (status.code === grpc.status.OK) resolve(status);
+    });
+  });
+  return Promise.all([ended, status]).then(([, status]) => ({ messages, status }));
+}
+
+/** Opens a server-streaming call to `Stream` asking for `count` messages of `size` bytes. */
+export function serverStream(
+  client: grpc.Client,
+  count: number,
+  size: number,
+  extra: Record<string, string> = {},
+): grpc.ClientReadableStream<Buffer> {
+  const metadata = new grpc.Metadata();
+  metadata.set("x-count", String(count));
+  metadata.set("x-size", String(size));
+  for (const [key, value] of Object.entries(extra)) metadata.set(key, value);
+  return client.makeServerStreamRequest(
+    TestMethod.stream,
+    rawBytes,
+    rawBytes,
+    Buffer.alloc(0),
+    metadata,
+    {},
+  );
+}
+
+/** The messages `Stream` sends for `count` and `size`. */
+export function expectedStream(count: number, size: number): Buffer[] {
+  return Array.from({ length: count }, (_, i) => Buffer.alloc(size, i % 256));
+}

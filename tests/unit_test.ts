@@ -1,0 +1,83 @@
+/**
+ * Fast unit tests of pure data-plane helpers: routing, grpc-timeout, durations and
+ * grpc-message encoding.
+ */
+import assert from "node:assert/strict";
+import { parseDuration } from "../src/config/duration.ts";
+import type { RouteConfig } from "../src/config/schema.ts";
+import { formatGrpcTimeout, parseGrpcTimeout } from "../src/proxy/deadline.ts";
+import { encodeGrpcMessage } from "../src/proxy/grpc_status.ts";
+import { Router } from "../src/proxy/router.ts";
+
+Deno.test("router: method beats service beats catch-all; first rule of a kind wins", () => {
+  const routes: RouteConfig[] = [
+    { service: "pkg.Greeter", cluster: "service" },
+    { method: "/pkg.Greeter/SayHello", cluster: "method" },
+    { method: "/pkg.Greeter/SayHello", cluster: "shadowed" },
+    { service: "pkg.Greeter", cluster: "shadowed" },
+    { cluster: "fallback" },
+  ];
+  const router = new Router(routes, (cluster) => cluster);
+  assert.equal(router.match("/pkg.Greeter/SayHello"), "method");
+  assert.equal(router.match("/pkg.Greeter/SayGoodbye"), "service");
+  assert.equal(router.match("/pkg.GreeterV2/SayHello"), "fallback");
+  assert.equal(router.match("/pkg.Greeter"), "fallback");
+  assert.equal(router.match(""), "fallback");
+});
+
+Deno.test("router: without a catch-all an unknown service has no route", () => {
+  const router = new Router([{ service: "pkg.Greeter", cluster: "a" }], (cluster) => cluster);
+  assert.equal(router.match("/pkg.Greeter/X"), "a");
+  assert.equal(router.match("/other.Service/X"), undefined);
+  assert.equal(router.match("/pkg.Greete/X"), undefined);
+});
+
+Deno.test("grpc-timeout: every unit parses to milliseconds", () => {
+  assert.equal(parseGrpcTimeout("2H"), 7_200_000);
+  assert.equal(parseGrpcTimeout("3M"), 180_000);
+  assert.equal(parseGrpcTimeout("5S"), 5_000);
+  assert.equal(parseGrpcTimeout("250m"), 250);
+  assert.equal(parseGrpcTimeout("1500u"), 1.5);
+  assert.equal(parseGrpcTimeout("2000000n"), 2);
+  assert.equal(parseGrpcTimeout("99999999S"), 99_999_999_000);
+});
+
+Deno.test("grpc-timeout: malformed values are rejected", () => {
+  for (const bad of ["", "5", "S", "5s", "-1S", "1.5S", "123456789S", " 5S", "5S "]) {
+    assert.equal(parseGrpcTimeout(bad), undefined, JSON.stringify(bad));
+  }
+});
+
+Deno.test("grpc-timeout: formatting rounds up, clamps at 0, fits 8 digits", () => {
+  assert.equal(formatGrpcTimeout(250), "250m");
+  assert.equal(formatGrpcTimeout(0.2), "1m");
+  assert.equal(formatGrpcTimeout(-40), "0m");
+  assert.equal(formatGrpcTimeout(99_999_999), "99999999m");
+  assert.equal(formatGrpcTimeout(100_000_000), "100000S");
+  assert.equal(formatGrpcTimeout(1e15), "99999999S");
+  for (const ms of [1, 999, 12_345, 5e9]) {
+    assert.ok(parseGrpcTimeout(formatGrpcTimeout(ms))! >= ms, `round trip of ${ms}`);
+  }
+});
+
+Deno.test("durations: units, fractions and rejects", () => {
+  assert.equal(parseDuration("250ms"), 250);
+  assert.equal(parseDuration("5s"), 5_000);
+  assert.equal(parseDuration("1.5s"), 1_500);
+  assert.equal(parseDuration("2m"), 120_000);
+  assert.equal(parseDuration("1h"), 3_600_000);
+  for (const bad of ["", "5", "s", "-1s", "5 s", "5sec", "1e3ms"]) {
+    assert.equal(parseDuration(bad), undefined, JSON.stringify(bad));
+  }
+});
+
+Deno.test("grpc-message: only '%' and non-printable or non-ASCII bytes are escaped", () => {
+  assert.equal(
+    encodeGrpcMessage("no route for /a.B/C: 100% (x)"),
+    "no route for /a.B/C: 100%25 (x)",
+  );
+  assert.equal(encodeGrpcMessage("ü\n"), "%C3%BC%0A");
+  // What grpc-js clients do with it: decodeURI must restore the original exactly.
+  const message = "cluster a/b: ünïcødé 100% & more\t!";
+  assert.equal(decodeURI(encodeGrpcMessage(message)), message);
+});
