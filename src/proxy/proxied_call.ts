@@ -45,6 +45,8 @@ export class ProxiedCall {
   readonly #requestHeaders: http2.IncomingHttpHeaders;
   readonly #path: string;
   readonly #startedAt = Date.now();
+  /** Read at arrival: Deno's `node:http2` detaches the stream's session once it closes. */
+  readonly #clientAddress: string | undefined;
   #cluster: Cluster | undefined;
   #backend: Backend | undefined;
   #upstream: http2.ClientHttp2Stream | undefined;
@@ -73,6 +75,7 @@ export class ProxiedCall {
     this.#downstream = downstream;
     this.#requestHeaders = headers;
     this.#path = headers[":path"] ?? "";
+    this.#clientAddress = downstream.session?.socket?.remoteAddress;
   }
 
   /** Routes, picks a backend and starts relaying. Never throws; failures become statuses. */
@@ -331,7 +334,7 @@ export class ProxiedCall {
       backendFailure: this.#backendFailure,
       bytesIn: this.#bytesIn,
       bytesOut: this.#bytesOut,
-      clientAddress: this.#downstream.session?.socket?.remoteAddress,
+      clientAddress: this.#clientAddress,
     };
     for (const observe of observers) observe(record);
   }
