@@ -1,0 +1,206 @@
+/**
+ * `/metrics` and the access log, end to end: real grpc-js calls through the proxy process,
+ * then the exposition text parsed strictly and compared with the calls made.
+ */
+import * as grpc from "@grpc/grpc-js";
+import assert from "node:assert/strict";
+import { adminRequest, startAdminProxy } from "./support/admin_client.ts";
+import { clusterConfig, waitFor } from "./support/harness.ts";
+import { parsePrometheusText, type Sample, sumSamples } from "./support/prometheus.ts";
+import {
+  expectServiceError,
+  FAIL_STATUS,
+  startTestBackend,
+  testClient,
+  TestMethod,
+  unaryCall,
+} from "./support/test_backend.ts";
+
+const GRPC_JS = { sanitizeOps: false, sanitizeResources: false };
+const OK_CALLS = 5;
+const FAILED_CALLS = 3;
+
+/** Makes the calls every test here counts on: some that succeed and some that fail. */
+async function makeCalls(address: string): Promise<void> {
+  const client = testClient(address);
+  try {
+    for (let i = 0; i < OK_CALLS; i++) {
+      await unaryCall(client, TestMethod.echo, Buffer.from("hello"));
+    }
+    for (let i = 0; i < FAILED_CALLS; i++) {
+      const error = await expectServiceError(unaryCall(client, TestMethod.fail));
+      assert.equal(error.code, FAIL_STATUS.code);
+    }
+  } finally {
+    client.close();
+  }
+}
+
+Deno.test("/metrics is valid exposition text and counts the calls made", GRPC_JS, async () => {
+  const backend = await startTestBackend("b1");
+  try {
+    const proxy = await startAdminProxy(clusterConfig([backend.address], {
+      healthCheck: { interval: "100ms", timeout: "1s" },
+    }));
+    try {
+      await makeCalls(proxy.address);
+      const echo = { cluster: "echo", backend: backend.address, method: TestMethod.echo };
+      const fail = { cluster: "echo", backend: backend.address, method: TestMethod.fail };
+      const scrape = async (): Promise<Sample[]> => {
+        const response = await adminRequest(proxy, "/metrics");
+        assert.equal(response.status, 200);
+        assert.match(response.contentType, /^text\/plain; version=0\.0\.4/);
+        return parsePrometheusText(response.body);
+      };
+      // Calls are counted when the proxy finishes them, a moment after the client sees them.
+      const samples = await waitFor(async () => {
+        const samples = await scrape();
+        const done = sumSamples(samples, "switchyard_calls_total") === OK_CALLS + FAILED_CALLS;
+        const checked = sumSamples(samples, "switchyard_health_checks_total") > 0;
+        return done && checked ? samples : undefined;
+      }, { what: "every call and a health check to be counted" });
+
+      const calls = (labels: Record<string, string>) =>
+        sumSamples(samples, "switchyard_calls_total", labels);
+      assert.equal(calls({ ...echo, grpc_status: "0" }), OK_CALLS);
+      assert.equal(
+        calls({ ...fail, grpc_status: String(grpc.status.FAILED_PRECONDITION) }),
+        FAILED_CALLS,
+      );
+      assert.equal(
+        sumSamples(samples, "switchyard_call_duration_seconds_count", { cluster: "echo" }),
+        OK_CALLS + FAILED_CALLS,
+      );
+      assert.equal(
+        sumSamples(samples, "switchyard_call_duration_seconds_bucket", {
+          cluster: "echo",
+          method: TestMethod.echo,
+          le: "+Inf",
+        }),
+        OK_CALLS,
+      );
+
+      // Byte counters agree with the per-backend counters the admin API shows.
+      const { body: cluster } = await adminRequest(proxy, "/clusters/echo");
+      const [view] = cluster.backends;
+      const bytesIn = sumSamples(samples, "switchyard_bytes_received_total", {
+        backend: backend.address,
+      });
+      const bytesOut = sumSamples(samples, "switchyard_bytes_sent_total", {
+        backend: backend.address,
+      });
+      assert.ok(bytesIn >= OK_CALLS * "hello".length, `bytes received ${bytesIn}`);
+      assert.equal(bytesIn, view.bytesSent);
+      assert.equal(bytesOut, view.bytesReceived);
+
+      const perBackend = { cluster: "echo", backend: backend.address };
+      assert.equal(sumSamples(samples, "switchyard_active_streams", perBackend), 0);
+      assert.equal(
+        sumSamples(samples, "switchyard_backend_connectivity", { ...perBackend, state: "READY" }),
+        1,
+      );
+      assert.equal(sumSamples(samples, "switchyard_backend_connectivity", perBackend), 1);
+      assert.equal(sumSamples(samples, "switchyard_backend_health", perBackend), 1);
+      assert.equal(
+        sumSamples(samples, "switchyard_backend_health", { ...perBackend, status: view.health }),
+        1,
+      );
+      assert.equal(
+        sumSamples(samples, "switchyard_cluster_members", { cluster: "echo", source: "static" }),
+        1,
+      );
+      assert.equal(
+        sumSamples(samples, "switchyard_cluster_members", { cluster: "echo", source: "admin" }),
+        0,
+      );
+      assert.equal(sumSamples(samples, "switchyard_ejections_total", perBackend), 0);
+      assert.ok(samples.some((s) => s.name === "switchyard_ejections_total"));
+      assert.equal(sumSamples(samples, "switchyard_redis_connected"), 0, "no Redis configured");
+    } finally {
+      await proxy.stop();
+    }
+  } finally {
+    await backend.stop();
+  }
+});
+
+Deno.test(
+  "the access log writes one JSON line per call to a file, flushed on shutdown",
+  GRPC_JS,
+  async () => {
+    const backend = await startTestBackend("b1");
+    const path = await Deno.makeTempFile({ prefix: "switchyard-access-", suffix: ".log" });
+    try {
+      const proxy = await startAdminProxy({
+        ...clusterConfig([backend.address]),
+        accessLog: { enabled: true, path },
+      });
+      let code: number;
+      try {
+        await makeCalls(proxy.address);
+      } finally {
+        code = await proxy.stop();
+      }
+      assert.equal(code, 0);
+      const lines = (await Deno.readTextFile(path)).trim().split("\n").map((line) =>
+        JSON.parse(line)
+      );
+      assert.equal(lines.length, OK_CALLS + FAILED_CALLS);
+      const [first] = lines;
+      assert.equal(first.method, TestMethod.echo);
+      assert.equal(first.cluster, "echo");
+      assert.equal(first.backend, backend.address);
+      assert.equal(first.grpcStatus, 0);
+      assert.equal(typeof first.durationMs, "number");
+      assert.ok(first.bytesIn > 0 && first.bytesOut > 0);
+      assert.match(first.client, /127\.0\.0\.1/);
+      assert.ok(!Number.isNaN(Date.parse(first.time)));
+      assert.equal(
+        lines.filter((line) => line.grpcStatus === grpc.status.FAILED_PRECONDITION).length,
+        FAILED_CALLS,
+      );
+    } finally {
+      await backend.stop();
+      await Deno.remove(path);
+    }
+  },
+);
+
+Deno.test(
+  "the access log goes to stdout by default and is off unless enabled",
+  GRPC_JS,
+  async () => {
+    const backend = await startTestBackend("b1");
+    try {
+      for (const enabled of [true, false]) {
+        const proxy = await startAdminProxy({
+          ...clusterConfig([backend.address]),
+          accessLog: { enabled },
+        });
+        try {
+          await makeCalls(proxy.address);
+        } finally {
+          await proxy.stop();
+        }
+        const accessLines = proxy.output().split("\n").filter((line) =>
+          line.includes('"grpcStatus"')
+        );
+        assert.equal(
+          accessLines.length,
+          enabled ? OK_CALLS + FAILED_CALLS : 0,
+          `enabled: ${enabled}`,
+        );
+      }
+    } finally {
+      await backend.stop();
+    }
+  },
+);
+
+Deno.test("the exposition parser rejects malformed lines", () => {
+  assert.throws(() => parsePrometheusText("no_type_line 1\n"), /no # TYPE/);
+  assert.throws(() => parsePrometheusText("# TYPE x counter\nx{a=b} 1\n"), /not a valid sample/);
+  assert.throws(() => parsePrometheusText("# TYPE x counter\nx one\n"), /not a valid sample/);
+  const [sample] = parsePrometheusText('# TYPE x gauge\nx{a="q\\"uote"} +Inf\n');
+  assert.deepEqual(sample, { name: "x", labels: { a: 'q"uote' }, value: Infinity });
+});
