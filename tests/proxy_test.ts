@@ -248,7 +248,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a backend that is down gives UNAVAILABLE naming the cluster",
+  name: "a backend that is down gives UNAVAILABLE naming the cluster and the backend",
   ...GRPC_JS,
   fn: async () => {
     const deadPort = await freePort();
@@ -258,6 +258,7 @@ Deno.test({
       const error = await expectServiceError(unaryCall(client, TestMethod.echo));
       assert.equal(error.code, grpc.status.UNAVAILABLE);
       assert.match(error.details, /cluster ghost/);
+      assert.match(error.details, new RegExp(`127\\.0\\.0\\.1:${deadPort}: .*ECONNREFUSED`));
     } finally {
       client.close();
       await proxy.stop();

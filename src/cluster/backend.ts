@@ -87,6 +87,19 @@ export class Backend implements SubConn {
     return this.ejectedUntil > Date.now();
   }
 
+  /** Why the member cannot take calls now, or `undefined` when it can. */
+  get unusableReason(): string | undefined {
+    if (this.drained) return "drained";
+    if (this.upstream.state !== "READY") {
+      return this.upstream.lastError ?? this.upstream.state.toLowerCase();
+    }
+    if (this.ejected) return "ejected by outlier detection";
+    if (this.health === "unhealthy") {
+      return `unhealthy (${this.healthDetail.lastTransitionReason ?? "health check"})`;
+    }
+    return undefined;
+  }
+
   /** Asks the pool to connect. */
   connect(): void {
     this.upstream.connect();

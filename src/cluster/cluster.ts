@@ -24,6 +24,9 @@ import { Backend, type BackendSource, type HealthStatus } from "./backend.ts";
 
 const log = componentLogger("cluster");
 
+/** Keeps UNAVAILABLE messages short for large clusters. */
+const MAX_REASONS_IN_MESSAGE = 3;
+
 /** Callbacks for components that follow a cluster (health checks, metrics). */
 export interface ClusterListener {
   /** A member joined. */
@@ -96,6 +99,19 @@ export class Cluster implements BalancerHost {
   /** Picks a backend for a new call. */
   pick(): PickResult {
     return this.#published.picker.pick();
+  }
+
+  /**
+   * The `grpc-message` for a call that found no usable backend: the picker's reason plus,
+   * like Envoy's "upstream connect error", why each of the first few members is unusable.
+   */
+  describeUnavailable(reason: string): string {
+    const details = this.backends()
+      .map((backend) => [backend.address, backend.unusableReason])
+      .filter(([, why]) => why !== undefined)
+      .slice(0, MAX_REASONS_IN_MESSAGE)
+      .map(([address, why]) => `${address}: ${why}`);
+    return `cluster ${this.name}: ${reason}${details.length ? ` (${details.join("; ")})` : ""}`;
   }
 
   /** Waits until the picker stops queueing, or `timeoutMs` passes. */

@@ -114,7 +114,7 @@ export class ProxiedCall {
     }
     if (pick.kind !== "complete") {
       const reason = pick.kind === "fail" ? pick.message : "no backend";
-      this.#finishByProxy(GrpcStatus.UNAVAILABLE, `cluster ${cluster.name}: ${reason}`);
+      this.#finishByProxy(GrpcStatus.UNAVAILABLE, cluster.describeUnavailable(reason));
       return;
     }
     // Cluster pickers only ever hand out the cluster's own Backend objects.
