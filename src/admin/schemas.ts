@@ -60,6 +60,16 @@ export const backendSchema = z
 /** A backend view. */
 export type BackendView = z.infer<typeof backendSchema>;
 
+/** `POST /clusters/{name}/backends` answers: the backend, and where the registration went. */
+export const registeredBackendSchema = backendSchema
+  .extend({
+    source: z.enum(["redis", "admin"]).openapi({
+      description: "redis: added to the cluster's Redis set, so every proxy on that set " +
+        "takes it; admin: kept in this proxy's memory only.",
+    }),
+  })
+  .openapi("RegisteredBackend");
+
 /** One cluster with all of its members. */
 export const clusterSchema = z
   .object({

@@ -10,6 +10,7 @@ import type { Config, RedisConfig } from "../config/schema.ts";
 import { componentLogger } from "../log/logger.ts";
 import { ensureKeyspaceEvents, requiredKeyspaceFlags } from "./keyspace_events.ts";
 import { heartbeatChannelPattern, keyspaceChannel } from "./keys.ts";
+import { listMember, unlistMember } from "./member_writes.ts";
 import {
   clientDatabase,
   createRedisClient,
@@ -32,6 +33,18 @@ export interface RedisDiscoveryStatus {
   readonly lastError: string | undefined;
   /** Epoch milliseconds of the latest successful read of a set. */
   readonly lastSyncMs: number | undefined;
+}
+
+/**
+ * A membership write that Redis did not take (unreachable, timed out, refused), or that this
+ * proxy could not read back; the message starts with "redis unavailable: ".
+ */
+export class RedisUnavailableError extends Error {
+  /** Creates the error from the underlying Redis problem. */
+  constructor(problem: string) {
+    super(`redis unavailable: ${problem}`);
+    this.name = "RedisUnavailableError";
+  }
 }
 
 type ConnectionState = "connecting" | "connected" | "lost";
@@ -96,6 +109,39 @@ export class RedisDiscovery {
       lastError: this.#lastError,
       lastSyncMs: this.#lastSyncMs,
     };
+  }
+
+  /**
+   * Adds `address` to the Redis set of cluster `clusterName`, so every proxy on that set
+   * takes it, and re-reads the set so this proxy has applied it on return. For a
+   * `requireHeartbeat` cluster it also writes the member's heartbeat key without a TTL:
+   * nothing refreshes an operator-registered member, so it counts as live until
+   * {@link RedisDiscovery.removeMember} (a `switchyard register` run for the same address
+   * puts its TTL back). True when the set did not list it yet. Rejects with
+   * {@link RedisUnavailableError}, having written nothing, while Redis is unreachable.
+   */
+  addMember(clusterName: string, address: string): Promise<boolean> {
+    return this.#writeMember(clusterName, address, true, (watch) =>
+      listMember(
+        this.#client,
+        watch.setKey,
+        address,
+        watch.requireHeartbeat ? "untilRemoved" : "none",
+      ));
+  }
+
+  /**
+   * Removes `address` and its heartbeat key from the Redis set of cluster `clusterName`, and
+   * re-reads the set so this proxy sends it no new calls on return (in-flight calls finish).
+   * True when the set listed it. Rejects like {@link RedisDiscovery.addMember}.
+   */
+  removeMember(clusterName: string, address: string): Promise<boolean> {
+    return this.#writeMember(
+      clusterName,
+      address,
+      false,
+      (watch) => unlistMember(this.#client, watch.setKey, address),
+    );
   }
 
   /** Stops polling and closes both connections; membership stays as last read. */
@@ -193,6 +239,36 @@ export class RedisDiscovery {
       enabled = false;
     }
     this.#keyspaceEvents = enabled;
+  }
+
+  async #writeMember(
+    clusterName: string,
+    address: string,
+    listedAfter: boolean,
+    write: (watch: SetWatch) => Promise<boolean>,
+  ): Promise<boolean> {
+    const found = this.#watches.find(({ watch }) => watch.cluster.name === clusterName);
+    if (!found) throw new Error(`cluster ${clusterName} has no redis discovery`);
+    // Without an offline queue the write would fail at once anyway; checking first reports
+    // the outage's cause (e.g. ECONNREFUSED) instead of a bare "client offline".
+    if (this.#stopped || !this.#client.isReady) {
+      throw new RedisUnavailableError(this.#lastError ?? "not connected");
+    }
+    let changed: boolean;
+    try {
+      changed = await write(found.watch);
+    } catch (error) {
+      throw new RedisUnavailableError(describeRedisError(error));
+    }
+    // The keyspace event would do this too, but the caller's answer should already hold here.
+    await found.task.request();
+    if (found.watch.cluster.membersFrom("redis").includes(address) !== listedAfter) {
+      throw new RedisUnavailableError(
+        `${address} was written to ${found.watch.setKey} but not read back ` +
+          `(${this.#lastError ?? "read skipped"}); proxies apply it on their next read`,
+      );
+    }
+    return changed;
   }
 
   async #syncAll(): Promise<void> {

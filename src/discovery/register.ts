@@ -8,7 +8,7 @@ import { UsageError } from "../cli.ts";
 import { parseHostPort } from "../config/address.ts";
 import { parseDuration } from "../config/duration.ts";
 import { componentLogger } from "../log/logger.ts";
-import { heartbeatKey } from "./keys.ts";
+import { listMember, unlistMember } from "./member_writes.ts";
 import {
   createRedisClient,
   describeRedisError,
@@ -103,13 +103,7 @@ class Heartbeat {
     if (this.#stopped || !this.#client.isReady) return;
     const { setKey, address, ttlMs } = this.#registration;
     try {
-      // One transaction: proxies that require heartbeats see the member and its key at once.
-      await this.#client.multi()
-        .set(heartbeatKey(setKey, address), String(Date.now()), {
-          expiration: { type: "PX", value: ttlMs },
-        })
-        .sAdd(setKey, address)
-        .exec();
+      await listMember(this.#client, setKey, address, { ttlMs });
       if (this.#state !== "registered") {
         this.#state = "registered";
         log.info("registered {address} in redis set {set} (heartbeat ttl {ttlMs}ms)", {
@@ -137,7 +131,7 @@ class Heartbeat {
     this.#stopped = true;
     const { setKey, address } = this.#registration;
     try {
-      await this.#client.multi().sRem(setKey, address).del(heartbeatKey(setKey, address)).exec();
+      await unlistMember(this.#client, setKey, address);
       log.info("deregistered {address} from redis set {set}", logFields(this.#registration));
       return true;
     } catch (error) {

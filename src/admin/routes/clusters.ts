@@ -8,6 +8,7 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { registeredPolicies } from "../../balancer/registry.ts";
 import type { Cluster } from "../../cluster/cluster.ts";
 import { formatHostPort, parseHostPort } from "../../config/address.ts";
+import { type RedisDiscovery, RedisUnavailableError } from "../../discovery/redis_discovery.ts";
 import { componentLogger } from "../../log/logger.ts";
 import type { Switchyard } from "../../switchyard.ts";
 import { backendView, clusterView } from "../cluster_view.ts";
@@ -21,6 +22,7 @@ import {
   clusterSchema,
   errorSchema,
   pickerBodySchema,
+  registeredBackendSchema,
 } from "../schemas.ts";
 
 const log = componentLogger("admin");
@@ -28,6 +30,13 @@ const log = componentLogger("admin");
 const rejected = {
   400: { description: "Malformed input", content: jsonContent(errorSchema) },
   404: { description: "Unknown cluster or backend", content: jsonContent(errorSchema) },
+} as const;
+
+const redisUnavailable = {
+  503: {
+    description: "The cluster's Redis set could not be written (nothing changed) or read back",
+    content: jsonContent(errorSchema),
+  },
 } as const;
 
 const listRoute = createRoute({
@@ -69,18 +78,23 @@ const registerRoute = createRoute({
   method: "post",
   path: "/clusters/{name}/backends",
   tags: ["backends"],
-  summary: "Register a backend (source: admin)",
+  summary: "Register a backend",
+  description: "For a cluster with Redis discovery, adds the backend to its Redis set so " +
+    "every proxy on that set takes it (source redis; with requireHeartbeat, also a heartbeat " +
+    "key without TTL, live until DELETE); otherwise registers it in this proxy only " +
+    "(source admin).",
   request: {
     params: clusterParamsSchema,
     body: { content: jsonContent(backendBodySchema), required: true },
   },
   responses: {
-    201: { description: "Registered", content: jsonContent(backendSchema) },
+    201: { description: "Registered", content: jsonContent(registeredBackendSchema) },
     200: {
-      description: "Already registered by the admin API",
-      content: jsonContent(backendSchema),
+      description: "Already listed by the Redis set, or already registered by the admin API",
+      content: jsonContent(registeredBackendSchema),
     },
     ...rejected,
+    ...redisUnavailable,
   },
 });
 
@@ -88,15 +102,15 @@ const unregisterRoute = createRoute({
   method: "delete",
   path: "/clusters/{name}/backends/{address}",
   tags: ["backends"],
-  summary: "Unregister a static or admin backend; its in-flight calls finish",
+  summary: "Unregister a backend; its in-flight calls finish",
+  description: "For a cluster with Redis discovery, removes the backend (and its heartbeat " +
+    "key) from the Redis set, so every proxy on that set stops sending it new calls; static " +
+    "and admin registrations are dropped from this proxy's memory.",
   request: { params: backendParamsSchema },
   responses: {
     200: { description: "The cluster after the removal", content: jsonContent(clusterSchema) },
-    409: {
-      description: "Only Redis discovery lists the backend; remove it from the Redis set",
-      content: jsonContent(errorSchema),
-    },
     ...rejected,
+    ...redisUnavailable,
   },
 });
 
@@ -141,6 +155,9 @@ export function clusterRoutes(switchyard: Switchyard): OpenAPIHono {
     if (!cluster.setDrained(canonical, drained)) throw unknownBackend(cluster, canonical);
     return backendView(cluster.backend(canonical)!);
   };
+  // Membership of a cluster fed by a Redis set is written there, so every proxy sees it.
+  const redisOf = (cluster: Cluster): RedisDiscovery | undefined =>
+    cluster.config.discovery ? switchyard.discovery : undefined;
 
   return createAdminRouter()
     .openapi(listRoute, (c) => c.json([...switchyard.clusters.values()].map(clusterView), 200))
@@ -155,24 +172,36 @@ export function clusterRoutes(switchyard: Switchyard): OpenAPIHono {
       if (cluster.policy !== name) cluster.switchPolicy(name);
       return c.json(clusterView(cluster), 200);
     })
-    .openapi(registerRoute, (c) => {
+    .openapi(registerRoute, async (c) => {
       const cluster = findCluster(c.req.valid("param").name);
       const address = canonicalAddress(c.req.valid("json").address);
-      const added = cluster.addMember("admin", address);
-      if (added) log.info("registered {address} in {cluster}", { cluster: cluster.name, address });
-      return c.json(backendView(cluster.backend(address)!), added ? 201 : 200);
+      const redis = redisOf(cluster);
+      const source = redis ? "redis" : "admin";
+      const added = redis
+        ? await writeRedis(() => redis.addMember(cluster.name, address))
+        : cluster.addMember("admin", address);
+      if (added) {
+        log.info("registered {address} in {cluster} ({source})", {
+          cluster: cluster.name,
+          address,
+          source,
+        });
+      }
+      return c.json({ ...backendView(cluster.backend(address)!), source }, added ? 201 : 200);
     })
-    .openapi(unregisterRoute, (c) => {
+    .openapi(unregisterRoute, async (c) => {
       const params = c.req.valid("param");
       const cluster = findCluster(params.name);
       const address = canonicalAddress(params.address);
-      const backend = cluster.backend(address);
-      if (!backend) throw unknownBackend(cluster, address);
-      const removable = [...backend.sources].filter((source) => source !== "redis");
-      if (removable.length === 0) {
-        throw new AdminError(409, `${address} is listed by the Redis set only; remove it there`);
-      }
-      for (const source of removable) cluster.removeMember(source, address);
+      const redis = redisOf(cluster);
+      // Redis first: when it is unreachable the request fails before this proxy changes.
+      const unlisted = redis
+        ? await writeRedis(() => redis.removeMember(cluster.name, address))
+        : false;
+      // The Redis source is gone by now (removeMember re-read the set); the rest are local.
+      const local = [...(cluster.backend(address)?.sources ?? [])];
+      if (!unlisted && local.length === 0) throw unknownBackend(cluster, address);
+      for (const source of local) cluster.removeMember(source, address);
       log.info("unregistered {address} from {cluster}", { cluster: cluster.name, address });
       return c.json(clusterView(cluster), 200);
     })
@@ -191,6 +220,16 @@ function canonicalAddress(text: string): string {
   const parsed = parseHostPort(text);
   if (!parsed) throw new AdminError(400, `${JSON.stringify(text)} is not a host:port address`);
   return formatHostPort(parsed);
+}
+
+/** Runs a Redis membership write, answering 503 when Redis did not take it. */
+async function writeRedis(write: () => Promise<boolean>): Promise<boolean> {
+  try {
+    return await write();
+  } catch (error) {
+    if (error instanceof RedisUnavailableError) throw new AdminError(503, error.message);
+    throw error;
+  }
 }
 
 function unknownBackend(cluster: Cluster, address: string): AdminError {
