@@ -14,7 +14,14 @@ import {
   startProxy,
   waitFor,
 } from "./support/harness.ts";
-import { closeRaw, connectRaw, grpcFrame, rawCall, startRawBackend } from "./support/raw_h2.ts";
+import {
+  closeRaw,
+  connectRaw,
+  grpcFrame,
+  rawCall,
+  respondOk,
+  startRawBackend,
+} from "./support/raw_h2.ts";
 import {
   collectStream,
   expectedStream,
@@ -306,4 +313,29 @@ Deno.test({
         session.destroy();
       }
     }),
+});
+
+Deno.test({
+  name: "a backend's SETTINGS_MAX_CONCURRENT_STREAMS makes the proxy open more connections",
+  ...GRPC_JS,
+  fn: async () => {
+    const held: http2.ServerHttp2Stream[] = [];
+    const backend = await startRawBackend((stream) => held.push(stream), {
+      maxConcurrentStreams: 2,
+    });
+    const proxy = await startProxy(clusterConfig([backend.address]));
+    const client = await connectRaw(proxy.address);
+    try {
+      const calls = Array.from({ length: 5 }, () => rawCall(client, "/test.Test/Echo"));
+      await waitFor(() => held.length === 5, { what: "all 5 calls to reach the backend" });
+      assert.equal(backend.sessions.size, 3, "2 + 2 + 1 streams need 3 connections");
+      for (const stream of held) respondOk(stream);
+      const results = await Promise.all(calls);
+      assert.deepEqual(results.map((result) => result.grpcStatus), [0, 0, 0, 0, 0]);
+    } finally {
+      await closeRaw(client);
+      await proxy.stop();
+      await backend.close();
+    }
+  },
 });

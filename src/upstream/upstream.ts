@@ -55,6 +55,7 @@ export class Upstream {
   #closed = false;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #lastError: string | undefined;
+  #peerMaxStreams = Infinity;
 
   /** Creates an idle pool; nothing is dialled until {@link connect}. */
   constructor(options: UpstreamOptions) {
@@ -145,7 +146,9 @@ export class Upstream {
       connected: false,
       goingAway: false,
       activeStreams: 0,
-      maxStreams: Infinity,
+      // Until its own SETTINGS arrive, assume the limit the backend announced before, so a
+      // burst does not pile onto a dialling connection past what the backend will accept.
+      maxStreams: this.#peerMaxStreams,
     };
     this.#connections.push(connection);
     if (this.#state === "IDLE") this.#setState("CONNECTING");
@@ -166,6 +169,7 @@ export class Upstream {
     });
     session.on("remoteSettings", (settings) => {
       connection.maxStreams = settings.maxConcurrentStreams ?? Infinity;
+      this.#peerMaxStreams = connection.maxStreams;
     });
     session.on("error", (error) => {
       connection.lastError = error;

@@ -145,11 +145,15 @@ export interface RawBackend {
   close(): Promise<void>;
 }
 
-/** Starts a raw h2c backend on a free loopback port; `onStream` handles every stream. */
+/**
+ * Starts a raw h2c backend on a free loopback port; `onStream` handles every stream, and
+ * `settings` is the SETTINGS frame it announces.
+ */
 export async function startRawBackend(
   onStream: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void,
+  settings: http2.Settings = {},
 ): Promise<RawBackend> {
-  const server = http2.createServer();
+  const server = http2.createServer({ settings });
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (session: http2.ServerHttp2Session) => {
     sessions.add(session);
