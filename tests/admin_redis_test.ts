@@ -6,7 +6,7 @@ import type * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { heartbeatKey } from "../src/discovery/keys.ts";
 import { adminRequest, callsByBackend, startAdminProxy } from "./support/admin_client.ts";
-import { clusterConfig, type ProxyProcess, waitFor } from "./support/harness.ts";
+import { clusterConfig, GRPC_JS, type ProxyProcess, waitFor } from "./support/harness.ts";
 import { type RedisServer, startRedis } from "./support/redis.ts";
 import {
   collectStream,
@@ -17,7 +17,6 @@ import {
   testClient,
 } from "./support/test_backend.ts";
 
-const GRPC_JS = { sanitizeOps: false, sanitizeResources: false };
 const SET = "switchyard:test:admin";
 
 interface Fixture {

@@ -7,6 +7,7 @@ import { adminRequest, adminUrl, callsByBackend, startAdminProxy } from "./suppo
 import {
   clusterConfig,
   freePort,
+  GRPC_JS,
   type ProxyProcess,
   startProxy,
   type StartProxyOptions,
@@ -21,7 +22,6 @@ import {
   testClient,
 } from "./support/test_backend.ts";
 
-const GRPC_JS = { sanitizeOps: false, sanitizeResources: false };
 const TOKEN = "s3cret-admin-token-0123456789";
 
 /** Runs `body` with `count` backends (b1, b2, …) and a proxy built by `config`; cleans up. */

@@ -10,6 +10,7 @@ import { partitionMembers } from "../src/discovery/members.ts";
 import {
   clusterConfig,
   freePort,
+  GRPC_JS,
   type ProxyProcess,
   runSwitchyard,
   startProxy,
@@ -26,7 +27,6 @@ import {
   testClient,
 } from "./support/test_backend.ts";
 
-const GRPC_JS = { sanitizeOps: false, sanitizeResources: false };
 const SET = "switchyard:test:members";
 const MAIN = new URL("../main.ts", import.meta.url).pathname;
 

@@ -5,7 +5,7 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { adminRequest, startAdminProxy } from "./support/admin_client.ts";
-import { clusterConfig, waitFor } from "./support/harness.ts";
+import { clusterConfig, GRPC_JS, waitFor } from "./support/harness.ts";
 import { parsePrometheusText, type Sample, sumSamples } from "./support/prometheus.ts";
 import {
   expectServiceError,
@@ -16,7 +16,6 @@ import {
   unaryCall,
 } from "./support/test_backend.ts";
 
-const GRPC_JS = { sanitizeOps: false, sanitizeResources: false };
 const OK_CALLS = 5;
 const FAILED_CALLS = 3;
 

@@ -4,7 +4,7 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { clusterConfig, startProxy, waitFor } from "./support/harness.ts";
+import { clusterConfig, GRPC_JS, startProxy, waitFor } from "./support/harness.ts";
 import {
   servedBy,
   startTestBackend,
@@ -13,8 +13,6 @@ import {
   TestMethod,
   unaryCall,
 } from "./support/test_backend.ts";
-
-const GRPC_JS = { sanitizeOps: false, sanitizeResources: false };
 
 async function startBackends(count: number): Promise<TestBackend[]> {
   const backends: TestBackend[] = [];

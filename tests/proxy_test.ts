@@ -10,6 +10,7 @@ import { parseGrpcTimeout } from "../src/proxy/deadline.ts";
 import {
   clusterConfig,
   freePort,
+  GRPC_JS,
   type ProxyProcess,
   startProxy,
   waitFor,
@@ -36,8 +37,6 @@ import {
   TestMethod,
   unaryCall,
 } from "./support/test_backend.ts";
-
-const GRPC_JS = { sanitizeOps: false, sanitizeResources: false };
 
 /** Runs `body` against a fresh backend `b1` behind a fresh proxy, and cleans both up. */
 async function withProxiedBackend(

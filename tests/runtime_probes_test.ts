@@ -6,7 +6,13 @@
  */
 import assert from "node:assert/strict";
 import http2 from "node:http2";
-import { clusterConfig, type ProxyProcess, startProxy, waitFor } from "./support/harness.ts";
+import {
+  clusterConfig,
+  GRPC_JS,
+  type ProxyProcess,
+  startProxy,
+  waitFor,
+} from "./support/harness.ts";
 import {
   closeRaw,
   connectRaw,
@@ -19,7 +25,6 @@ import {
 } from "./support/raw_h2.ts";
 import { servedBy, startTestBackend, testClient } from "./support/test_backend.ts";
 
-const GRPC_JS = { sanitizeOps: false, sanitizeResources: false };
 const CRASH_SIGNS = /Assertion .* failed|panicked|Segmentation fault|free\(\): invalid|Aborted/;
 const PATH = "/test.Test/Echo";
 const MiB = 1 << 20;

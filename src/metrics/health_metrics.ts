@@ -7,7 +7,7 @@
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { RedisDiscoveryStatus } from "../discovery/redis_discovery.ts";
-import type { ClusterSource } from "./state_metrics.ts";
+import { backendsWithLabels, type ClusterSource } from "./state_metrics.ts";
 
 /** Registers the health and Redis metrics on `registry`. */
 export function registerHealthMetrics(
@@ -22,12 +22,9 @@ export function registerHealthMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      for (const cluster of clusters()) {
-        for (const backend of cluster.backends()) {
-          const labels = { cluster: cluster.name, backend: backend.address };
-          this.inc({ ...labels, result: "passed" }, backend.healthDetail.checksPassed);
-          this.inc({ ...labels, result: "failed" }, backend.healthDetail.checksFailed);
-        }
+      for (const [backend, labels] of backendsWithLabels(clusters)) {
+        this.inc({ ...labels, result: "passed" }, backend.healthDetail.checksPassed);
+        this.inc({ ...labels, result: "failed" }, backend.healthDetail.checksFailed);
       }
     },
   });
@@ -38,11 +35,8 @@ export function registerHealthMetrics(
     registers: [registry],
     collect() {
       this.reset();
-      for (const cluster of clusters()) {
-        for (const backend of cluster.backends()) {
-          const labels = { cluster: cluster.name, backend: backend.address };
-          this.inc(labels, backend.healthDetail.ejections);
-        }
+      for (const [backend, labels] of backendsWithLabels(clusters)) {
+        this.inc(labels, backend.healthDetail.ejections);
       }
     },
   });

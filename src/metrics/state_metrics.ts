@@ -20,6 +20,25 @@ const SOURCES: readonly BackendSource[] = ["static", "redis", "admin"];
 /** Where the gauges read clusters from, at every scrape. */
 export type ClusterSource = () => Iterable<Cluster>;
 
+/** The `{ cluster, backend }` labels of one backend series. */
+export interface BackendLabels {
+  /** Cluster name. */
+  readonly cluster: string;
+  /** Backend `host:port`. */
+  readonly backend: string;
+}
+
+/** Every backend of every cluster, with its series labels, at scrape time. */
+export function* backendsWithLabels(
+  clusters: ClusterSource,
+): Generator<[Backend, BackendLabels]> {
+  for (const cluster of clusters()) {
+    for (const backend of cluster.backends()) {
+      yield [backend, { cluster: cluster.name, backend: backend.address }];
+    }
+  }
+}
+
 /** Registers the live-state gauges for `clusters` on `registry`. */
 export function registerStateMetrics(registry: Registry, clusters: ClusterSource): void {
   backendGauge(registry, clusters, {
@@ -90,10 +109,8 @@ function backendGauge(
     registers: [registry],
     collect() {
       this.reset();
-      for (const cluster of clusters()) {
-        for (const backend of cluster.backends()) {
-          this.set({ cluster: cluster.name, backend: backend.address }, spec.value(backend));
-        }
+      for (const [backend, labels] of backendsWithLabels(clusters)) {
+        this.set(labels, spec.value(backend));
       }
     },
   });
@@ -116,13 +133,10 @@ function backendStateSet<S extends string>(
     registers: [registry],
     collect() {
       this.reset();
-      for (const cluster of clusters()) {
-        for (const backend of cluster.backends()) {
-          const current = spec.current(backend);
-          for (const state of spec.states) {
-            const labels = { cluster: cluster.name, backend: backend.address, [spec.label]: state };
-            this.set(labels, state === current ? 1 : 0);
-          }
+      for (const [backend, labels] of backendsWithLabels(clusters)) {
+        const current = spec.current(backend);
+        for (const state of spec.states) {
+          this.set({ ...labels, [spec.label]: state }, state === current ? 1 : 0);
         }
       }
     },

@@ -7,6 +7,15 @@ import net from "node:net";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 
+/**
+ * Test options for tests that use `@grpc/grpc-js`: it keeps channel timers and sockets alive
+ * past a test's end (idle timers, reconnect backoff), which Deno's sanitizers would report.
+ */
+export const GRPC_JS: Readonly<{ sanitizeOps: false; sanitizeResources: false }> = {
+  sanitizeOps: false,
+  sanitizeResources: false,
+};
+
 /** Finds a free TCP port on 127.0.0.1. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
