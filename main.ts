@@ -9,28 +9,12 @@ import embeddedConfig from "./config.json" with { type: "json" };
 import denoJson from "./deno.json" with { type: "json" };
 import { registeredPolicies } from "./src/balancer/registry.ts";
 import { parseCli, type RunOptions, USAGE, UsageError } from "./src/cli.ts";
-import { ConfigError, parseConfig } from "./src/config/load.ts";
+import { ConfigError, parseConfig, readConfigJson } from "./src/config/load.ts";
 import { runRegister } from "./src/discovery/register.ts";
-import { configureLogging } from "./src/log/logger.ts";
-import { componentLogger } from "./src/log/logger.ts";
+import { componentLogger, configureLogging } from "./src/log/logger.ts";
 import { Switchyard } from "./src/switchyard.ts";
 
 const log = componentLogger("lifecycle");
-
-async function readRawConfig(path: string | undefined): Promise<unknown> {
-  if (path === undefined) return structuredClone(embeddedConfig);
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (error) {
-    throw new ConfigError(path, [`(file): cannot read: ${(error as Error).message}`]);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (error) {
-    throw new ConfigError(path, [`(file): not valid JSON: ${(error as Error).message}`]);
-  }
-}
 
 /** Applies CLI overrides before validation, so their errors name the config field too. */
 function applyOverrides(raw: unknown, options: RunOptions): unknown {
@@ -48,7 +32,10 @@ function applyOverrides(raw: unknown, options: RunOptions): unknown {
 
 async function run(options: RunOptions): Promise<number> {
   const source = options.config ?? "(embedded config.json)";
-  const raw = applyOverrides(await readRawConfig(options.config), options);
+  const fileConfig = options.config === undefined
+    ? structuredClone(embeddedConfig)
+    : await readConfigJson(options.config);
+  const raw = applyOverrides(fileConfig, options);
   const config = parseConfig(raw, source, { pickers: registeredPolicies() });
   configureLogging(config.log.level);
   log.info("starting switchyard {version} with {source}", { version: denoJson.version, source });
@@ -91,7 +78,10 @@ async function main(args: string[]): Promise<number> {
     }
     if (error instanceof ConfigError) {
       configureLogging("info");
-      log.error("config error: {problems}", { problems: error.problems, message: error.message });
+      log.error("invalid config {source}: {problems}", {
+        source: error.source,
+        problems: error.problems.join("; "),
+      });
       console.error(error.message);
       return 2;
     }

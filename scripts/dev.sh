@@ -28,8 +28,8 @@ need_debian() { # need_debian COMMAND PACKAGE
     echo "warning: $1 is missing (Debian package $2); some tests or benchmarks need it" >&2
   fi
 }
-task=${1:-demo}
-case "$task" in
+[ $# -gt 0 ] || set -- demo
+case "$1" in
   test) need_debian redis-server redis-server; need_debian h2load nghttp2-client; need_debian chromium chromium ;;
   bench) need_debian h2load nghttp2-client; need_debian nginx nginx-light ;;
 esac

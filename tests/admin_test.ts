@@ -388,6 +388,17 @@ Deno.test("POST /drain answers 202 and /ready flips to 503", GRPC_JS, async () =
       await waitFor(async () => (await adminRequest(proxy, "/ready")).status === 200, {
         what: "/ready to answer 200",
       });
+      const crossSite = await adminRequest(proxy, "/drain", {
+        method: "POST",
+        headers: {
+          origin: "http://attacker.example",
+          "content-type": "application/x-www-form-urlencoded",
+        },
+      });
+      assert.equal(crossSite.status, 403, "a cross-origin form post is refused");
+      assert.match(crossSite.contentType, /application\/json/);
+      assert.equal((await adminRequest(proxy, "/ready")).status, 200, "and drains nothing");
+
       const drain = await adminRequest(proxy, "/drain", { method: "POST" });
       assert.deepEqual([drain.status, drain.body], [202, { status: "draining" }]);
       const ready = await adminRequest(proxy, "/ready");

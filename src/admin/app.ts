@@ -11,6 +11,7 @@ import { renderError, renderNotFound } from "./errors.ts";
 import { renderDocsPage } from "./pages/docs_page.ts";
 import { renderStatusPage } from "./pages/status_page.ts";
 import { createAdminRouter } from "./router.ts";
+import { refuseCrossOriginMutations } from "./same_origin.ts";
 import { clusterRoutes } from "./routes/clusters.ts";
 import { configRoutes } from "./routes/config.ts";
 import { lifecycleRoutes } from "./routes/lifecycle.ts";
@@ -42,6 +43,7 @@ export function createAdminApp(switchyard: Switchyard, options: AdminAppOptions)
   const app = createAdminRouter();
   app.onError(renderError);
   app.notFound(renderNotFound);
+  app.use("*", refuseCrossOriginMutations());
   if (options.token !== undefined) app.use("*", requireBearer(options.token, PUBLIC_PATHS));
   app.get("/", (c) => c.html(renderStatusPage()));
   app.route("/", lifecycleRoutes(switchyard));

@@ -7,6 +7,8 @@ import { type Config, configSchema } from "./schema.ts";
 
 /** A config that failed validation; `problems` holds one `path: reason` line per issue. */
 export class ConfigError extends Error {
+  /** The file name, or a description of where the config came from. */
+  readonly source: string;
   /** Each problem as `clusters.echo.backends[1]: "127.0.0.1" is not host:port`. */
   readonly problems: readonly string[];
 
@@ -14,6 +16,7 @@ export class ConfigError extends Error {
   constructor(source: string, problems: readonly string[]) {
     super(`invalid config ${source}:\n  ${problems.join("\n  ")}`);
     this.name = "ConfigError";
+    this.source = source;
     this.problems = problems;
   }
 }
@@ -63,19 +66,20 @@ export function parseConfig(raw: unknown, source: string, context: ConfigContext
   return result.data;
 }
 
-/** Reads and validates a config file; unreadable files and bad JSON are {@link ConfigError}s too. */
-export async function loadConfigFile(path: string, context: ConfigContext): Promise<Config> {
+/**
+ * Reads a config file as JSON without validating it, so that command-line overrides can be
+ * applied first; unreadable files and bad JSON are {@link ConfigError}s.
+ */
+export async function readConfigJson(path: string): Promise<unknown> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch (error) {
     throw new ConfigError(path, [`(file): cannot read: ${(error as Error).message}`]);
   }
-  let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    return JSON.parse(text);
   } catch (error) {
     throw new ConfigError(path, [`(file): not valid JSON: ${(error as Error).message}`]);
   }
-  return parseConfig(raw, path, context);
 }

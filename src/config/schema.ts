@@ -8,28 +8,32 @@ import { parseHostPort } from "./address.ts";
 import { parseDuration } from "./duration.ts";
 
 /** A `host:port` string. */
-export const addressSchema = z.string().refine((text) => parseHostPort(text) !== undefined, {
+const addressSchema = z.string().refine((text) => parseHostPort(text) !== undefined, {
   error: (issue) => `${JSON.stringify(issue.input)} is not host:port`,
 });
 
+/** Timers cannot wait longer: Node-style timers fire at once past 2^31-1 ms (about 24 days). */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
 /** A duration string such as `"250ms"` or `"5s"`, parsed to milliseconds. */
-export const durationSchema = z
+const durationSchema = z
   .string()
   .refine((text) => parseDuration(text) !== undefined, {
     error: (issue) => `${JSON.stringify(issue.input)} is not a duration like "250ms" or "5s"`,
   })
-  .transform((text) => parseDuration(text)!);
+  .transform((text) => parseDuration(text)!)
+  .refine((ms) => ms <= MAX_DURATION_MS, { error: "must be at most 24 days" });
 
 const SERVICE_NAME = /^[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*$/;
 const FULL_METHOD = /^\/[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*\/[A-Za-z_][\w]*$/;
 
-/** A duration that must be above zero (a zero probe interval or timeout would spin). */
+/** A duration that must be above zero: a zero interval, timeout or backoff would spin. */
 const positiveDurationSchema = durationSchema.refine((ms) => ms > 0, {
   error: "must be greater than 0",
 });
 
 /** Active `grpc.health.v1.Health/Check` probing, with Envoy's semantics and defaults. */
-export const healthCheckSchema = z.strictObject({
+const healthCheckSchema = z.strictObject({
   interval: positiveDurationSchema.prefault("5s"),
   timeout: positiveDurationSchema.prefault("1s"),
   jitter: durationSchema.prefault("0ms"),
@@ -41,34 +45,34 @@ export const healthCheckSchema = z.strictObject({
 });
 
 /** Passive ejection of backends whose calls fail (Envoy's outlier detection). */
-export const outlierDetectionSchema = z.strictObject({
+const outlierDetectionSchema = z.strictObject({
   consecutiveFailures: z.int().min(1).default(5),
-  baseEjectionTime: durationSchema.prefault("30s"),
-  maxEjectionTime: durationSchema.prefault("300s"),
+  baseEjectionTime: positiveDurationSchema.prefault("30s"),
+  maxEjectionTime: positiveDurationSchema.prefault("300s"),
   maxEjectionPercent: z.number().min(0).max(100).default(10),
 });
 
 /** Live membership from a Redis set. */
-export const discoverySchema = z.strictObject({
+const discoverySchema = z.strictObject({
   redisSet: z.string().min(1),
   requireHeartbeat: z.boolean().default(false),
 });
 
 /** Reconnect backoff for upstream connections (gRPC connection-backoff shape). */
-export const backoffSchema = z.strictObject({
-  initial: durationSchema.prefault("100ms"),
-  max: durationSchema.prefault("3s"),
+const backoffSchema = z.strictObject({
+  initial: positiveDurationSchema.prefault("100ms"),
+  max: positiveDurationSchema.prefault("3s"),
   multiplier: z.number().min(1).default(1.6),
   jitter: z.number().min(0).max(1).default(0.2),
 });
 
 /** One cluster: a set of interchangeable backends behind one picker. */
-export const clusterSchema = z
+const clusterSchema = z
   .strictObject({
     picker: z.string().default("round_robin"),
     backends: z.array(addressSchema).default([]),
     discovery: discoverySchema.optional(),
-    connectTimeout: durationSchema.prefault("5s"),
+    connectTimeout: positiveDurationSchema.prefault("5s"),
     waitForReadyTimeout: durationSchema.prefault("5s"),
     reconnectBackoff: backoffSchema.prefault({}),
     healthCheck: healthCheckSchema.optional(),
@@ -81,7 +85,7 @@ export const clusterSchema = z
   });
 
 /** A routing rule: a gRPC service, a full method, or (without either) everything. */
-export const routeSchema = z
+const routeSchema = z
   .strictObject({
     service: z.string().regex(SERVICE_NAME, { error: "is not a service name like pkg.Service" })
       .optional(),
@@ -94,34 +98,33 @@ export const routeSchema = z
   });
 
 /** Redis connection settings shared by all clusters that use Redis discovery. */
-export const redisSchema = z.strictObject({
+const redisSchema = z.strictObject({
   url: z.string().regex(/^rediss?:\/\//, { error: "must start with redis:// or rediss://" }),
-  connectTimeout: durationSchema.prefault("2s"),
-  commandTimeout: durationSchema.prefault("2s"),
-  pollInterval: durationSchema.prefault("5s"),
+  connectTimeout: positiveDurationSchema.prefault("2s"),
+  commandTimeout: positiveDurationSchema.prefault("2s"),
+  pollInterval: positiveDurationSchema.prefault("5s"),
 });
 
 /** Admin API listener and its optional bearer token. */
-export const adminSchema = z.strictObject({
+const adminSchema = z.strictObject({
   listen: addressSchema.prefault("127.0.0.1:9901"),
   token: z.string().min(16, { error: "must be at least 16 characters" }).optional(),
   tokenEnv: z.string().default("SWITCHYARD_ADMIN_TOKEN"),
 });
 
 /** TLS for the downstream listener (ALPN `h2`). */
-export const tlsSchema = z.strictObject({
+const tlsSchema = z.strictObject({
   cert: z.string().min(1),
   key: z.string().min(1),
 });
 
 /** One JSON line per finished call. */
-export const accessLogSchema = z.strictObject({
+const accessLogSchema = z.strictObject({
   enabled: z.boolean().default(false),
   path: z.string().default("stdout"),
 });
 
-/** The whole `config.json`. */
-export const configSchema = z
+const configObjectSchema = z
   .strictObject({
     $schema: z.string().optional(),
     listen: addressSchema.prefault("0.0.0.0:8080"),
@@ -168,7 +171,11 @@ export const configSchema = z
   });
 
 /** The validated, defaulted configuration with durations in milliseconds. */
-export type Config = z.output<typeof configSchema>;
+export type Config = z.output<typeof configObjectSchema>;
+
+/** The whole `config.json`: parses what users write into a {@link Config}. */
+export const configSchema: z.ZodType<Config, z.input<typeof configObjectSchema>> =
+  configObjectSchema;
 /** One validated cluster. */
 export type ClusterConfig = Config["clusters"][string];
 /** One validated route. */

@@ -6,7 +6,6 @@
 import {
   configureSync,
   getLogger,
-  jsonLinesFormatter,
   type Logger,
   type LogLevel,
   type LogRecord,
@@ -14,9 +13,39 @@ import {
 
 const encoder = new TextEncoder();
 
+const LEVEL_NAMES: Readonly<Record<LogLevel, string>> = {
+  trace: "TRACE",
+  debug: "DEBUG",
+  info: "INFO",
+  warning: "WARN",
+  error: "ERROR",
+  fatal: "FATAL",
+};
+
+/**
+ * Renders the message with string values as they are. LogTape's own JSON formatter quotes
+ * them (`backend "127.0.0.1:50051" joined "echo"`), which reads badly; the structured
+ * values stay available unchanged under `properties`.
+ */
+function renderMessage(parts: readonly unknown[]): string {
+  let message = "";
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i];
+    message += i % 2 === 0 || typeof part === "string" ? String(part) : JSON.stringify(part);
+  }
+  return message;
+}
+
 /** Writes synchronously so the last lines before an exit are never lost. */
 function stderrJsonSink(record: LogRecord): void {
-  Deno.stderr.writeSync(encoder.encode(jsonLinesFormatter(record)));
+  const line = JSON.stringify({
+    "@timestamp": new Date(record.timestamp).toISOString(),
+    level: LEVEL_NAMES[record.level],
+    message: renderMessage(record.message),
+    logger: record.category.join("."),
+    properties: record.properties,
+  });
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
 }
 
 /** Installs the JSON-lines sink for all `switchyard` loggers at the given level. */

@@ -23,12 +23,34 @@ const DURATION_BUCKETS = [
   30,
 ];
 
+/**
+ * Distinct `method` label values kept per process. The path comes from clients, so without a
+ * cap anyone who can reach the listener could grow the registry without bound.
+ */
+const MAX_METHOD_LABELS = 1000;
+
+/** The label for methods past the cap, and for calls no route matched. */
+const OTHER_METHOD = "other";
+
+/** Maps a call's `:path` to a bounded set of label values. */
+function methodLabeler(): (method: string, routed: boolean) => string {
+  const seen = new Set<string>();
+  return (method, routed) => {
+    if (!routed) return OTHER_METHOD;
+    if (seen.has(method)) return method;
+    if (seen.size >= MAX_METHOD_LABELS) return OTHER_METHOD;
+    seen.add(method);
+    return method;
+  };
+}
+
 /** Registers the call metrics on `registry` and returns the observer that updates them. */
 export function registerCallMetrics(registry: Registry): CallObserver {
   const registers = [registry];
   const calls = new Counter({
     name: "switchyard_calls_total",
-    help: "Finished calls by cluster, backend, method and final grpc-status.",
+    help: 'Finished calls by cluster, backend, method ("other" past 1000 methods or when ' +
+      "unrouted) and final grpc-status.",
     labelNames: ["cluster", "backend", "method", "grpc_status"] as const,
     registers,
   });
@@ -51,13 +73,15 @@ export function registerCallMetrics(registry: Registry): CallObserver {
     labelNames: ["cluster", "backend"] as const,
     registers,
   });
+  const methodLabel = methodLabeler();
 
   return (record) => {
     // Unrouted calls have no cluster or backend; Prometheus treats "" as an absent label.
     const cluster = record.cluster ?? "";
     const backend = record.backend ?? "";
-    calls.inc({ cluster, backend, method: record.method, grpc_status: record.grpcStatus });
-    duration.observe({ cluster, method: record.method }, record.durationMs / 1000);
+    const method = methodLabel(record.method, record.cluster !== undefined);
+    calls.inc({ cluster, backend, method, grpc_status: record.grpcStatus });
+    duration.observe({ cluster, method }, record.durationMs / 1000);
     bytesReceived.inc({ cluster, backend }, record.bytesIn);
     bytesSent.inc({ cluster, backend }, record.bytesOut);
   };
