@@ -48,6 +48,9 @@ async function startTargets(
   const targets: Target[] = [];
   try {
     if (wantsTarget(options, "direct")) targets.push(directTarget(backends));
+    if (options.baselineDir !== undefined && wantsTarget(options, "switchyard-baseline")) {
+      targets.push(await startSwitchyard(backends, workDir, { baselineDir: options.baselineDir }));
+    }
     if (wantsTarget(options, "switchyard")) {
       targets.push(await startSwitchyard(backends, workDir, { cpuProfDir: options.cpuProfDir }));
     }

@@ -19,6 +19,8 @@ export const BENCH_USAGE = `deno task bench [options]
   --gate-calls N      checked calls before and after each run (default 5)
   --json-out FILE     results file (default bench/results/latest.json)
   --cpu-prof-dir DIR  run Switchyard under --cpu-prof; the profile lands in DIR on exit
+  --baseline DIR      also run DIR/main.ts (e.g. from \`git archive HEAD\`, after \`deno install\`
+                      there) as the target switchyard-baseline
   --help              show this text
 `;
 
@@ -47,6 +49,8 @@ export interface BenchOptions {
   readonly jsonOut: string;
   /** Directory for Switchyard's CPU profile, if profiling. */
   readonly cpuProfDir?: string;
+  /** A checkout to run beside this one as `switchyard-baseline`. */
+  readonly baselineDir?: string;
   /** Print usage and exit. */
   readonly help: boolean;
 }
@@ -87,6 +91,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       "gate-calls": { type: "string", default: "5" },
       "json-out": { type: "string", default: DEFAULT_JSON_OUT },
       "cpu-prof-dir": { type: "string" },
+      baseline: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -107,6 +112,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     gateCalls: positive("gate-calls", values["gate-calls"], true),
     jsonOut: values["json-out"],
     cpuProfDir: values["cpu-prof-dir"],
+    baselineDir: values.baseline,
     help: values.help,
   };
 }

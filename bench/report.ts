@@ -4,6 +4,7 @@
  */
 import type { Measurement } from "./measure.ts";
 import type { Scenario } from "./scenarios.ts";
+import type { TargetName } from "./targets/target.ts";
 
 /** A measurement compared with `direct` and `nginx` in the same scenario and run. */
 export interface Comparison {
@@ -127,28 +128,35 @@ export function formatTable(
   return [line(COLUMNS), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
-/** One line per headline ratio of Switchyard against NGINX. */
+/** The targets the headline compares with NGINX and direct, in table order. */
+const HEADLINE_TARGETS: readonly TargetName[] = ["switchyard-baseline", "switchyard"];
+
+/** One line per headline ratio of Switchyard (and its baseline, when run) against NGINX. */
 export function formatHeadline(
   comparisons: readonly Comparison[],
   scenarios: readonly Scenario[],
 ): string {
   const lines: string[] = [];
   for (const scenario of scenarios) {
-    const switchyard = comparisons.find((c) =>
-      c.scenario === scenario.name && c.target === "switchyard"
-    );
-    if (!switchyard) continue;
-    const cpu = scenario.kind === "streaming" ? "CPU/MB" : "CPU/call";
-    const parts = [`${scenario.name}: ${cpu} ${fixed(switchyard.cpuVsNginx, 2, "× nginx")}`];
-    if (scenario.kind === "latency") {
-      parts.push(
-        `added p50 ${fixed(switchyard.addedP50Ms, 3, " ms")} = ${
-          fixed(switchyard.addedP50VsNginx, 2, "× what nginx adds")
-        }`,
+    for (const target of HEADLINE_TARGETS) {
+      const switchyard = comparisons.find((c) =>
+        c.scenario === scenario.name && c.target === target
       );
+      if (!switchyard) continue;
+      const cpu = scenario.kind === "streaming" ? "CPU/MB" : "CPU/call";
+      const parts = [
+        `${scenario.name} ${target}: ${cpu} ${fixed(switchyard.cpuVsNginx, 2, "× nginx")}`,
+      ];
+      if (scenario.kind === "latency") {
+        parts.push(
+          `added p50 ${fixed(switchyard.addedP50Ms, 3, " ms")} = ${
+            fixed(switchyard.addedP50VsNginx, 2, "× what nginx adds")
+          }`,
+        );
+      }
+      parts.push(`calls/s ${fixed(switchyard.callsPerSVsDirect, 2, "× direct")}`);
+      lines.push(`  ${parts.join(", ")}`);
     }
-    parts.push(`calls/s ${fixed(switchyard.callsPerSVsDirect, 2, "× direct")}`);
-    lines.push(`  ${parts.join(", ")}`);
   }
   return lines.length > 0 ? `Switchyard vs NGINX and direct:\n${lines.join("\n")}` : "";
 }

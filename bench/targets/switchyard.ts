@@ -1,19 +1,26 @@
 /**
  * Switchyard as a target: the real proxy process (`main.ts --config`), one cluster per
- * backend, optionally under V8's CPU profiler.
+ * backend, optionally under V8's CPU profiler. The same code runs a second checkout (say,
+ * `git archive HEAD`) as `switchyard-baseline`, so a change is measured against its
+ * baseline in one run.
  * @module
  */
+import { join, resolve } from "node:path";
 import { freePort } from "../../tests/support/harness.ts";
 import { spawnChild, waitForOutput } from "./child.ts";
 import type { BackendAddresses, Target } from "./target.ts";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 const REPO_ROOT = new URL("../../", import.meta.url).pathname;
 
 /** Options for {@link startSwitchyard}. */
 export interface SwitchyardOptions {
   /** Directory for a `.cpuprofile`, written when the proxy exits; no profiling without it. */
   readonly cpuProfDir?: string;
+  /**
+   * Another checkout to run instead of this one (its `main.ts`, with its own `deno.json`
+   * and `node_modules`); the target is then named `switchyard-baseline`.
+   */
+  readonly baselineDir?: string;
 }
 
 /** The proxy config: `bench.Echo` goes to the grpc-js backend, everything else to the fast one. */
@@ -36,17 +43,19 @@ export async function startSwitchyard(
   workDir: string,
   options: SwitchyardOptions = {},
 ): Promise<Target> {
+  const name = options.baselineDir === undefined ? "switchyard" : "switchyard-baseline";
+  const root = options.baselineDir === undefined ? REPO_ROOT : resolve(options.baselineDir);
   const listen = `127.0.0.1:${await freePort()}`;
   const admin = `127.0.0.1:${await freePort()}`;
-  const configFile = `${workDir}/switchyard.json`;
+  const configFile = `${workDir}/${name}.json`;
   await Deno.writeTextFile(configFile, JSON.stringify(benchConfig(listen, admin, backends)));
   const profiling = options.cpuProfDir
     ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`]
     : [];
   const child = spawnChild(
     Deno.execPath(),
-    ["run", "-A", ...profiling, MAIN, "--config", configFile],
-    REPO_ROOT,
+    ["run", "-A", ...profiling, join(root, "main.ts"), "--config", configFile],
+    root,
   );
   try {
     await waitForOutput(child, /"listening on/);
@@ -55,13 +64,13 @@ export async function startSwitchyard(
     throw error;
   }
   return {
-    name: "switchyard",
+    name,
     address: () => listen,
     proxyPid: child.pid,
     async stop(): Promise<void> {
       const status = await child.stop();
       if (status.code !== 0) {
-        throw new Error(`switchyard exited with ${status.code}:\n${child.output().slice(-4000)}`);
+        throw new Error(`${name} exited with ${status.code}:\n${child.output().slice(-4000)}`);
       }
     },
   };

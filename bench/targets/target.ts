@@ -6,7 +6,7 @@
 import type { BackendKind } from "../scenarios.ts";
 
 /** Every target name, in table order. */
-export const TARGET_NAMES = ["direct", "switchyard", "nginx"] as const;
+export const TARGET_NAMES = ["direct", "switchyard-baseline", "switchyard", "nginx"] as const;
 
 /** A target name. */
 export type TargetName = typeof TARGET_NAMES[number];
