@@ -10,6 +10,7 @@ import { parseHostPort } from "../config/address.ts";
 import { componentLogger } from "../log/logger.ts";
 import { deferCloseDuringGoaway } from "../transport/goaway.ts";
 import { CONNECTION_WINDOW_BYTES, LOCAL_SETTINGS } from "../transport/settings.ts";
+import { enableWriteBatching } from "../transport/write_batching.ts";
 import { type CallContext, ProxiedCall } from "./proxied_call.ts";
 
 const log = componentLogger("proxy");
@@ -110,6 +111,7 @@ export class ProxyListener {
 
   #adopt(session: http2.ServerHttp2Session): void {
     deferCloseDuringGoaway(session);
+    enableWriteBatching(session);
     this.#sessions.add(session);
     session.on("error", (error) => log.debug("client connection error: {error}", { error }));
     session.once("close", () => this.#sessions.delete(session));

@@ -5,9 +5,14 @@
  * - backpressure must pause the *other* stream, so a slow reader on either side holds the
  *   proxy to about one flow-control window per stream;
  * - Deno can emit upstream `data` before `response`; such data waits for the headers;
- * - the downstream must end only after the upstream `close`, so that a backend reset is
- *   forwarded with its own code (REFUSED_STREAM stays retryable) instead of becoming an
- *   INTERNAL error.
+ * - without trailers, the downstream ends only after the upstream `close`, so that a
+ *   backend reset is forwarded with its own code (REFUSED_STREAM stays retryable) instead
+ *   of becoming an INTERNAL error.
+ *
+ * It runs once per call, so it is kept cheap: the stream listeners are shared functions
+ * that find their call through a symbol on the stream (an emitter calls listeners with
+ * `this` set to itself) instead of a dozen closures per call, response chunks that arrive
+ * together leave in one write, and frames are batched per turn (`write_batching.ts`).
  * @module
  */
 import http2 from "node:http2";
@@ -16,10 +21,19 @@ import type { Cluster } from "../cluster/cluster.ts";
 import type { CallObserver, CallOrigin } from "./call_record.ts";
 import { formatGrpcTimeout, parseGrpcTimeout } from "./deadline.ts";
 import { GrpcStatus, statusTrailers } from "./grpc_status.ts";
-import { forwardableHeaders } from "./headers.ts";
+import { forwardableHeaders, upstreamRequestHeaders } from "./headers.ts";
+import { holdWrites, holdWritesThroughImmediates } from "../transport/write_batching.ts";
 import type { Router } from "./router.ts";
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+
+/** Response bytes gathered before they are written downstream at once. */
+const COALESCE_BYTES = 64 * 1024;
+
+/** The call a stream belongs to, for the shared listeners. */
+const CALL = Symbol("proxiedCall");
+
+type CallStream = (http2.ServerHttp2Stream | http2.ClientHttp2Stream) & { [CALL]?: ProxiedCall };
 
 /** Everything a call needs from the proxy; built once per listener. */
 export interface CallContext {
@@ -37,6 +51,8 @@ function statusForReset(code: number): number {
   if (code === NGHTTP2_REFUSED_STREAM) return GrpcStatus.UNAVAILABLE;
   return GrpcStatus.INTERNAL;
 }
+
+const OK_TRAILERS: Readonly<Record<string, string>> = statusTrailers(GrpcStatus.OK, "");
 
 /** Relays one call; construct it from the listener's `stream` event and call {@link start}. */
 export class ProxiedCall {
@@ -56,7 +72,10 @@ export class ProxiedCall {
   /** The call's outcome is decided; later upstream events change nothing. */
   #decided = false;
   #trailersOut: http2.OutgoingHttpHeaders | undefined;
-  #earlyData: Buffer[] | undefined;
+  /** Response chunks not yet written downstream: before the headers, or within one turn. */
+  #pendingOut: Buffer[] = [];
+  #pendingOutBytes = 0;
+  #flushQueued = false;
   #upstreamError: (Error & { code?: string }) | undefined;
   #grpcStatus: number = GrpcStatus.UNKNOWN;
   #resetCode: number | undefined;
@@ -80,9 +99,10 @@ export class ProxiedCall {
 
   /** Routes, picks a backend and starts relaying. Never throws; failures become statuses. */
   async start(): Promise<void> {
-    const downstream = this.#downstream;
+    const downstream: CallStream = this.#downstream;
+    downstream[CALL] = this;
     downstream.on("error", ignoreError);
-    downstream.once("close", this.#onDownstreamClose);
+    downstream.on("close", ProxiedCall.#onDownstreamClose);
 
     const contentType = this.#requestHeaders["content-type"] ?? "";
     if (this.#requestHeaders[":method"] !== "POST" || !contentType.startsWith("application/grpc")) {
@@ -121,11 +141,13 @@ export class ProxiedCall {
     const backend = pick.subConn as Backend;
     this.#backend = backend;
 
-    const outgoing = forwardableHeaders(this.#requestHeaders);
-    if (deadlineMs !== undefined) {
-      outgoing["grpc-timeout"] = formatGrpcTimeout(this.#startedAt + deadlineMs - Date.now());
-    }
-    const upstream = backend.upstream.openStream(outgoing);
+    const outgoing = upstreamRequestHeaders(
+      this.#requestHeaders,
+      deadlineMs === undefined
+        ? undefined
+        : formatGrpcTimeout(this.#startedAt + deadlineMs - Date.now()),
+    );
+    const upstream: CallStream | undefined = backend.upstream.openStream(outgoing);
     if (!upstream) {
       this.#backendFailure = true;
       this.#finishByProxy(
@@ -136,35 +158,103 @@ export class ProxiedCall {
     }
     backend.counters.calls++;
     this.#upstream = upstream;
-    upstream.on("response", this.#onUpstreamResponse);
-    upstream.on("data", this.#onUpstreamData);
-    upstream.on("trailers", this.#onUpstreamTrailers);
-    upstream.on("error", this.#onUpstreamError);
-    upstream.once("close", this.#onUpstreamClose);
-    downstream.on("data", this.#onDownstreamData);
-    downstream.once("end", this.#onDownstreamEnd);
-    downstream.on("wantTrailers", this.#sendTrailers);
+    upstream[CALL] = this;
+    upstream.on("response", ProxiedCall.#onUpstreamResponse);
+    upstream.on("data", ProxiedCall.#onUpstreamData);
+    upstream.on("trailers", ProxiedCall.#onUpstreamTrailers);
+    upstream.on("error", ProxiedCall.#onUpstreamError);
+    upstream.on("end", ProxiedCall.#onUpstreamEnd);
+    upstream.on("close", ProxiedCall.#onUpstreamClose);
+    downstream.on("data", ProxiedCall.#onDownstreamData);
+    downstream.on("end", ProxiedCall.#onDownstreamEnd);
+    downstream.on("wantTrailers", ProxiedCall.#onWantTrailers);
+  }
+
+  // --- shared listeners: `this` is the emitting stream ----------------------------------
+  // 'end' and 'close' are emitted at most once, so plain `on` does what `once` would,
+  // without a wrapper closure per call.
+
+  static #onDownstreamData(this: CallStream, chunk: Buffer): void {
+    this[CALL]!.#relayRequestChunk(chunk);
+  }
+
+  static #onDownstreamEnd(this: CallStream): void {
+    this[CALL]!.#endRequest();
+  }
+
+  static #onDownstreamClose(this: CallStream): void {
+    this[CALL]!.#downstreamClosed();
+  }
+
+  static #onWantTrailers(this: CallStream): void {
+    this[CALL]!.#sendTrailers();
+  }
+
+  static #onUpstreamResponse(this: CallStream, headers: http2.IncomingHttpHeaders): void {
+    this[CALL]!.#relayResponseHeaders(headers);
+  }
+
+  static #onUpstreamData(this: CallStream, chunk: Buffer): void {
+    this[CALL]!.#relayResponseChunk(chunk);
+  }
+
+  static #onUpstreamTrailers(this: CallStream, trailers: http2.IncomingHttpHeaders): void {
+    const call = this[CALL]!;
+    call.#trailersOut = forwardableHeaders(trailers);
+    call.#grpcStatus = Number(trailers["grpc-status"] ?? GrpcStatus.UNKNOWN);
+  }
+
+  static #onUpstreamError(this: CallStream, error: Error & { code?: string }): void {
+    this[CALL]!.#upstreamError = error;
+  }
+
+  /**
+   * Trailers and the end of the data decide the call: nothing the backend does later (not
+   * even a reset) changes the outcome, so the client gets its trailers without waiting for
+   * the stream's `close`, which comes a turn or more later.
+   */
+  static #onUpstreamEnd(this: CallStream): void {
+    const call = this[CALL]!;
+    if (!call.#decided && call.#trailersOut) call.#finishWithBackendTrailers();
+  }
+
+  static #onUpstreamClose(this: CallStream): void {
+    this[CALL]!.#upstreamClosed();
+  }
+
+  static #resumeDownstream(this: CallStream): void {
+    this[CALL]!.#downstream.resume();
+  }
+
+  static #resumeUpstream(this: CallStream): void {
+    this[CALL]!.#upstream?.resume();
+  }
+
+  static #flushQueuedOut(call: ProxiedCall): void {
+    call.#flushQueued = false;
+    if (!call.#decided && call.#responded) call.#flushResponse();
   }
 
   // --- request direction -------------------------------------------------------------
 
-  #onDownstreamData = (chunk: Buffer): void => {
+  #relayRequestChunk(chunk: Buffer): void {
     this.#bytesIn += chunk.length;
+    if (this.#decided) return;
     const upstream = this.#upstream!;
-    if (this.#decided || upstream.write(chunk)) return;
+    holdWrites(upstream.session);
+    if (upstream.write(chunk)) return;
     this.#downstream.pause();
-    upstream.once("drain", this.#resumeDownstream);
-  };
+    upstream.once("drain", ProxiedCall.#resumeDownstream);
+  }
 
-  #resumeDownstream = (): void => {
-    this.#downstream.resume();
-  };
+  #endRequest(): void {
+    if (this.#decided) return;
+    this.#upstream!.end();
+    // With a write in flight, Deno sends END_STREAM two setImmediate hops after end().
+    holdWritesThroughImmediates(this.#upstream!.session, 2);
+  }
 
-  #onDownstreamEnd = (): void => {
-    if (!this.#decided) this.#upstream!.end();
-  };
-
-  #onDownstreamClose = (): void => {
+  #downstreamClosed(): void {
     clearTimeout(this.#deadlineTimer);
     if (!this.#decided) {
       // The client cancelled or disconnected before the call ended.
@@ -174,11 +264,11 @@ export class ProxiedCall {
       this.#upstream?.close(NGHTTP2_CANCEL);
     }
     this.#report();
-  };
+  }
 
   // --- response direction ------------------------------------------------------------
 
-  #onUpstreamResponse = (headers: http2.IncomingHttpHeaders): void => {
+  #relayResponseHeaders(headers: http2.IncomingHttpHeaders): void {
     if (this.#decided) return;
     const forwarded = forwardableHeaders(headers);
     if (headers["grpc-status"] !== undefined) {
@@ -191,49 +281,58 @@ export class ProxiedCall {
       return;
     }
     this.#respond(forwarded, false);
-    const early = this.#earlyData;
-    if (early) {
-      this.#earlyData = undefined;
-      for (const chunk of early) this.#writeDownstream(chunk);
-    }
-  };
-
-  #onUpstreamData = (chunk: Buffer): void => {
-    this.#bytesOut += chunk.length;
-    if (this.#decided) return;
-    if (!this.#responded) (this.#earlyData ??= []).push(chunk);
-    else this.#writeDownstream(chunk);
-  };
-
-  #writeDownstream(chunk: Buffer): void {
-    if (this.#downstream.write(chunk)) return;
-    this.#upstream!.pause();
-    this.#downstream.once("drain", this.#resumeUpstream);
+    // Deno can deliver data before the response headers; it waited in #pendingOut.
+    if (this.#pendingOutBytes > 0) this.#flushResponse();
   }
 
-  #resumeUpstream = (): void => {
-    this.#upstream?.resume();
-  };
-
-  #onUpstreamTrailers = (trailers: http2.IncomingHttpHeaders): void => {
-    this.#trailersOut = forwardableHeaders(trailers);
-    this.#grpcStatus = Number(trailers["grpc-status"] ?? GrpcStatus.UNKNOWN);
-  };
-
-  #onUpstreamError = (error: Error & { code?: string }): void => {
-    this.#upstreamError = error;
-  };
-
-  #onUpstreamClose = (): void => {
+  /**
+   * Gathers the chunks of one read (a socket read carries many small messages) into one
+   * downstream write, flushed at the end of the tick or at {@link COALESCE_BYTES}.
+   */
+  #relayResponseChunk(chunk: Buffer): void {
+    this.#bytesOut += chunk.length;
     if (this.#decided) return;
+    this.#pendingOut.push(chunk);
+    this.#pendingOutBytes += chunk.length;
+    if (!this.#responded) return;
+    if (this.#pendingOutBytes >= COALESCE_BYTES) {
+      this.#flushResponse();
+    } else if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      process.nextTick(ProxiedCall.#flushQueuedOut, this);
+    }
+  }
+
+  #flushResponse(): void {
+    const pending = this.#pendingOut;
+    if (pending.length === 0) return;
+    const data = pending.length === 1 ? pending[0] : Buffer.concat(pending, this.#pendingOutBytes);
+    this.#pendingOut = [];
+    this.#pendingOutBytes = 0;
+    holdWrites(this.#downstream.session);
+    if (this.#downstream.write(data)) return;
+    this.#upstream!.pause();
+    this.#downstream.once("drain", ProxiedCall.#resumeUpstream);
+  }
+
+  #finishWithBackendTrailers(): void {
+    this.#decided = true;
+    this.#origin = "backend";
+    this.#backendFailure = this.#grpcStatus === GrpcStatus.UNAVAILABLE;
+    this.#flushResponse();
+    this.#downstream.end();
+    // end() completes a turn later, in Deno's write callback; it then asks for trailers.
+    holdWritesThroughImmediates(this.#downstream.session, 1);
+  }
+
+  #upstreamClosed(): void {
     const upstream = this.#upstream!;
+    this.#backend!.upstream.streamClosed(upstream);
+    if (this.#decided) return;
     const backend = this.#backend!.address;
     const cluster = this.#cluster!.name;
     if (this.#trailersOut) {
-      this.#decided = true;
-      this.#origin = "backend";
-      this.#backendFailure = this.#grpcStatus === GrpcStatus.UNAVAILABLE;
-      this.#downstream.end();
+      this.#finishWithBackendTrailers();
       return;
     }
     const resetCode = upstream.rstCode ?? NGHTTP2_NO_ERROR;
@@ -244,6 +343,7 @@ export class ProxiedCall {
       this.#resetCode = resetCode;
       this.#grpcStatus = statusForReset(resetCode);
       this.#backendFailure = resetCode !== NGHTTP2_CANCEL;
+      this.#flushResponse();
       this.#downstream.close(resetCode);
       return;
     }
@@ -259,7 +359,7 @@ export class ProxiedCall {
         `cluster ${cluster}: backend ${backend} ended the stream without trailers`,
       );
     }
-  };
+  }
 
   // --- endings -------------------------------------------------------------------------
 
@@ -276,6 +376,7 @@ export class ProxiedCall {
   #respond(headers: http2.OutgoingHttpHeaders, endStream: boolean): void {
     if (this.#downstream.destroyed) return;
     this.#responded = true;
+    holdWrites(this.#downstream.session);
     this.#downstream.respond(headers, endStream ? { endStream } : { waitForTrailers: true });
   }
 
@@ -290,13 +391,16 @@ export class ProxiedCall {
       this.#respond({ ":status": 200, "content-type": "application/grpc", ...trailers }, true);
     } else {
       this.#trailersOut = trailers;
+      this.#flushResponse();
       this.#downstream.end();
     }
   }
 
-  #sendTrailers = (): void => {
-    this.#downstream.sendTrailers(this.#trailersOut ?? statusTrailers(GrpcStatus.OK, ""));
-  };
+  #sendTrailers(): void {
+    this.#downstream.sendTrailers(this.#trailersOut ?? OK_TRAILERS);
+    // Deno serializes the trailers in a setImmediate callback of its own.
+    holdWritesThroughImmediates(this.#downstream.session, 1);
+  }
 
   #rejectNonGrpc(contentType: string): void {
     this.#decided = true;
