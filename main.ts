@@ -30,6 +30,23 @@ function applyOverrides(raw: unknown, options: RunOptions): unknown {
   return config;
 }
 
+/**
+ * A proxy carries many independent calls: an unexpected exception in one call's callbacks
+ * is logged, not allowed to end every other call by killing the process.
+ */
+function keepServingOnUncaughtErrors(): void {
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    log.error("uncaught error (still serving): {error}", { error: String(event.error?.stack) });
+  });
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    log.error("unhandled rejection (still serving): {error}", {
+      error: String(event.reason?.stack ?? event.reason),
+    });
+  });
+}
+
 async function run(options: RunOptions): Promise<number> {
   const source = options.config ?? "(embedded config.json)";
   const fileConfig = options.config === undefined
@@ -40,6 +57,7 @@ async function run(options: RunOptions): Promise<number> {
   configureLogging(config.log.level);
   log.info("starting switchyard {version} with {source}", { version: denoJson.version, source });
   const proxy = await Switchyard.start(config);
+  keepServingOnUncaughtErrors();
 
   const stopped = Promise.withResolvers<void>();
   let stopping = false;

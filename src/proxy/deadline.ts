@@ -14,6 +14,9 @@ const UNIT_MS: Readonly<Record<string, number>> = {
 const TIMEOUT_PATTERN = /^(\d{1,8})([HMSmun])$/;
 const MAX_DIGITS_VALUE = 99_999_999;
 
+/** The longest delay a timer can wait; longer ones fire at once (2^31-1 ms, ~24.8 days). */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Parses `grpc-timeout` into milliseconds; `undefined` when the header is malformed. */
 export function parseGrpcTimeout(value: string): number | undefined {
   const match = TIMEOUT_PATTERN.exec(value);

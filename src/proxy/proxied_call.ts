@@ -19,9 +19,10 @@ import http2 from "node:http2";
 import type { Backend } from "../cluster/backend.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import type { CallObserver, CallOrigin } from "./call_record.ts";
-import { formatGrpcTimeout, parseGrpcTimeout } from "./deadline.ts";
+import { formatGrpcTimeout, MAX_TIMER_MS, parseGrpcTimeout } from "./deadline.ts";
 import { GrpcStatus, statusTrailers } from "./grpc_status.ts";
 import { forwardableHeaders, upstreamRequestHeaders } from "./headers.ts";
+import { resetStream } from "../transport/reset_stream.ts";
 import { holdWrites, holdWritesThroughImmediates } from "../transport/write_batching.ts";
 import type { Router } from "./router.ts";
 
@@ -66,6 +67,8 @@ export class ProxiedCall {
   #cluster: Cluster | undefined;
   #backend: Backend | undefined;
   #upstream: http2.ClientHttp2Stream | undefined;
+  /** Kept from the start: Deno detaches `upstream.session` once the stream closes. */
+  #upstreamSession: http2.Http2Session | undefined;
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   /** Response headers have been sent downstream. */
   #responded = false;
@@ -117,7 +120,6 @@ export class ProxiedCall {
         this.#finishByProxy(GrpcStatus.INTERNAL, `malformed grpc-timeout ${timeoutHeader}`);
         return;
       }
-      this.#deadlineTimer = setTimeout(this.#onDeadline, deadlineMs);
     }
 
     const cluster = this.#context.router.match(this.#path);
@@ -128,9 +130,11 @@ export class ProxiedCall {
     this.#cluster = cluster;
     let pick = cluster.pick();
     if (pick.kind === "queue") {
-      const waitMs = Math.min(cluster.config.waitForReadyTimeout, deadlineMs ?? Infinity);
+      // While no backend is ready the call waits up to its deadline (or the cluster's
+      // default) and then fails with UNAVAILABLE, as gRPC's pickers do.
+      const waitMs = Math.min(deadlineMs ?? cluster.config.waitForReadyTimeout, MAX_TIMER_MS);
       pick = await cluster.waitForPick(waitMs);
-      if (this.#decided) return; // deadline or client cancel while waiting
+      if (this.#decided) return; // the client cancelled while waiting
     }
     if (pick.kind !== "complete") {
       const reason = pick.kind === "fail" ? pick.message : "no backend";
@@ -140,6 +144,18 @@ export class ProxiedCall {
     // Cluster pickers only ever hand out the cluster's own Backend objects.
     const backend = pick.subConn as Backend;
     this.#backend = backend;
+    backend.counters.calls++;
+    if (deadlineMs !== undefined) {
+      const remainingMs = this.#startedAt + deadlineMs - Date.now();
+      if (remainingMs <= 0) {
+        this.#onDeadline();
+        return;
+      }
+      // A deadline too far away for a timer is as good as none.
+      if (remainingMs <= MAX_TIMER_MS) {
+        this.#deadlineTimer = setTimeout(this.#onDeadline, remainingMs);
+      }
+    }
 
     const outgoing = upstreamRequestHeaders(
       this.#requestHeaders,
@@ -156,8 +172,8 @@ export class ProxiedCall {
       );
       return;
     }
-    backend.counters.calls++;
     this.#upstream = upstream;
+    this.#upstreamSession = upstream.session;
     upstream[CALL] = this;
     upstream.on("response", ProxiedCall.#onUpstreamResponse);
     upstream.on("data", ProxiedCall.#onUpstreamData);
@@ -261,7 +277,7 @@ export class ProxiedCall {
       this.#decided = true;
       this.#grpcStatus = GrpcStatus.CANCELLED;
       this.#origin = "client";
-      this.#upstream?.close(NGHTTP2_CANCEL);
+      if (this.#upstream) resetStream(this.#upstream, NGHTTP2_CANCEL);
     }
     this.#report();
   }
@@ -335,23 +351,28 @@ export class ProxiedCall {
       this.#finishWithBackendTrailers();
       return;
     }
+    // A stream error means the backend reset this stream; any other error, or a session that
+    // is gone, means the connection failed under it.
+    const error = this.#upstreamError;
+    const connectionLost = (error !== undefined && error.code !== "ERR_HTTP2_STREAM_ERROR") ||
+      this.#upstreamSession?.destroyed === true;
     const resetCode = upstream.rstCode ?? NGHTTP2_NO_ERROR;
-    const peerReset = this.#upstreamError?.code === "ERR_HTTP2_STREAM_ERROR";
-    if (peerReset && resetCode !== NGHTTP2_NO_ERROR) {
+    if (!connectionLost && resetCode !== NGHTTP2_NO_ERROR) {
       this.#decided = true;
       this.#origin = "backend_reset";
       this.#resetCode = resetCode;
       this.#grpcStatus = statusForReset(resetCode);
       this.#backendFailure = resetCode !== NGHTTP2_CANCEL;
       this.#flushResponse();
-      this.#downstream.close(resetCode);
+      resetStream(this.#downstream, resetCode);
       return;
     }
     this.#backendFailure = true;
-    if (this.#upstreamError) {
+    if (connectionLost) {
+      const reason = error?.message ?? "connection closed";
       const message = this.#responded
-        ? `connection to backend ${backend} lost: ${this.#upstreamError.message}`
-        : `backend ${backend} unavailable: ${this.#upstreamError.message}`;
+        ? `connection to backend ${backend} lost: ${reason}`
+        : `backend ${backend} unavailable: ${reason}`;
       this.#finishByProxy(GrpcStatus.UNAVAILABLE, `cluster ${cluster}: ${message}`);
     } else {
       this.#finishByProxy(
@@ -365,11 +386,12 @@ export class ProxiedCall {
 
   #onDeadline = (): void => {
     if (this.#decided) return;
-    this.#upstream?.close(NGHTTP2_CANCEL);
-    const where = this.#backend ? `backend ${this.#backend.address}` : "no backend picked yet";
+    if (this.#upstream) resetStream(this.#upstream, NGHTTP2_CANCEL);
     this.#finishByProxy(
       GrpcStatus.DEADLINE_EXCEEDED,
-      `deadline exceeded after ${Date.now() - this.#startedAt}ms (${where})`,
+      `deadline exceeded after ${Date.now() - this.#startedAt}ms (backend ${
+        this.#backend!.address
+      })`,
     );
   };
 

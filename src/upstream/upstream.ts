@@ -36,12 +36,19 @@ export interface UpstreamOptions {
 
 interface PooledConnection {
   readonly session: http2.ClientHttp2Session;
+  /** The peer's SETTINGS arrived: it speaks HTTP/2 and the connection can carry streams. */
   connected: boolean;
+  connectedAt: number;
   goingAway: boolean;
   activeStreams: number;
+  /** Streams that ran to their end on this connection. */
+  finishedStreams: number;
   maxStreams: number;
   lastError?: Error;
 }
+
+/** A connection up this long has proven itself even if it carried no calls. */
+const STABLE_CONNECTION_MS = 5_000;
 
 /** Which pooled connection a stream from {@link Upstream.openStream} occupies. */
 const CONNECTION = Symbol("pooledConnection");
@@ -95,7 +102,7 @@ export class Upstream {
   connect(): void {
     if (this.#closed) return;
     this.#wanted = true;
-    if (this.#connections.length === 0 && this.#retryTimer === undefined) this.#dial();
+    if (!this.#hasOpenConnection() && this.#retryTimer === undefined) this.#dial();
   }
 
   /**
@@ -137,6 +144,7 @@ export class Upstream {
     const connection = (stream as PooledStream)[CONNECTION];
     if (connection === undefined) return;
     connection.activeStreams--;
+    connection.finishedStreams++;
     (stream as PooledStream)[CONNECTION] = undefined;
   }
 
@@ -160,8 +168,10 @@ export class Upstream {
     const connection: PooledConnection = {
       session,
       connected: false,
+      connectedAt: 0,
       goingAway: false,
       activeStreams: 0,
+      finishedStreams: 0,
       // Until its own SETTINGS arrive, assume the limit the backend announced before, so a
       // burst does not pile onto a dialling connection past what the backend will accept.
       maxStreams: this.#peerMaxStreams,
@@ -172,20 +182,21 @@ export class Upstream {
     const connectTimer = setTimeout(() => {
       session.destroy(new Error(`connect timeout after ${connectTimeoutMs}ms`));
     }, connectTimeoutMs);
-    session.once("connect", () => {
+    // READY on the peer's SETTINGS, not on the TCP connect (as gRPC does): a peer that is not
+    // an HTTP/2 server never gets there, and its connection fails as a dial.
+    session.on("remoteSettings", (settings) => {
+      connection.maxStreams = settings.maxConcurrentStreams ?? Infinity;
+      this.#peerMaxStreams = connection.maxStreams;
+      if (connection.connected || session.destroyed) return;
       clearTimeout(connectTimer);
       connection.connected = true;
+      connection.connectedAt = Date.now();
       session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
-      this.#backoff.reset();
       this.#lastError = undefined;
       if (this.#state !== "READY") {
         log.info("backend connected {cluster} {address}", this.#logContext());
         this.#setState("READY");
       }
-    });
-    session.on("remoteSettings", (settings) => {
-      connection.maxStreams = settings.maxConcurrentStreams ?? Infinity;
-      this.#peerMaxStreams = connection.maxStreams;
     });
     session.on("error", (error) => {
       connection.lastError = error;
@@ -204,6 +215,11 @@ export class Upstream {
     return connection;
   }
 
+  /** A connection that is up or still dialling; ones going away do not count. */
+  #hasOpenConnection(): boolean {
+    return this.#connections.some((c) => !c.goingAway);
+  }
+
   #hasUsableConnection(): boolean {
     return this.#connections.some((c) => c.connected && !c.goingAway);
   }
@@ -215,6 +231,15 @@ export class Upstream {
       ...this.#logContext(),
       reason: this.#lastError,
     });
+    const proven = connection.finishedStreams > 0 ||
+      Date.now() - connection.connectedAt >= STABLE_CONNECTION_MS;
+    if (!proven) {
+      // Accepting and then dropping connections is a failure too: back off rather than spin.
+      this.#setState("TRANSIENT_FAILURE");
+      this.#scheduleRedial();
+      return;
+    }
+    this.#backoff.reset();
     this.#setState("IDLE");
     if (this.#wanted) this.#dial();
   }
@@ -229,10 +254,14 @@ export class Upstream {
       });
       this.#setState("TRANSIENT_FAILURE");
     }
-    if (!this.#wanted || this.#connections.length > 0) return;
+    this.#scheduleRedial();
+  }
+
+  #scheduleRedial(): void {
+    if (!this.#wanted || this.#hasOpenConnection() || this.#retryTimer !== undefined) return;
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
-      if (this.#wanted && this.#connections.length === 0) this.#dial();
+      if (this.#wanted && !this.#hasOpenConnection()) this.#dial();
     }, this.#backoff.nextDelayMs());
   }
 
