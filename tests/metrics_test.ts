@@ -81,6 +81,11 @@ Deno.test("/metrics is valid exposition text and counts the calls made", GRPC_JS
 
       // Byte counters agree with the per-backend counters the admin API shows.
       const { body: cluster } = await adminRequest(proxy, "/clusters/echo");
+      assert.deepEqual(
+        [cluster.calls, cluster.errors],
+        [OK_CALLS + FAILED_CALLS, FAILED_CALLS],
+        "the cluster counts every call and every non-OK status",
+      );
       const [view] = cluster.backends;
       const bytesIn = sumSamples(samples, "switchyard_bytes_received_total", {
         backend: backend.address,

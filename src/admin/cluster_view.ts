@@ -42,6 +42,8 @@ export function clusterView(cluster: Cluster): ClusterView {
     state: cluster.state,
     panic: cluster.panic,
     redisSet: cluster.config.discovery?.redisSet ?? null,
+    calls: cluster.counters.calls,
+    errors: cluster.counters.errors,
     backends: cluster.backends().map(backendView),
   };
 }

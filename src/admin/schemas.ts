@@ -78,6 +78,8 @@ export const clusterSchema = z
     state: z.string(),
     panic: z.boolean(),
     redisSet: z.string().nullable(),
+    calls: z.int().openapi({ description: "Calls routed to the cluster, picked or not." }),
+    errors: z.int().openapi({ description: "Of those, calls that ended with a non-OK status." }),
     backends: z.array(backendSchema),
   })
   .openapi("Cluster");

@@ -46,6 +46,11 @@ export class Cluster implements BalancerHost {
   readonly name: string;
   /** Its validated settings. */
   readonly config: ClusterConfig;
+  /**
+   * Every call routed here, including those that failed before a backend was picked (which
+   * per-backend counters cannot see), and how many of them ended with a non-OK status.
+   */
+  readonly counters: { calls: number; errors: number } = { calls: 0, errors: 0 };
   readonly #backends = new Map<string, Backend>();
   readonly #membership = new Map<BackendSource, Set<string>>();
   readonly #waiters = new Set<PickWaiter>();

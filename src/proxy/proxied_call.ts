@@ -440,6 +440,11 @@ export class ProxiedCall {
   }
 
   #report(): void {
+    const cluster = this.#cluster;
+    if (cluster) {
+      cluster.counters.calls++;
+      if (this.#grpcStatus !== GrpcStatus.OK) cluster.counters.errors++;
+    }
     const backend = this.#backend;
     if (backend) {
       backend.counters.bytesSent += this.#bytesIn;
@@ -452,7 +457,7 @@ export class ProxiedCall {
       startedAt: this.#startedAt,
       durationMs: Date.now() - this.#startedAt,
       method: this.#path,
-      cluster: this.#cluster?.name,
+      cluster: cluster?.name,
       backend: backend?.address,
       grpcStatus: this.#grpcStatus,
       resetCode: this.#resetCode,

@@ -1,6 +1,8 @@
 /**
  * The status page's browser script. It polls `/clusters` every second and redraws the
- * tables; rates (calls/s, error rate) come from the difference between two polls. Data is
+ * tables; rates (calls/s, error rate) come from the difference between two polls: a
+ * cluster's error rate counts every non-OK status, a backend's only the failures it caused
+ * (connection errors, resets, UNAVAILABLE). Data is
  * inserted with `textContent` only, so backend addresses and errors cannot inject markup.
  * A token for a protected admin API is read from the URL fragment (`#token=…`), which the
  * browser never sends to the server.
@@ -85,9 +87,7 @@ function renderCluster(cluster, now) {
   const title = el("h2", cluster.name + " ");
   title.append(el("span", cluster.picker, "badge"), " ", el("span", cluster.state, stateClass(cluster.state)));
   if (cluster.panic) title.append(" ", el("span", "PANIC", "badge bad"));
-  const calls = cluster.backends.reduce((sum, b) => sum + b.calls, 0);
-  const failures = cluster.backends.reduce((sum, b) => sum + b.failures, 0);
-  const r = rates(cluster.name, calls, failures, now);
+  const r = rates(cluster.name, cluster.calls, cluster.errors, now);
   const summary = el("p", r.perSecond.toFixed(1) + " calls/s, error rate " + percent(r.errorRate), "muted");
   const table = el("table");
   const head = el("tr");
