@@ -23,19 +23,29 @@ Options:
 
 /** Options of the proxy command. */
 export interface RunOptions {
+  /** Run the proxy. */
   readonly command: "run";
+  /** `--config`: the config file; the embedded `config.json` when absent. */
   readonly config?: string;
+  /** `--listen`: overrides `listen`. */
   readonly listen?: string;
+  /** `--admin`: overrides `admin.listen`. */
   readonly admin?: string;
+  /** `--log-level`: overrides `log.level`. */
   readonly logLevel?: string;
 }
 
 /** Options of the `register` command. */
 export interface RegisterOptions {
+  /** Register a backend in a Redis set until SIGTERM. */
   readonly command: "register";
+  /** `--redis`: the Redis URL. */
   readonly redis: string;
+  /** `--set`: the set key. */
   readonly set: string;
+  /** `--addr`: the member's `host:port`. */
   readonly addr: string;
+  /** `--ttl`: the heartbeat's time to live, e.g. `15s`. */
   readonly ttl: string;
 }
 
