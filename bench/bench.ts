@@ -12,7 +12,7 @@ import { BENCH_USAGE, type BenchOptions, parseBenchArgs } from "./cli.ts";
 import { failedMeasurement, measure, type Measurement, type MeasureSettings } from "./measure.ts";
 import { compare, formatHeadline, formatTable } from "./report.ts";
 import { buildScenarios } from "./scenarios.ts";
-import { startBackends } from "./targets/backends.ts";
+import { type Backends, startBackends } from "./targets/backends.ts";
 import { nginxVersion, startNginx } from "./targets/nginx.ts";
 import { startSwitchyard } from "./targets/switchyard.ts";
 import { directTarget, type Target, type TargetName } from "./targets/target.ts";
@@ -41,21 +41,27 @@ function h2loadChoice(options: BenchOptions): string | undefined {
 
 async function startTargets(
   options: BenchOptions,
-  backends: Parameters<typeof directTarget>[0],
+  backends: Backends,
   workDir: string,
   nginxPath: string | undefined,
 ): Promise<Target[]> {
   const targets: Target[] = [];
   try {
-    if (wantsTarget(options, "direct")) targets.push(directTarget(backends));
+    if (wantsTarget(options, "direct")) {
+      targets.push(directTarget(backends.addresses, backends.fastLedger));
+    }
     if (options.baselineDir !== undefined && wantsTarget(options, "switchyard-baseline")) {
-      targets.push(await startSwitchyard(backends, workDir, { baselineDir: options.baselineDir }));
+      targets.push(
+        await startSwitchyard(backends.addresses, workDir, { baselineDir: options.baselineDir }),
+      );
     }
     if (wantsTarget(options, "switchyard")) {
-      targets.push(await startSwitchyard(backends, workDir, { cpuProfDir: options.cpuProfDir }));
+      targets.push(
+        await startSwitchyard(backends.addresses, workDir, { cpuProfDir: options.cpuProfDir }),
+      );
     }
     if (wantsTarget(options, "nginx")) {
-      if (nginxPath) targets.push(await startNginx(nginxPath, backends, workDir));
+      if (nginxPath) targets.push(await startNginx(nginxPath, backends.addresses, workDir));
       else if (options.targets) throw new Error("--targets nginx: nginx is not installed");
       else console.error("nginx is not installed: skipping the nginx target");
     }
@@ -82,7 +88,7 @@ async function run(options: BenchOptions): Promise<number> {
     cpus: navigator.hardwareConcurrency,
   };
   try {
-    const targets = await startTargets(options, backends.addresses, workDir, nginxPath);
+    const targets = await startTargets(options, backends, workDir, nginxPath);
     const settings: MeasureSettings = {
       durationS: options.durationS,
       warmupS: options.warmupS,

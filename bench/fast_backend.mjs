@@ -9,6 +9,10 @@
  * - `bench-messages`: how many messages to send (default 1);
  * - `bench-message-bytes`: payload bytes per message (default 32).
  *
+ * It counts the calls it finished with `grpc-status: 0` trailers; a request for
+ * {@link COMPLETED_PATH} answers with that count in the `bench-completed` response header
+ * (and is not counted), so the bench can check that every call a load run made was answered.
+ *
  * Usage: `node bench/fast_backend.mjs --port 50051`. Prints `listening <port>` when ready.
  * @module
  */
@@ -20,6 +24,12 @@ const STREAM_WINDOW_BYTES = 1 << 20;
 const CONNECTION_WINDOW_BYTES = 16 << 20;
 const OK_TRAILERS = { "grpc-status": "0" };
 const RESPONSE_HEADERS = { ":status": 200, "content-type": "application/grpc" };
+
+/** The path that reports the count of completed calls instead of being answered as a call. */
+export const COMPLETED_PATH = "/bench.Stats/Completed";
+
+/** Calls finished with OK trailers since the server started. */
+let completedCalls = 0;
 
 /** @type {Map<number, Buffer>} framed messages by payload size; built once per size */
 const framedBySize = new Map();
@@ -85,7 +95,10 @@ function answer(stream, headers) {
   const count = intHeader(headers["bench-messages"], 1);
   const size = intHeader(headers["bench-message-bytes"], DEFAULT_MESSAGE_BYTES);
   stream.on("error", () => {});
-  stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
+  stream.once("wantTrailers", () => {
+    stream.sendTrailers(OK_TRAILERS);
+    completedCalls++;
+  });
   stream.resume(); // the request payload is not needed, only its end
   stream.once("end", () => {
     if (stream.destroyed) return;
@@ -112,7 +125,15 @@ export async function startFastBackend(port) {
     session.on("error", () => {});
     session.once("localSettings", () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
   });
-  server.on("stream", answer);
+  server.on("stream", (stream, headers) => {
+    if (headers[":path"] === COMPLETED_PATH) {
+      stream.respond({ ":status": 200, "bench-completed": String(completedCalls) }, {
+        endStream: true,
+      });
+    } else {
+      answer(stream, headers);
+    }
+  });
   return await new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, "127.0.0.1", () => {

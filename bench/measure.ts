@@ -1,8 +1,10 @@
 /**
- * One measurement: a scenario against a target, fenced by the correctness gate, with the
- * proxy's CPU and memory read from `/proc` just before and just after the measured load.
+ * One measurement: a scenario against a target, fenced by the correctness gate, with every
+ * call of the measured load checked, and the proxy's CPU and memory read from `/proc` just
+ * before and just after it.
  * @module
  */
+import { checkLedger, type LedgerCheck, settledCounts } from "./ledger.ts";
 import { checkCalls, type LoadPlan, runBuiltinLoad } from "./load/builtin_load.ts";
 import { runH2load } from "./load/h2load.ts";
 import type { LoadResult } from "./load/load_result.ts";
@@ -46,18 +48,81 @@ export interface Measurement {
   readonly proxyRssBytes?: number;
   /** Proxy peak RSS so far, bytes. */
   readonly proxyPeakRssBytes?: number;
+  /** Calls of the measured load that were checked and found correct. */
+  readonly checkedCalls: number;
+  /**
+   * Who checked them: `client` (the built-in generator checks every call itself) or the
+   * target's ledger (h2load reads no trailers).
+   */
+  readonly checkedBy: string;
   /** Why this measurement fails the bench; undefined when it passes. */
   readonly failure?: string;
 }
 
-function runLoad(
+/** The measured load, the proxy sampled around it, and the check of its every call. */
+interface CheckedRun {
+  readonly load: LoadResult;
+  readonly start?: ProcSample;
+  readonly end?: ProcSample;
+  readonly check: LedgerCheck;
+  /** See {@link Measurement.checkedBy}. */
+  readonly checkedBy: string;
+}
+
+/** h2load's unmeasured run, which also sizes the measured one, lasts at least this long. */
+const MIN_SIZING_S = 1;
+
+/** h2load calls that should take about `plan.durationS` at the rate `sizing` achieved. */
+function sizedCalls(sizing: LoadResult, plan: LoadPlan): number {
+  const inFlight = plan.connections * plan.streamsPerConnection;
+  const rate = sizing.elapsedS > 0 ? sizing.calls / sizing.elapsedS : 0;
+  return Math.max(inFlight, Math.round(rate * plan.durationS));
+}
+
+/**
+ * The h2load run, checked call by call against the target's ledger. It runs a fixed number
+ * of calls, sized by the warm-up, so that no call is in flight when it ends.
+ */
+async function runCheckedH2load(
+  h2loadPath: string,
   plan: LoadPlan,
   scenario: Scenario,
+  target: Target,
   settings: MeasureSettings,
-): Promise<LoadResult> {
-  return settings.h2loadPath && !scenario.builtinOnly
-    ? runH2load(settings.h2loadPath, plan, settings.workDir)
-    : runBuiltinLoad(plan);
+): Promise<CheckedRun> {
+  const ledger = target.ledger(scenario.backend);
+  if (!ledger) throw new Error(`${target.name} keeps no ledger of ${scenario.backend} calls`);
+  const sizing = await runH2load(
+    h2loadPath,
+    { ...plan, durationS: Math.max(settings.warmupS, MIN_SIZING_S) },
+    settings.workDir,
+  );
+  const before = await settledCounts(ledger);
+  const start = await sampleProxy(target);
+  const load = await runH2load(h2loadPath, plan, settings.workDir, sizedCalls(sizing, plan));
+  const end = await sampleProxy(target);
+  const after = await settledCounts(ledger);
+  const check = checkLedger(ledger.source, before, after, load.calls);
+  return { load, start, end, check, checkedBy: ledger.source };
+}
+
+/** The built-in load, which checks every call itself. */
+async function runCheckedBuiltin(
+  plan: LoadPlan,
+  target: Target,
+  settings: MeasureSettings,
+): Promise<CheckedRun> {
+  if (settings.warmupS > 0) await runBuiltinLoad({ ...plan, durationS: settings.warmupS });
+  const start = await sampleProxy(target);
+  const load = await runBuiltinLoad(plan);
+  const end = await sampleProxy(target);
+  return { load, start, end, check: { okCalls: load.calls - load.failures }, checkedBy: "client" };
+}
+
+function sampleProxy(target: Target): Promise<ProcSample | undefined> {
+  return target.proxyPid === undefined
+    ? Promise.resolve(undefined)
+    : sampleProcess(target.proxyPid);
 }
 
 function gateFailure(when: string, error: string | undefined): string | undefined {
@@ -82,13 +147,9 @@ export async function measure(
     "before",
     await checkCalls(address, scenario.shape, settings.gateCalls),
   );
-  if (settings.warmupS > 0) {
-    await runLoad({ ...plan, durationS: settings.warmupS }, scenario, settings);
-  }
-  const pid = target.proxyPid;
-  const start: ProcSample | undefined = pid ? await sampleProcess(pid) : undefined;
-  const load = await runLoad(plan, scenario, settings);
-  const end: ProcSample | undefined = pid ? await sampleProcess(pid) : undefined;
+  const { load, start, end, check, checkedBy } = settings.h2loadPath && !scenario.builtinOnly
+    ? await runCheckedH2load(settings.h2loadPath, plan, scenario, target, settings)
+    : await runCheckedBuiltin(plan, target, settings);
   const after = gateFailure("after", await checkCalls(address, scenario.shape, settings.gateCalls));
 
   const megabytes = load.responseBytes / 1e6;
@@ -111,7 +172,9 @@ export async function measure(
     proxyCpuCores: cpuMicros === undefined ? undefined : cpuMicros / 1e6 / load.elapsedS,
     proxyRssBytes: end?.rssBytes,
     proxyPeakRssBytes: end?.peakRssBytes,
-    failure: before ?? loadFailure ?? after,
+    checkedCalls: check.okCalls,
+    checkedBy,
+    failure: before ?? loadFailure ?? check.failure ?? after,
   };
 }
 
@@ -127,6 +190,8 @@ export function failedMeasurement(
     load: { generator: "builtin", calls: 0, failures: 0, elapsedS: 0, responseBytes: 0 },
     callsPerS: 0,
     mbPerS: 0,
+    checkedCalls: 0,
+    checkedBy: "none",
     failure: `could not measure: ${(error as Error)?.message ?? error}`,
   };
 }

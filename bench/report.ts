@@ -114,7 +114,7 @@ export function formatTable(
       fixed(c?.cpuVsNginx, 2, "×"),
       fixed(c?.addedP50Ms, 3),
       fixed(c?.addedP50VsNginx, 2, "×"),
-      m.failure === undefined ? "ok" : "FAIL",
+      `${m.failure === undefined ? "ok" : "FAIL"} (${m.checkedCalls}/${m.load.calls} checked)`,
     ];
   });
   const widths = COLUMNS.map((title, index) =>

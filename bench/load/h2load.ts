@@ -1,33 +1,63 @@
 /**
  * Load from h2load (nghttp2), which is much cheaper per call than any JavaScript client.
  * h2load cannot read gRPC trailers: it counts a call as succeeded on HTTP 200 alone, so the
- * bench wraps every h2load run in the built-in correctness gate. Per-call latencies come
- * from its `--log-file`.
+ * bench checks every h2load call against the target's ledger (see `../ledger.ts`). A run of
+ * a fixed number of calls (`-n`) ends when all of them have completed, which that check
+ * needs: a timed run (`-D`) abandons the calls in flight at its deadline, and the target
+ * finishes some of those anyway. Per-call latencies come from its `--log-file`.
  * @module
  */
 import type { LoadPlan } from "./builtin_load.ts";
 import { type LoadResult, quantile } from "./load_result.ts";
 
+/** h2load's summary of a run. */
+export interface H2loadSummary {
+  /** Wall time, seconds. */
+  readonly elapsedS: number;
+  /** Requests h2load counts in its totals (`-n`, or the completed ones of a timed run). */
+  readonly total: number;
+  /** Requests that completed. */
+  readonly done: number;
+  /** Completed with a 2xx status (h2load's notion of success; trailers unread). */
+  readonly succeeded: number;
+  /** Failed, HTTP-level failures included. */
+  readonly failed: number;
+  /** Failed for other reasons than the HTTP status (a subset of `failed`). */
+  readonly errored: number;
+  /** Timed out. */
+  readonly timedOut: number;
+  /** Response body bytes. */
+  readonly dataBytes: number;
+}
+
 /** Parses h2load's summary; exported for its own sake (the format is h2load's, not ours). */
-export function parseH2loadSummary(output: string): {
-  elapsedS: number;
-  succeeded: number;
-  failed: number;
-  dataBytes: number;
-} {
+export function parseH2loadSummary(output: string): H2loadSummary {
   const finished = /finished in ([\d.]+)(m?s),/.exec(output);
   const requests =
-    /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/
+    /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/
       .exec(output);
   const traffic = /traffic: .*?\((\d+)\) data/.exec(output);
   if (!finished || !requests || !traffic) throw new Error(`unexpected h2load output:\n${output}`);
   const elapsed = Number(finished[1]);
+  const [total, done, succeeded, failed, errored, timedOut] = requests.slice(1).map(Number);
   return {
     elapsedS: finished[2] === "ms" ? elapsed / 1000 : elapsed,
-    succeeded: Number(requests[1]),
-    failed: Number(requests[2]) + Number(requests[3]) + Number(requests[4]),
+    total,
+    done,
+    succeeded,
+    failed,
+    errored,
+    timedOut,
     dataBytes: Number(traffic[1]),
   };
+}
+
+/** Why h2load's own counts fail the run; undefined when every request succeeded. */
+function summaryError(summary: H2loadSummary): string | undefined {
+  if (summary.succeeded === summary.total) return undefined;
+  return `h2load: ${summary.succeeded} of ${summary.total} requests succeeded ` +
+    `(${summary.done} done, ${summary.failed} failed, ${summary.errored} errored, ` +
+    `${summary.timedOut} timed out)`;
 }
 
 /** Per-call latencies (ms, ascending) from an h2load `--log-file` (3rd column: µs). */
@@ -42,11 +72,15 @@ async function readLatencies(logFile: string): Promise<Float64Array> {
   return latencies.subarray(0, count).sort();
 }
 
-/** Runs h2load (at `h2loadPath`) against `plan`; `workDir` holds its body and log files. */
+/**
+ * Runs h2load (at `h2loadPath`) against `plan`: `calls` calls when given, otherwise for
+ * `plan.durationS`. `workDir` holds its body and log files.
+ */
 export async function runH2load(
   h2loadPath: string,
   plan: LoadPlan,
   workDir: string,
+  calls?: number,
 ): Promise<LoadResult> {
   const bodyFile = `${workDir}/request.bin`;
   const logFile = `${workDir}/h2load.log`;
@@ -65,8 +99,9 @@ export async function runH2load(
       String(plan.streamsPerConnection),
       "-t",
       "1",
-      "-D",
-      `${Math.round(plan.durationS * 1000)}ms`,
+      ...(calls === undefined
+        ? ["-D", `${Math.round(plan.durationS * 1000)}ms`]
+        : ["-n", String(calls)]),
       "-d",
       bodyFile,
       ...headerArgs,
@@ -84,9 +119,9 @@ export async function runH2load(
   const latencies = await readLatencies(logFile);
   return {
     generator: "h2load",
-    calls: summary.succeeded + summary.failed,
-    failures: summary.failed,
-    firstError: summary.failed > 0 ? `h2load: ${summary.failed} failed/errored calls` : undefined,
+    calls: summary.done,
+    failures: summary.total - summary.succeeded,
+    firstError: summaryError(summary),
     elapsedS: summary.elapsedS,
     responseBytes: summary.dataBytes,
     p50Ms: quantile(latencies, 0.5),

@@ -1,9 +1,12 @@
 /**
  * NGINX `grpc_pass` as the reference proxy: one process (`master_process off`), upstream
  * keepalive on, request limits per connection raised so neither side reconnects mid-run.
+ * Its access log records the grpc-status trailer it sent on every call, as the bench's
+ * ledger of NGINX's calls.
  * @module
  */
 import { freePort, waitFor } from "../../tests/support/harness.ts";
+import type { CallLedger, StatusCounts } from "../ledger.ts";
 import { captureOutput } from "../tools.ts";
 import { spawnChild } from "./child.ts";
 import type { BackendAddresses, Target } from "./target.ts";
@@ -33,7 +36,10 @@ pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
 events { worker_connections 1024; }
 http {
-  access_log off;
+  # Unbuffered, so that every line is on disk once the call is done; costs no CPU per call
+  # measurable above the noise (docs/bench.md).
+  log_format grpc '$status $sent_trailer_grpc_status';
+  access_log ${dir}/access.log grpc;
   client_body_temp_path ${dir}/body;
   proxy_temp_path ${dir}/proxy;
   keepalive_requests 1000000;
@@ -46,6 +52,28 @@ http {
   }
 }
 `;
+}
+
+/**
+ * Access-log lines (`<HTTP status> <grpc-status trailer>`) counted by trailer; a line whose
+ * trailer is `-` is a call NGINX sent no grpc-status trailer for.
+ */
+export function callsByTrailer(log: string): StatusCounts {
+  const counts = new Map<string, number>();
+  for (const line of log.split("\n")) {
+    if (line === "") continue;
+    const [status, trailer] = line.split(" ");
+    const key = trailer === "-" ? `none (HTTP ${status})` : trailer;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
+}
+
+function accessLogLedger(file: string): CallLedger {
+  return {
+    source: "nginx access log",
+    read: async () => callsByTrailer(await Deno.readTextFile(file)),
+  };
 }
 
 function acceptsConnections(port: number): Promise<boolean> {
@@ -81,9 +109,11 @@ export async function startNginx(
     await child.stop();
     throw error;
   }
+  const ledger = accessLogLedger(`${dir}/access.log`);
   return {
     name: "nginx",
     address: () => `127.0.0.1:${port}`,
+    ledger: () => ledger,
     proxyPid: child.pid,
     async stop(): Promise<void> {
       await child.stop();
