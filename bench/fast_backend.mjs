@@ -125,15 +125,19 @@ export async function startFastBackend(port) {
     session.on("error", () => {});
     session.once("localSettings", () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
   });
-  server.on("stream", (stream, headers) => {
-    if (headers[":path"] === COMPLETED_PATH) {
-      stream.respond({ ":status": 200, "bench-completed": String(completedCalls) }, {
-        endStream: true,
-      });
-    } else {
-      answer(stream, headers);
-    }
-  });
+  server.on(
+    "stream",
+    /** @param {import("node:http2").ServerHttp2Stream} stream */
+    (stream, headers) => {
+      if (headers[":path"] === COMPLETED_PATH) {
+        stream.respond({ ":status": 200, "bench-completed": String(completedCalls) }, {
+          endStream: true,
+        });
+      } else {
+        answer(stream, headers);
+      }
+    },
+  );
   return await new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, "127.0.0.1", () => {
