@@ -23,7 +23,12 @@ import { formatGrpcTimeout, MAX_TIMER_MS, parseGrpcTimeout } from "./deadline.ts
 import { GrpcStatus, statusTrailers } from "./grpc_status.ts";
 import { forwardableHeaders, upstreamRequestHeaders } from "./headers.ts";
 import { resetStream } from "../transport/reset_stream.ts";
-import { holdWrites, holdWritesThroughImmediates } from "../transport/write_batching.ts";
+import {
+  holdWrites,
+  holdWritesThroughImmediates,
+  noteStreamClosed,
+  noteStreamOpened,
+} from "../transport/write_batching.ts";
 import type { Router } from "./router.ts";
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
@@ -64,6 +69,7 @@ export class ProxiedCall {
   readonly #startedAt = Date.now();
   /** Read at arrival: Deno's `node:http2` detaches the stream's session once it closes. */
   readonly #clientAddress: string | undefined;
+  readonly #downstreamSession: http2.Http2Session | undefined;
   #cluster: Cluster | undefined;
   #backend: Backend | undefined;
   #upstream: http2.ClientHttp2Stream | undefined;
@@ -97,7 +103,9 @@ export class ProxiedCall {
     this.#downstream = downstream;
     this.#requestHeaders = headers;
     this.#path = headers[":path"] ?? "";
-    this.#clientAddress = downstream.session?.socket?.remoteAddress;
+    this.#downstreamSession = downstream.session;
+    this.#clientAddress = this.#downstreamSession?.socket?.remoteAddress;
+    noteStreamOpened(this.#downstreamSession);
   }
 
   /** Routes, picks a backend and starts relaying. Never throws; failures become statuses. */
@@ -272,6 +280,7 @@ export class ProxiedCall {
 
   #downstreamClosed(): void {
     clearTimeout(this.#deadlineTimer);
+    noteStreamClosed(this.#downstreamSession);
     if (!this.#decided) {
       // The client cancelled or disconnected before the call ended.
       this.#decided = true;

@@ -21,7 +21,16 @@ interface WriteBatch {
   readonly uncork: () => void;
   /** Releases queued with `setImmediate`; the socket is corked while any is queued. */
   pending: number;
+  /** Streams open on the session, as reported by {@link noteStreamOpened}/{@link noteStreamClosed}. */
+  streams: number;
 }
+
+/**
+ * Below this many open streams a connection is not corked. Holding one call's frames until
+ * the end of the turn saved no CPU at concurrency 1 but added about 60 µs to its latency;
+ * the gain comes from many calls sharing one writev.
+ */
+const MIN_STREAMS_TO_BATCH = 2;
 
 type BatchedSession = Http2Session & { [BATCH]?: WriteBatch };
 
@@ -29,7 +38,12 @@ type BatchedSession = Http2Session & { [BATCH]?: WriteBatch };
 export function enableWriteBatching(session: Http2Session): void {
   // `session.socket` is a proxy that passes `cork` and `uncork` through, bound to the socket.
   const socket = session.socket;
-  (session as BatchedSession)[BATCH] = { cork: socket.cork, uncork: socket.uncork, pending: 0 };
+  (session as BatchedSession)[BATCH] = {
+    cork: socket.cork,
+    uncork: socket.uncork,
+    pending: 0,
+    streams: 0,
+  };
 }
 
 function release(batch: WriteBatch, hops: number): void {
@@ -41,13 +55,25 @@ function batchOf(session: Http2Session | undefined): WriteBatch | undefined {
   return (session as BatchedSession | undefined)?.[BATCH];
 }
 
+/** Counts a stream opened on `session`, so batching knows when there is company to batch. */
+export function noteStreamOpened(session: Http2Session | undefined): void {
+  const batch = batchOf(session);
+  if (batch !== undefined) batch.streams++;
+}
+
+/** Counts a stream of `session` as closed again. */
+export function noteStreamClosed(session: Http2Session | undefined): void {
+  const batch = batchOf(session);
+  if (batch !== undefined) batch.streams--;
+}
+
 /**
  * Holds the session's socket writes until the end of this event-loop turn (its
  * `setImmediate` phase). Does nothing for a session without batching.
  */
 export function holdWrites(session: Http2Session | undefined): void {
   const batch = batchOf(session);
-  if (batch === undefined || batch.pending > 0) return;
+  if (batch === undefined || batch.pending > 0 || batch.streams < MIN_STREAMS_TO_BATCH) return;
   batch.cork();
   batch.pending++;
   setImmediate(release, batch, 1);
@@ -64,7 +90,7 @@ export function holdWritesThroughImmediates(
   hops: 1 | 2,
 ): void {
   const batch = batchOf(session);
-  if (batch === undefined) return;
+  if (batch === undefined || (batch.pending === 0 && batch.streams < MIN_STREAMS_TO_BATCH)) return;
   if (batch.pending++ === 0) batch.cork();
   setImmediate(release, batch, hops);
 }

@@ -15,7 +15,12 @@ import type { BackoffConfig } from "../config/schema.ts";
 import { componentLogger } from "../log/logger.ts";
 import { deferCloseDuringGoaway } from "../transport/goaway.ts";
 import { CONNECTION_WINDOW_BYTES, LOCAL_SETTINGS } from "../transport/settings.ts";
-import { enableWriteBatching, holdWrites } from "../transport/write_batching.ts";
+import {
+  enableWriteBatching,
+  holdWrites,
+  noteStreamClosed,
+  noteStreamOpened,
+} from "../transport/write_batching.ts";
 import { Backoff } from "./backoff.ts";
 
 const log = componentLogger("upstream");
@@ -132,6 +137,7 @@ export class Upstream {
       // that is still dialling (nghttp2 queues the request), or dial one.
       chosen = dialling ?? this.#dial();
     }
+    noteStreamOpened(chosen.session);
     holdWrites(chosen.session);
     const stream: PooledStream = chosen.session.request(headers, { endStream: false });
     chosen.activeStreams++;
@@ -145,6 +151,7 @@ export class Upstream {
     if (connection === undefined) return;
     connection.activeStreams--;
     connection.finishedStreams++;
+    noteStreamClosed(connection.session);
     (stream as PooledStream)[CONNECTION] = undefined;
   }
 
