@@ -95,6 +95,12 @@ try {
     body: JSON.stringify({ name: "round_robin" }),
   });
   if (!switched.ok) throw new Error(`picker switch failed: ${await switched.text()}`);
+  // pick_first connected only the first backend; round_robin now dials the others too.
+  await until(async () => {
+    const cluster = await (await fetch(`${adminUrl}/clusters/greeter`)).json();
+    // deno-lint-ignore no-explicit-any
+    return cluster.backends.every((b: any) => b.state === "READY");
+  }, "round_robin to connect every backend");
   await round(client, "round_robin (switched live via the admin API): calls spread evenly", 9);
 
   const sick = backends[1];
