@@ -9,7 +9,15 @@ import http2 from "node:http2";
 import net from "node:net";
 import { resetStream } from "../src/transport/reset_stream.ts";
 import { clusterConfig, GRPC_JS, startProxy, waitFor } from "./support/harness.ts";
-import { closeRaw, connectRaw, rawCall, respondOk, startRawBackend } from "./support/raw_h2.ts";
+import {
+  closeRaw,
+  connectRaw,
+  grpcFrame,
+  grpcRequestHeaders,
+  rawCall,
+  respondOk,
+  startRawBackend,
+} from "./support/raw_h2.ts";
 
 const { NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM, NGHTTP2_INTERNAL_ERROR } = http2.constants;
 
@@ -209,6 +217,44 @@ Deno.test({
           "grpc-timeout": timeout,
         });
         assert.equal(result.grpcStatus, 0, `grpc-timeout ${timeout}`);
+      }
+    } finally {
+      await closeRaw(client);
+      await proxy.stop();
+      await backend.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a backend that answers before the request ends leaves no stream open behind it",
+  ...GRPC_JS,
+  fn: async () => {
+    // Reads the request but answers trailers-only at once, while the client is still sending.
+    const backend = await startRawBackend((stream) => {
+      stream.resume();
+      stream.respond({ ":status": 200, "content-type": "application/grpc", "grpc-status": "0" }, {
+        endStream: true,
+      });
+    });
+    const proxy = await startProxy(clusterConfig([backend.address]));
+    const client = await connectRaw(proxy.address);
+    const activeStreams = async () => {
+      const response = await fetch(`http://${proxy.adminAddress}/clusters/echo`);
+      return (await response.json()).backends[0].activeStreams as number;
+    };
+    try {
+      for (const finish of ["end", "cancel"] as const) {
+        const stream = client.request(grpcRequestHeaders("/test.Test/Echo"));
+        stream.on("error", () => {});
+        stream.resume();
+        stream.write(grpcFrame(new Uint8Array(10)));
+        await new Promise((resolve) => stream.once("response", resolve));
+        if (finish === "end") stream.end();
+        else resetStream(stream, NGHTTP2_CANCEL);
+        await waitFor(async () => (await activeStreams()) === 0, {
+          what: `the backend stream to close after the client's ${finish}`,
+        });
       }
     } finally {
       await closeRaw(client);

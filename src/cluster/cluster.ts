@@ -119,20 +119,29 @@ export class Cluster implements BalancerHost {
     return `cluster ${this.name}: ${reason}${details.length ? ` (${details.join("; ")})` : ""}`;
   }
 
-  /** Waits until the picker stops queueing, or `timeoutMs` passes. */
-  waitForPick(timeoutMs: number): Promise<PickResult> {
+  /**
+   * Waits until the picker stops queueing, `timeoutMs` passes, or `signal` aborts (the call
+   * went away; the result is then a failure nobody reads).
+   */
+  waitForPick(timeoutMs: number, signal?: AbortSignal): Promise<PickResult> {
     return new Promise((resolve) => {
+      const settle = (result: PickResult) => {
+        clearTimeout(waiter.timer);
+        this.#waiters.delete(waiter);
+        signal?.removeEventListener("abort", onAbort);
+        resolve(result);
+      };
+      const onAbort = () => settle({ kind: "fail", message: "the call was cancelled" });
       const waiter: PickWaiter = {
-        resolve,
-        timer: setTimeout(() => {
-          this.#waiters.delete(waiter);
-          resolve({
+        resolve: settle,
+        timer: setTimeout(() =>
+          settle({
             kind: "fail",
             message: `no backend of cluster ${this.name} became ready within ${timeoutMs}ms`,
-          });
-        }, timeoutMs),
+          }), timeoutMs),
       };
       this.#waiters.add(waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
@@ -144,10 +153,7 @@ export class Cluster implements BalancerHost {
     this.#published = state;
     for (const waiter of this.#waiters) {
       const result = state.picker.pick();
-      if (result.kind === "queue") continue;
-      clearTimeout(waiter.timer);
-      this.#waiters.delete(waiter);
-      waiter.resolve(result);
+      if (result.kind !== "queue") waiter.resolve(result);
     }
   }
 

@@ -30,8 +30,11 @@ import {
   noteStreamOpened,
 } from "../transport/write_batching.ts";
 import type { Router } from "./router.ts";
+import { componentLogger } from "../log/logger.ts";
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+
+const log = componentLogger("proxy");
 
 /** Response bytes gathered before they are written downstream at once. */
 const COALESCE_BYTES = 64 * 1024;
@@ -76,6 +79,8 @@ export class ProxiedCall {
   /** Kept from the start: Deno detaches `upstream.session` once the stream closes. */
   #upstreamSession: http2.Http2Session | undefined;
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set while the call is queued for a backend, so a client cancel can withdraw it. */
+  #pickWait: AbortController | undefined;
   /** Response headers have been sent downstream. */
   #responded = false;
   /** The call's outcome is decided; later upstream events change nothing. */
@@ -110,6 +115,19 @@ export class ProxiedCall {
 
   /** Routes, picks a backend and starts relaying. Never throws; failures become statuses. */
   async start(): Promise<void> {
+    try {
+      await this.#route();
+    } catch (error) {
+      // A bug here must cost this call only: answer it rather than leave it hanging.
+      log.error("call {method} failed inside the proxy: {error}", {
+        method: this.#path,
+        error: String((error as Error)?.stack ?? error),
+      });
+      if (!this.#decided) this.#finishByProxy(GrpcStatus.INTERNAL, "internal proxy error");
+    }
+  }
+
+  async #route(): Promise<void> {
     const downstream: CallStream = this.#downstream;
     downstream[CALL] = this;
     downstream.on("error", ignoreError);
@@ -141,7 +159,9 @@ export class ProxiedCall {
       // While no backend is ready the call waits up to its deadline (or the cluster's
       // default) and then fails with UNAVAILABLE, as gRPC's pickers do.
       const waitMs = Math.min(deadlineMs ?? cluster.config.waitForReadyTimeout, MAX_TIMER_MS);
-      pick = await cluster.waitForPick(waitMs);
+      this.#pickWait = new AbortController();
+      pick = await cluster.waitForPick(waitMs, this.#pickWait.signal);
+      this.#pickWait = undefined;
       if (this.#decided) return; // the client cancelled while waiting
     }
     if (pick.kind !== "complete") {
@@ -224,6 +244,7 @@ export class ProxiedCall {
 
   static #onUpstreamTrailers(this: CallStream, trailers: http2.IncomingHttpHeaders): void {
     const call = this[CALL]!;
+    if (call.#decided) return; // the proxy already ended the call (deadline, cancel)
     call.#trailersOut = forwardableHeaders(trailers);
     call.#grpcStatus = Number(trailers["grpc-status"] ?? GrpcStatus.UNKNOWN);
   }
@@ -272,10 +293,12 @@ export class ProxiedCall {
   }
 
   #endRequest(): void {
-    if (this.#decided) return;
-    this.#upstream!.end();
+    const upstream = this.#upstream!;
+    // Once decided by the backend's answer, ending the request lets its stream close too.
+    if (this.#decided && upstream.closed) return;
+    upstream.end();
     // With a write in flight, Deno sends END_STREAM two setImmediate hops after end().
-    holdWritesThroughImmediates(this.#upstream!.session, 2);
+    holdWritesThroughImmediates(upstream.session, 2);
   }
 
   #downstreamClosed(): void {
@@ -287,7 +310,12 @@ export class ProxiedCall {
       this.#grpcStatus = GrpcStatus.CANCELLED;
       this.#origin = "client";
       if (this.#upstream) resetStream(this.#upstream, NGHTTP2_CANCEL);
+    } else if (this.#upstream && !this.#upstream.closed) {
+      // The backend answered before the client finished its request, and the client went
+      // away: the backend stream's request side is still open and would never close.
+      resetStream(this.#upstream, NGHTTP2_CANCEL);
     }
+    this.#pickWait?.abort();
     this.#report();
   }
 

@@ -121,6 +121,8 @@ export class Upstream {
     let dialling: PooledConnection | undefined;
     let anyReady = false;
     for (const connection of this.#connections) {
+      // Deno emits a destroyed session's 'close' a turn later; until then it looks usable.
+      if (connection.session.destroyed || connection.session.closed) continue;
       if (connection.goingAway || connection.activeStreams >= connection.maxStreams) {
         anyReady ||= connection.connected && !connection.goingAway;
         continue;
@@ -137,9 +139,17 @@ export class Upstream {
       // that is still dialling (nghttp2 queues the request), or dial one.
       chosen = dialling ?? this.#dial();
     }
+    let stream: PooledStream;
+    try {
+      holdWrites(chosen.session);
+      stream = chosen.session.request(headers, { endStream: false });
+    } catch (error) {
+      // The session failed between the check above and the request; the caller answers
+      // UNAVAILABLE as for any backend without a ready connection.
+      chosen.lastError = error as Error;
+      return undefined;
+    }
     noteStreamOpened(chosen.session);
-    holdWrites(chosen.session);
-    const stream: PooledStream = chosen.session.request(headers, { endStream: false });
     chosen.activeStreams++;
     stream[CONNECTION] = chosen;
     return stream;

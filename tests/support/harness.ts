@@ -16,6 +16,9 @@ export const GRPC_JS: Readonly<{ sanitizeOps: false; sanitizeResources: false }>
   sanitizeResources: false,
 };
 
+/** Log messages of errors that escaped the relay's own handling (see main.ts). */
+const INTERNAL_ERROR_SIGNS = /uncaught error|unhandled rejection|failed inside the proxy/;
+
 /** Finds a free TCP port on 127.0.0.1. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -66,7 +69,10 @@ export interface ProxyProcess {
   readonly exited: Promise<Deno.CommandStatus>;
   /** True once the process has exited (for any reason, including a crash). */
   hasExited(): boolean;
-  /** Sends SIGTERM and waits for exit; returns the exit code. */
+  /**
+   * Sends SIGTERM and waits for exit; returns the exit code. Throws when the proxy logged an
+   * error that escaped a call's own handling.
+   */
   stop(): Promise<number>;
   /** Peak/current resident set size in bytes, from /proc. */
   rssBytes(): Promise<number>;
@@ -136,7 +142,11 @@ export async function startProxy(
       try {
         child.kill("SIGTERM");
       } catch { /* already exited */ }
-      return (await exited).code;
+      const { code } = await exited;
+      // The proxy logs and survives an error escaping one call; a test must still fail on it.
+      const escaped = INTERNAL_ERROR_SIGNS.exec(text);
+      if (escaped) throw new Error(`the proxy logged "${escaped[0]}":\n${text.slice(-3000)}`);
+      return code;
     },
     async rssBytes() {
       const status = await Deno.readTextFile(`/proc/${child.pid}/status`);
