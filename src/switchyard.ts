@@ -80,11 +80,6 @@ export class Switchyard {
     this.#admin = AdminServer.start(this, { token: adminToken, metrics });
   }
 
-  /** The proxy listener's bound address. */
-  get listenAddress(): string {
-    return this.#listener.address;
-  }
-
   /** True once draining has begun. */
   get draining(): boolean {
     return this.#listener.draining;

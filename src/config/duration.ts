@@ -12,11 +12,3 @@ export function parseDuration(text: string): number | undefined {
   if (!match) return undefined;
   return Math.round(Number(match[1]) * UNIT_MS[match[2]]);
 }
-
-/** Formats milliseconds as the shortest exact duration string, e.g. `1500` → `"1500ms"`, `2000` → `"2s"`. */
-export function formatDuration(ms: number): string {
-  for (const unit of ["h", "m", "s"]) {
-    if (ms % UNIT_MS[unit] === 0 && ms >= UNIT_MS[unit]) return `${ms / UNIT_MS[unit]}${unit}`;
-  }
-  return `${ms}ms`;
-}

@@ -77,11 +77,6 @@ export class ProxyListener {
     return this.#draining;
   }
 
-  /** Open client connections. */
-  get connectionCount(): number {
-    return this.#sessions.size;
-  }
-
   /**
    * Stops accepting, sends GOAWAY on every connection, and resolves when all connections
    * have closed or `timeoutMs` passes (then the rest are destroyed).

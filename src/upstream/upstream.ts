@@ -98,11 +98,6 @@ export class Upstream {
     return total;
   }
 
-  /** Open connections, counting ones still dialling or going away. */
-  get connectionCount(): number {
-    return this.#connections.length;
-  }
-
   /** Starts connecting (and keeps reconnecting) unless already doing so. */
   connect(): void {
     if (this.#closed) return;
