@@ -176,12 +176,12 @@ export class ProxiedCall {
     if (deadlineMs !== undefined) {
       const remainingMs = this.#startedAt + deadlineMs - Date.now();
       if (remainingMs <= 0) {
-        this.#onDeadline();
+        this.#deadlineExceeded();
         return;
       }
       // A deadline too far away for a timer is as good as none.
       if (remainingMs <= MAX_TIMER_MS) {
-        this.#deadlineTimer = setTimeout(this.#onDeadline, remainingMs);
+        this.#deadlineTimer = setTimeout(ProxiedCall.#onDeadlineTimer, remainingMs, this);
       }
     }
 
@@ -421,7 +421,11 @@ export class ProxiedCall {
 
   // --- endings -------------------------------------------------------------------------
 
-  #onDeadline = (): void => {
+  static #onDeadlineTimer(call: ProxiedCall): void {
+    call.#deadlineExceeded();
+  }
+
+  #deadlineExceeded(): void {
     if (this.#decided) return;
     if (this.#upstream) resetStream(this.#upstream, NGHTTP2_CANCEL);
     this.#finishByProxy(
@@ -430,7 +434,7 @@ export class ProxiedCall {
         this.#backend!.address
       })`,
     );
-  };
+  }
 
   #respond(headers: http2.OutgoingHttpHeaders, endStream: boolean): void {
     if (this.#downstream.destroyed) return;
