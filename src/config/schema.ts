@@ -118,6 +118,59 @@ const tlsSchema = z.strictObject({
   key: z.string().min(1),
 });
 
+/** A flow-control window in bytes: RFC 9113 §6.9.1 caps it at 2^31-1. */
+const windowSchema = z.int().min(65_535).max(2 ** 31 - 1);
+
+/**
+ * The HTTP/2 engine's limits (RFC 9113). Defaults follow Envoy's edge recommendations and
+ * NGINX; every limit is named in the error a peer gets when it crosses it.
+ */
+const http2Schema = z.strictObject({
+  /** Client connections open at once; past it new connections are closed at accept. */
+  maxConnections: z.int().min(1).default(10_000),
+  /** SETTINGS_MAX_CONCURRENT_STREAMS advertised to clients. */
+  maxConcurrentStreams: z.int().min(1).max(2 ** 31 - 1).default(100),
+  /** SETTINGS_INITIAL_WINDOW_SIZE advertised to clients. */
+  initialStreamWindowSize: windowSchema.default(256 * 1024),
+  /** The connection receive window offered to each client. */
+  initialConnectionWindowSize: windowSchema.default(1024 * 1024),
+  /** SETTINGS_MAX_FRAME_SIZE advertised on both sides (RFC 9113 §6.5.2 range). */
+  maxFrameSize: z.int().min(16_384).max(16_777_215).default(16_384),
+  /** SETTINGS_MAX_HEADER_LIST_SIZE: decoded header bytes (names + values + 32 each). */
+  maxHeaderListSize: z.int().min(1024).default(65_536),
+  /** Encoded bytes of one header block, HEADERS plus CONTINUATION frames. */
+  maxHeaderBlockSize: z.int().min(1024).default(131_072),
+  /** CONTINUATION frames allowed after one HEADERS frame. */
+  maxContinuationFrames: z.int().min(0).default(32),
+  /** Client resets before a response (rapid reset, CVE-2023-44487) within `prematureResetWindow`. */
+  maxPrematureResets: z.int().min(1).default(100),
+  prematureResetWindow: positiveDurationSchema.prefault("10s"),
+  /** Control frames (PING and SETTINGS ACKs, RST_STREAM) queued unsent on one connection. */
+  maxOutboundControlFrames: z.int().min(1).default(1000),
+  /** Consecutive frames with an empty payload and no END_STREAM. */
+  maxConsecutiveEmptyFrames: z.int().min(0).default(1),
+  /** Time for the client preface and SETTINGS, and for a SETTINGS ACK. */
+  settingsTimeout: positiveDurationSchema.prefault("10s"),
+  /** A client connection with no open stream for this long is closed with GOAWAY. */
+  idleTimeout: positiveDurationSchema.prefault("180s"),
+  /** A stream whose queued response makes no progress (zero window) for this long is reset. */
+  sendTimeout: positiveDurationSchema.prefault("60s"),
+  /** Bytes queued for sending on one connection before it stops reading its peers. */
+  maxConnectionBufferSize: z.int().min(65_536).default(4 * 1024 * 1024),
+  /** Upstream (backend) connections. */
+  upstream: z.strictObject({
+    /** SETTINGS_INITIAL_WINDOW_SIZE advertised to backends. */
+    initialStreamWindowSize: windowSchema.default(256 * 1024),
+    /** The connection receive window offered to each backend connection. */
+    initialConnectionWindowSize: windowSchema.default(16 * 1024 * 1024),
+    /** Connections to one backend; more open only at its SETTINGS_MAX_CONCURRENT_STREAMS. */
+    maxConnectionsPerBackend: z.int().min(1).default(8),
+    /** Keepalive PING interval on an upstream connection; a lost PONG closes it. */
+    keepaliveInterval: positiveDurationSchema.prefault("30s"),
+    keepaliveTimeout: positiveDurationSchema.prefault("10s"),
+  }).prefault({}),
+});
+
 /** One JSON line per finished call. */
 const accessLogSchema = z.strictObject({
   enabled: z.boolean().default(false),
@@ -134,6 +187,7 @@ const configObjectSchema = z
       .prefault({}),
     accessLog: accessLogSchema.prefault({}),
     drainTimeout: durationSchema.prefault("30s"),
+    http2: http2Schema.prefault({}),
     redis: redisSchema.optional(),
     clusters: z.record(z.string().regex(/^[\w.-]+$/), clusterSchema).refine(
       (clusters) => Object.keys(clusters).length > 0,
@@ -186,5 +240,7 @@ export type HealthCheckConfig = z.output<typeof healthCheckSchema>;
 export type OutlierDetectionConfig = z.output<typeof outlierDetectionSchema>;
 /** Validated reconnect-backoff settings. */
 export type BackoffConfig = z.output<typeof backoffSchema>;
+/** Validated HTTP/2 engine limits. */
+export type Http2Config = z.output<typeof http2Schema>;
 /** Validated Redis settings. */
 export type RedisConfig = z.output<typeof redisSchema>;

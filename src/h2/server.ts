@@ -1,0 +1,226 @@
+/**
+ * The server side of the engine: accepts TCP (h2c, prior knowledge) or TLS (ALPN `h2`)
+ * connections on Deno's native listener and runs an {@link H2Connection} on each.
+ *
+ * Accept errors (file descriptors exhausted, say) are logged once per burst and retried
+ * after a pause, as NGINX does, instead of ending the accept loop; `maxConnections` caps
+ * client connections globally, as Envoy's connection limit does.
+ * @module
+ */
+import {
+  type ConnectionListener,
+  type ConnectionOptions,
+  H2Connection,
+  type Socket,
+} from "./connection.ts";
+import type { H2Stream } from "./stream.ts";
+import type { HeaderList } from "../transport/stream.ts";
+import { componentLogger } from "../log/logger.ts";
+
+const log = componentLogger("h2");
+
+/** How long the accept loop pauses after an accept error (NGINX's `accept` retry delay). */
+const ACCEPT_RETRY_MS = 500;
+
+/** Where to listen and how. */
+export interface ServerOptions {
+  /** Address to bind. */
+  readonly hostname: string;
+  /** Port to bind; 0 picks a free one. */
+  readonly port: number;
+  /** PEM certificate and key: TLS with ALPN `h2`; h2c without. */
+  readonly tls?: { readonly cert: string; readonly key: string };
+  /** Client connections open at once. */
+  readonly maxConnections: number;
+  /** Each connection's settings and limits. */
+  readonly connection: ConnectionOptions;
+}
+
+/** Whoever handles the server's streams (the proxy's listener). */
+export interface StreamAcceptor {
+  /** See {@link ConnectionListener.onStream}. */
+  onStream(connection: H2Connection, stream: H2Stream, headers: HeaderList, end: boolean): void;
+  /** See {@link ConnectionListener.onOversizedRequest}. */
+  onOversizedRequest(connection: H2Connection, stream: H2Stream, message: string): void;
+}
+
+/** A listening HTTP/2 server. */
+export class H2Server implements ConnectionListener {
+  readonly #listener: Deno.Listener;
+  readonly #options: ServerOptions;
+  readonly #acceptor: StreamAcceptor;
+  readonly #connections = new Set<H2Connection>();
+  #closing = false;
+  #allClosed: (() => void) | undefined;
+  #acceptFailing = false;
+  #refusedLogged = false;
+
+  private constructor(listener: Deno.Listener, options: ServerOptions, acceptor: StreamAcceptor) {
+    this.#listener = listener;
+    this.#options = options;
+    this.#acceptor = acceptor;
+  }
+
+  /** Binds and starts accepting. Throws when the address cannot be bound. */
+  static listen(options: ServerOptions, acceptor: StreamAcceptor): H2Server {
+    const listener = options.tls
+      ? Deno.listenTls({
+        hostname: options.hostname,
+        port: options.port,
+        cert: options.tls.cert,
+        key: options.tls.key,
+        alpnProtocols: ["h2"],
+      })
+      : Deno.listen({ hostname: options.hostname, port: options.port });
+    const server = new H2Server(listener, options, acceptor);
+    server.#acceptLoop();
+    return server;
+  }
+
+  /** The bound address. */
+  get addr(): Deno.NetAddr {
+    return this.#listener.addr as Deno.NetAddr;
+  }
+
+  /** Client connections open now. */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  async #acceptLoop(): Promise<void> {
+    for (;;) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (this.#closing || error instanceof Deno.errors.BadResource) return;
+        if (!this.#acceptFailing) {
+          this.#acceptFailing = true;
+          log.error("accept failed, retrying every {retryMs}ms: {error}", {
+            retryMs: ACCEPT_RETRY_MS,
+            error: String(error),
+          });
+        }
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
+        continue;
+      }
+      if (this.#acceptFailing) {
+        this.#acceptFailing = false;
+        log.info("accepting connections again");
+      }
+      if (this.#closing) {
+        conn.close();
+        return;
+      }
+      if (this.#connections.size >= this.#options.maxConnections) {
+        if (!this.#refusedLogged) {
+          this.#refusedLogged = true;
+          log.warn(
+            "connection limit {max} reached (http2.maxConnections): closing new connections",
+            {
+              max: this.#options.maxConnections,
+            },
+          );
+        }
+        conn.close();
+        continue;
+      }
+      this.#refusedLogged = false;
+      this.#start(conn);
+    }
+  }
+
+  async #start(conn: Deno.Conn): Promise<void> {
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    const address = remote.hostname.includes(":")
+      ? `[${remote.hostname}]:${remote.port}`
+      : `${remote.hostname}:${remote.port}`;
+    if (this.#options.tls) {
+      // The TLS handshake and ALPN come first; a client that offers no `h2` is refused
+      // (RFC 9113 §3.2). The SETTINGS timeout bounds a handshake that never finishes.
+      const tls = conn as Deno.TlsConn;
+      const placeholder = { conn: tls };
+      const timer = setTimeout(
+        () => placeholder.conn.close(),
+        this.#options.connection.settingsTimeoutMs,
+      );
+      try {
+        const info = await tls.handshake();
+        clearTimeout(timer);
+        if (info.alpnProtocol !== "h2") {
+          log.debug("TLS client {address} did not negotiate h2", { address });
+          tls.close();
+          return;
+        }
+      } catch (error) {
+        clearTimeout(timer);
+        log.debug("TLS handshake with {address} failed: {error}", {
+          address,
+          error: String(error),
+        });
+        try {
+          tls.close();
+        } catch {
+          // The timeout closed it already.
+        }
+        return;
+      }
+    } else {
+      (conn as Deno.TcpConn).setNoDelay(true);
+    }
+    const connection = new H2Connection(this.#options.connection, this, address);
+    this.#connections.add(connection);
+    connection.attach(conn as Socket);
+    if (this.#closing) connection.drain();
+  }
+
+  /** See {@link ConnectionListener.onStream}. */
+  onStream(connection: H2Connection, stream: H2Stream, headers: HeaderList, end: boolean): void {
+    this.#acceptor.onStream(connection, stream, headers, end);
+  }
+
+  /** See {@link ConnectionListener.onOversizedRequest}. */
+  onOversizedRequest(connection: H2Connection, stream: H2Stream, message: string): void {
+    this.#acceptor.onOversizedRequest(connection, stream, message);
+  }
+
+  /** See {@link ConnectionListener.onClose}. */
+  onClose(connection: H2Connection, error: string | undefined): void {
+    this.#connections.delete(connection);
+    if (error !== undefined) {
+      log.debug("client connection {address} closed: {error}", {
+        address: connection.remoteAddress,
+        error,
+      });
+    }
+    if (this.#closing && this.#connections.size === 0) this.#allClosed?.();
+  }
+
+  /**
+   * Stops accepting, drains every connection (GOAWAY, PING, final GOAWAY; RFC 9113 §6.8),
+   * and resolves once all have closed or `timeoutMs` passed; the rest are then closed.
+   * Returns how many connections had to be closed with calls in flight.
+   */
+  async shutdown(timeoutMs: number): Promise<number> {
+    if (!this.#closing) {
+      this.#closing = true;
+      try {
+        this.#listener.close();
+      } catch {
+        // Already closed.
+      }
+      for (const connection of this.#connections) connection.drain();
+    }
+    if (this.#connections.size === 0) return 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = await new Promise<boolean>((resolve) => {
+      this.#allClosed = () => resolve(false);
+      timer = setTimeout(() => resolve(true), timeoutMs);
+    });
+    clearTimeout(timer);
+    if (!expired) return 0;
+    const left = this.#connections.size;
+    for (const connection of [...this.#connections]) connection.destroy("drain timeout");
+    return left;
+  }
+}
