@@ -9,6 +9,7 @@ import { AdminServer } from "./admin/server.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import type { Config } from "./config/schema.ts";
 import { RedisDiscovery } from "./discovery/redis_discovery.ts";
+import { connectionOptions } from "./h2/options.ts";
 import { HealthSupervisor } from "./health/supervisor.ts";
 import { componentLogger } from "./log/logger.ts";
 import { ProxyMetrics } from "./metrics/metrics.ts";
@@ -53,15 +54,25 @@ export class Switchyard {
   static async start(config: Config): Promise<Switchyard> {
     // First, so a missing admin token stops the process before anything binds or connects.
     const adminToken = resolveAdminToken(config.admin);
+    const upstream = {
+      connection: connectionOptions(config.http2, "client"),
+      maxConnectionsPerBackend: config.http2.upstream.maxConnectionsPerBackend,
+    };
     const clusters = new Map(
-      Object.entries(config.clusters).map(([name, cluster]) => [name, new Cluster(name, cluster)]),
+      Object.entries(config.clusters).map((
+        [name, cluster],
+      ) => [name, new Cluster(name, cluster, upstream)]),
     );
     const router = new Router(config.routes, (name) => clusters.get(name)!);
     const observers: CallObserver[] = [];
     const health = HealthSupervisor.start(clusters.values(), observers);
     const discovery = await RedisDiscovery.start(config, clusters);
-    const listener = await ProxyListener.start(
-      { listen: config.listen, tls: config.tls && (await readTls(config.tls)) },
+    const listener = ProxyListener.start(
+      {
+        listen: config.listen,
+        tls: config.tls && (await readTls(config.tls)),
+        http2: config.http2,
+      },
       { router, observers },
     );
     const proxy = new Switchyard(config, clusters, observers, listener, health, discovery);

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import type * as grpc from "@grpc/grpc-js";
 import { ejectionDurationMs, mayEject } from "../src/health/ejection_policy.ts";
-import { deferGoawayCloseOnAllClientSessions } from "../src/transport/grpc_js_sessions.ts";
+import { deferGoawayCloseOnAllClientSessions } from "../src/health/node_http2_goaway.ts";
 import { HealthVerdict, type ProbeOutcome } from "../src/health/verdict.ts";
 import { freePort, type ProxyProcess, startProxy, waitFor } from "./support/harness.ts";
 import {

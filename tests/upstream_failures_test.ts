@@ -7,7 +7,6 @@
 import assert from "node:assert/strict";
 import http2 from "node:http2";
 import net from "node:net";
-import { resetStream } from "../src/transport/reset_stream.ts";
 import { clusterConfig, GRPC_JS, startProxy, waitFor } from "./support/harness.ts";
 import {
   closeRaw,
@@ -15,6 +14,7 @@ import {
   grpcFrame,
   grpcRequestHeaders,
   rawCall,
+  resetStream,
   respondOk,
   startRawBackend,
 } from "./support/raw_h2.ts";

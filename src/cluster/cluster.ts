@@ -19,6 +19,7 @@ import {
 } from "../balancer/types.ts";
 import type { ClusterConfig } from "../config/schema.ts";
 import { componentLogger } from "../log/logger.ts";
+import type { ConnectionOptions } from "../h2/connection.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import { Backend, type BackendSource, type HealthStatus } from "./backend.ts";
 
@@ -33,6 +34,14 @@ export interface ClusterListener {
   onBackendAdded?(backend: Backend): void;
   /** A member left; its in-flight calls still finish. */
   onBackendRemoved?(backend: Backend): void;
+}
+
+/** How a cluster's members connect to their backends. */
+export interface UpstreamSettings {
+  /** The engine's settings for backend connections. */
+  readonly connection: ConnectionOptions;
+  /** Connections per backend at most. */
+  readonly maxConnectionsPerBackend: number;
 }
 
 interface PickWaiter {
@@ -60,11 +69,13 @@ export class Cluster implements BalancerHost {
   #published: BalancerState = { state: "IDLE", picker: QUEUE_PICKER };
   #panic = false;
   #closed = false;
+  readonly #upstream: UpstreamSettings;
 
   /** Creates the cluster with its static members. */
-  constructor(name: string, config: ClusterConfig) {
+  constructor(name: string, config: ClusterConfig, upstream: UpstreamSettings) {
     this.name = name;
     this.config = config;
+    this.#upstream = upstream;
     this.#policy = config.picker;
     this.#balancer = this.#createBalancer(config.picker);
     this.setMembers("static", config.backends);
@@ -277,6 +288,8 @@ export class Cluster implements BalancerHost {
         address,
         connectTimeoutMs: this.config.connectTimeout,
         backoff: this.config.reconnectBackoff,
+        connection: this.#upstream.connection,
+        maxConnections: this.#upstream.maxConnectionsPerBackend,
         onStateChange: () => this.#refresh(backend),
       }),
     );

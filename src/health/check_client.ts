@@ -5,7 +5,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
-import { deferGoawayCloseOnAllClientSessions } from "../transport/grpc_js_sessions.ts";
+import { deferGoawayCloseOnAllClientSessions } from "./node_http2_goaway.ts";
 
 /** `HealthCheckResponse.ServingStatus`, as proto-loader decodes enums (`enums: String`). */
 type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";

@@ -10,6 +10,7 @@ export const GrpcStatus = {
   UNKNOWN: 2,
   INVALID_ARGUMENT: 3,
   DEADLINE_EXCEEDED: 4,
+  RESOURCE_EXHAUSTED: 8,
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
@@ -30,7 +31,7 @@ export function encodeGrpcMessage(message: string): string {
   return encoded;
 }
 
-/** The trailing metadata of a status the proxy produces. */
-export function statusTrailers(code: number, message: string): Record<string, string> {
-  return { "grpc-status": String(code), "grpc-message": encodeGrpcMessage(message) };
+/** The trailing metadata of a status the proxy produces, as a header list. */
+export function statusTrailers(code: number, message: string): string[] {
+  return ["grpc-status", String(code), "grpc-message", encodeGrpcMessage(message)];
 }

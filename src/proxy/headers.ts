@@ -1,52 +1,25 @@
 /**
- * Which headers cross the proxy. Everything is forwarded unchanged except hop-by-hop
- * headers, which describe one connection and must not be relayed (RFC 9110 §7.6.1), and
- * `grpc-timeout`, which the proxy rewrites to the time left.
+ * Which request headers cross the proxy. The engine already refuses connection-specific
+ * fields as malformed (RFC 9113 §8.2.2), so everything it delivers is forwarded unchanged
+ * except `grpc-timeout`, which the proxy rewrites to the time left.
  * @module
  */
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http2";
-
-const DROPPED = new Set([
-  "connection",
-  "keep-alive",
-  "proxy-connection",
-  "transfer-encoding",
-  "upgrade",
-  "http2-settings",
-  "grpc-timeout",
-]);
+import type { HeaderList } from "../transport/stream.ts";
 
 /**
- * The headers to send on the other side: `headers` itself when it holds nothing to drop,
- * else a copy without the hop-by-hop ones. `te: trailers` is kept: gRPC requires it end to
- * end. Never mutate the result: `node:http2` copies headers it sends, so sharing the
- * received object saves a copy per HEADERS frame.
- */
-export function forwardableHeaders(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  for (const name in headers) {
-    if (DROPPED.has(name)) return copyForwardable(headers);
-  }
-  return headers;
-}
-
-/**
- * The request headers for the backend: like {@link forwardableHeaders}, with `grpc-timeout`
- * set to `grpcTimeout` when given.
+ * The request headers for the backend: `headers` itself when there is no deadline to
+ * forward (the engine never changes a list it is given, so sharing it saves a copy per
+ * call), else a copy with `grpc-timeout` set to `grpcTimeout`.
  */
 export function upstreamRequestHeaders(
-  headers: IncomingHttpHeaders,
+  headers: HeaderList,
   grpcTimeout: string | undefined,
-): OutgoingHttpHeaders {
-  if (grpcTimeout === undefined) return forwardableHeaders(headers);
-  const out = copyForwardable(headers);
-  out["grpc-timeout"] = grpcTimeout;
-  return out;
-}
-
-function copyForwardable(headers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const name in headers) {
-    if (!DROPPED.has(name)) out[name] = headers[name];
+): HeaderList {
+  if (grpcTimeout === undefined) return headers;
+  const out: HeaderList = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] !== "grpc-timeout") out.push(headers[i], headers[i + 1]);
   }
+  out.push("grpc-timeout", grpcTimeout);
   return out;
 }

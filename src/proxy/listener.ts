@@ -1,16 +1,19 @@
 /**
  * The downstream listener: h2c, or TLS with ALPN `h2`, one HTTP/2 connection per client
- * carrying many calls. Draining stops accepting, sends GOAWAY on every connection, and lets
- * in-flight calls finish up to a deadline.
+ * carrying many calls, on the engine in `src/h2/`. Draining stops accepting, sends GOAWAY
+ * on every connection (twice, around a PING; RFC 9113 §6.8), and lets in-flight calls
+ * finish up to a deadline.
  * @module
  */
-import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { parseHostPort } from "../config/address.ts";
+import type { Http2Config } from "../config/schema.ts";
+import type { H2Connection } from "../h2/connection.ts";
+import { connectionOptions } from "../h2/options.ts";
+import { H2Server, type StreamAcceptor } from "../h2/server.ts";
+import type { H2Stream } from "../h2/stream.ts";
 import { componentLogger } from "../log/logger.ts";
-import { deferCloseDuringGoaway } from "../transport/goaway.ts";
-import { CONNECTION_WINDOW_BYTES, LOCAL_SETTINGS } from "../transport/settings.ts";
-import { enableWriteBatching } from "../transport/write_batching.ts";
+import type { HeaderList } from "../transport/stream.ts";
+import { GrpcStatus, statusTrailers } from "./grpc_status.ts";
 import { type CallContext, ProxiedCall } from "./proxied_call.ts";
 
 const log = componentLogger("proxy");
@@ -21,42 +24,31 @@ export interface ListenerOptions {
   readonly listen: string;
   /** PEM certificate and key for TLS; h2c without them. */
   readonly tls?: { readonly cert: string; readonly key: string };
+  /** The engine's limits. */
+  readonly http2: Http2Config;
 }
 
 /** A running downstream listener. */
-export class ProxyListener {
-  readonly #server: http2.Http2Server | http2.Http2SecureServer;
-  readonly #sessions = new Set<http2.ServerHttp2Session>();
+export class ProxyListener implements StreamAcceptor {
+  readonly #context: CallContext;
+  #server: H2Server | undefined;
   #draining = false;
 
-  private constructor(server: http2.Http2Server | http2.Http2SecureServer) {
-    this.#server = server;
+  private constructor(context: CallContext) {
+    this.#context = context;
   }
 
   /** Binds the listener and starts relaying calls through `context`. */
-  static async start(options: ListenerOptions, context: CallContext): Promise<ProxyListener> {
-    const server = options.tls
-      ? http2.createSecureServer({
-        cert: options.tls.cert,
-        key: options.tls.key,
-        ALPNProtocols: ["h2"],
-        settings: LOCAL_SETTINGS,
-      })
-      : http2.createServer({ settings: LOCAL_SETTINGS });
-    const listener = new ProxyListener(server);
-    server.on("session", (session: http2.ServerHttp2Session) => listener.#adopt(session));
-    server.on("stream", (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
-      new ProxiedCall(context, stream, headers).start();
-    });
+  static start(options: ListenerOptions, context: CallContext): ProxyListener {
+    const listener = new ProxyListener(context);
     const { host, port } = parseHostPort(options.listen)!;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    server.on("error", (error) => log.error("listener error: {error}", { error: String(error) }));
+    listener.#server = H2Server.listen({
+      hostname: host,
+      port,
+      tls: options.tls,
+      maxConnections: options.http2.maxConnections,
+      connection: connectionOptions(options.http2, "server"),
+    }, listener);
     log.info("listening on {address} ({protocol})", {
       address: listener.address,
       protocol: options.tls ? "h2 over TLS" : "h2c",
@@ -66,10 +58,8 @@ export class ProxyListener {
 
   /** The bound `host:port` (with the real port when 0 was requested). */
   get address(): string {
-    const info = this.#server.address() as AddressInfo;
-    return info.family === "IPv6"
-      ? `[${info.address}]:${info.port}`
-      : `${info.address}:${info.port}`;
+    const { hostname, port } = this.#server!.addr;
+    return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
   }
 
   /** True once {@link drain} was called. */
@@ -77,40 +67,42 @@ export class ProxyListener {
     return this.#draining;
   }
 
-  /**
-   * Stops accepting, sends GOAWAY on every connection, and resolves when all connections
-   * have closed or `timeoutMs` passes (then the rest are destroyed).
-   */
-  async drain(timeoutMs: number): Promise<void> {
-    if (!this.#draining) {
-      this.#draining = true;
-      this.#server.close();
-      for (const session of this.#sessions) session.close();
-    }
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), timeoutMs);
-    });
-    const closed = Promise.all(
-      [...this.#sessions].map((session) => new Promise((r) => session.once("close", r))),
-    ).then(() => false);
-    const expired = await Promise.race([closed, timedOut]);
-    clearTimeout(timer);
-    if (expired) {
-      log.warn("drain timeout: closing {count} connections with calls in flight", {
-        count: this.#sessions.size,
-      });
-      for (const session of this.#sessions) session.destroy();
-    }
+  /** Client connections open now. */
+  get connectionCount(): number {
+    return this.#server!.connectionCount;
   }
 
-  #adopt(session: http2.ServerHttp2Session): void {
-    deferCloseDuringGoaway(session);
-    enableWriteBatching(session);
-    this.#sessions.add(session);
-    session.on("error", (error) => log.debug("client connection error: {error}", { error }));
-    session.once("close", () => this.#sessions.delete(session));
-    session.once("localSettings", () => session.setLocalWindowSize(CONNECTION_WINDOW_BYTES));
-    if (this.#draining) session.close();
+  /** See {@link StreamAcceptor.onStream}: every new stream is a call. */
+  onStream(connection: H2Connection, stream: H2Stream, headers: HeaderList, end: boolean): void {
+    new ProxiedCall(this.#context, stream, headers, end, connection.remoteAddress).start();
+  }
+
+  /**
+   * See {@link StreamAcceptor.onOversizedRequest}: a trailers-only RESOURCE_EXHAUSTED names
+   * the limit, and the connection's other calls go on (RFC 9113 §8.2 allows a stream error).
+   */
+  onOversizedRequest(_connection: H2Connection, stream: H2Stream, message: string): void {
+    stream.sendHeaders(
+      [
+        ":status",
+        "200",
+        "content-type",
+        "application/grpc",
+        ...statusTrailers(GrpcStatus.RESOURCE_EXHAUSTED, message),
+      ],
+      true,
+    );
+  }
+
+  /**
+   * Stops accepting, sends GOAWAY on every connection, and resolves when all connections
+   * have closed or `timeoutMs` passes (then the rest are closed).
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    const left = await this.#server!.shutdown(timeoutMs);
+    if (left > 0) {
+      log.warn("drain timeout: closed {count} connections with calls in flight", { count: left });
+    }
   }
 }

@@ -1,48 +1,41 @@
 /**
  * One gRPC call relayed from a client stream to a backend stream and back.
  *
- * The relay is written by hand rather than with `pipe()` for three reasons:
- * - backpressure must pause the *other* stream, so a slow reader on either side holds the
- *   proxy to about one flow-control window per stream;
- * - Deno can emit upstream `data` before `response`; such data waits for the headers;
- * - without trailers, the downstream ends only after the upstream `close`, so that a
- *   backend reset is forwarded with its own code (REFUSED_STREAM stays retryable) instead
- *   of becoming an INTERNAL error.
+ * The call is the {@link StreamHandler} of both of its streams and the timer entry of its
+ * deadline, so relaying a call allocates no closures and no timer. Flow control runs end to
+ * end: data received on one side is credited to its sender only once the other side has
+ * written it on (`onFlushed` → `consume`), so a slow reader on either side holds the proxy
+ * to about one stream window per call.
  *
- * It runs once per call, so it is kept cheap: the stream listeners are shared functions
- * that find their call through a symbol on the stream (an emitter calls listeners with
- * `this` set to itself) instead of a dozen closures per call, response chunks that arrive
- * together leave in one write, and frames are batched per turn (`write_batching.ts`).
+ * Endings follow gRPC over HTTP/2 (PROTOCOL-HTTP2): the backend's trailers, or its
+ * trailers-only response, end the call with its status; a backend reset is forwarded with
+ * its code, so REFUSED_STREAM stays retryable; a stream the backend never processed (above
+ * its GOAWAY's last stream id) is refused retryably; a lost backend connection is
+ * UNAVAILABLE naming the backend; a client cancel or disconnect reaches the backend as CANCEL.
  * @module
  */
-import http2 from "node:http2";
 import type { Backend } from "../cluster/backend.ts";
 import type { Cluster } from "../cluster/cluster.ts";
+import { type TimerEntry, timers } from "../h2/timer_queue.ts";
+import { componentLogger } from "../log/logger.ts";
+import {
+  CloseCause,
+  type HeaderList,
+  type StreamHandler,
+  type TransportStream,
+} from "../transport/stream.ts";
 import type { CallObserver, CallOrigin } from "./call_record.ts";
 import { formatGrpcTimeout, MAX_TIMER_MS, parseGrpcTimeout } from "./deadline.ts";
 import { GrpcStatus, statusTrailers } from "./grpc_status.ts";
-import { forwardableHeaders, upstreamRequestHeaders } from "./headers.ts";
-import { resetStream } from "../transport/reset_stream.ts";
-import {
-  holdWrites,
-  holdWritesThroughImmediates,
-  noteStreamClosed,
-  noteStreamOpened,
-} from "../transport/write_batching.ts";
+import { upstreamRequestHeaders } from "./headers.ts";
 import type { Router } from "./router.ts";
-import { componentLogger } from "../log/logger.ts";
 
-const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
+/** RST_STREAM codes the relay sends or maps (RFC 9113 §7). */
+const NO_ERROR = 0x0;
+const REFUSED_STREAM = 0x7;
+const CANCEL = 0x8;
 
 const log = componentLogger("proxy");
-
-/** Response bytes gathered before they are written downstream at once. */
-const COALESCE_BYTES = 64 * 1024;
-
-/** The call a stream belongs to, for the shared listeners. */
-const CALL = Symbol("proxiedCall");
-
-type CallStream = (http2.ServerHttp2Stream | http2.ClientHttp2Stream) & { [CALL]?: ProxiedCall };
 
 /** Everything a call needs from the proxy; built once per listener. */
 export interface CallContext {
@@ -52,45 +45,42 @@ export interface CallContext {
   readonly observers: readonly CallObserver[];
 }
 
-function ignoreError(): void {}
-
 /** The grpc-status a client observes for a given RST_STREAM code (as gRPC clients map it). */
 function statusForReset(code: number): number {
-  if (code === NGHTTP2_CANCEL) return GrpcStatus.CANCELLED;
-  if (code === NGHTTP2_REFUSED_STREAM) return GrpcStatus.UNAVAILABLE;
+  if (code === CANCEL) return GrpcStatus.CANCELLED;
+  if (code === REFUSED_STREAM) return GrpcStatus.UNAVAILABLE;
   return GrpcStatus.INTERNAL;
 }
 
-const OK_TRAILERS: Readonly<Record<string, string>> = statusTrailers(GrpcStatus.OK, "");
+const EMPTY = new Uint8Array(0);
 
-/** Relays one call; construct it from the listener's `stream` event and call {@link start}. */
-export class ProxiedCall {
+/** Relays one call; construct it from the listener's stream and call {@link start}. */
+export class ProxiedCall implements StreamHandler, TimerEntry {
+  /** See {@link TimerEntry}: the call's deadline. */
+  timerAt = 0;
+  /** See {@link TimerEntry}. */
+  timerIndex = -1;
   readonly #context: CallContext;
-  readonly #downstream: http2.ServerHttp2Stream;
-  readonly #requestHeaders: http2.IncomingHttpHeaders;
+  readonly #downstream: TransportStream;
+  readonly #requestHeaders: HeaderList;
   readonly #path: string;
   readonly #startedAt = Date.now();
-  /** Read at arrival: Deno's `node:http2` detaches the stream's session once it closes. */
-  readonly #clientAddress: string | undefined;
-  readonly #downstreamSession: http2.Http2Session | undefined;
+  readonly #clientAddress: string;
   #cluster: Cluster | undefined;
   #backend: Backend | undefined;
-  #upstream: http2.ClientHttp2Stream | undefined;
-  /** Kept from the start: Deno detaches `upstream.session` once the stream closes. */
-  #upstreamSession: http2.Http2Session | undefined;
-  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Set while the call is queued for a backend, so a client cancel can withdraw it. */
+  #upstream: TransportStream | undefined;
+  #upstreamOpen = false;
+  /** Request data that arrived before the backend stream opened (copies). */
+  #early: Uint8Array[] | undefined;
+  #requestEnded: boolean;
+  /** The backend ended its side (trailers or END_STREAM). */
+  #responseEnded = false;
+  /** Set while the call waits for a backend, so a client cancel can withdraw it. */
   #pickWait: AbortController | undefined;
-  /** Response headers have been sent downstream. */
+  /** Response headers were sent downstream. */
   #responded = false;
   /** The call's outcome is decided; later upstream events change nothing. */
   #decided = false;
-  #trailersOut: http2.OutgoingHttpHeaders | undefined;
-  /** Response chunks not yet written downstream: before the headers, or within one turn. */
-  #pendingOut: Buffer[] = [];
-  #pendingOutBytes = 0;
-  #flushQueued = false;
-  #upstreamError: (Error & { code?: string }) | undefined;
   #grpcStatus: number = GrpcStatus.UNKNOWN;
   #resetCode: number | undefined;
   #origin: CallOrigin = "client";
@@ -98,19 +88,28 @@ export class ProxiedCall {
   #bytesIn = 0;
   #bytesOut = 0;
 
-  /** Binds the call to its client stream. */
+  /** Binds the call to its client stream and becomes its handler. */
   constructor(
     context: CallContext,
-    downstream: http2.ServerHttp2Stream,
-    headers: http2.IncomingHttpHeaders,
+    downstream: TransportStream,
+    headers: HeaderList,
+    endStream: boolean,
+    clientAddress: string,
   ) {
     this.#context = context;
     this.#downstream = downstream;
     this.#requestHeaders = headers;
-    this.#path = headers[":path"] ?? "";
-    this.#downstreamSession = downstream.session;
-    this.#clientAddress = this.#downstreamSession?.socket?.remoteAddress;
-    noteStreamOpened(this.#downstreamSession);
+    this.#requestEnded = endStream;
+    this.#clientAddress = clientAddress;
+    let path = "";
+    for (let i = 0; i < headers.length; i += 2) {
+      if (headers[i] === ":path") {
+        path = headers[i + 1];
+        break;
+      }
+    }
+    this.#path = path;
+    downstream.handler = this;
   }
 
   /** Routes, picks a backend and starts relaying. Never throws; failures become statuses. */
@@ -128,20 +127,23 @@ export class ProxiedCall {
   }
 
   async #route(): Promise<void> {
-    const downstream: CallStream = this.#downstream;
-    downstream[CALL] = this;
-    downstream.on("error", ignoreError);
-    downstream.on("close", ProxiedCall.#onDownstreamClose);
-
-    const contentType = this.#requestHeaders["content-type"] ?? "";
-    if (this.#requestHeaders[":method"] !== "POST" || !contentType.startsWith("application/grpc")) {
-      this.#rejectNonGrpc(contentType);
+    const headers = this.#requestHeaders;
+    let method = "";
+    let contentType = "";
+    let timeoutHeader: string | undefined;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i];
+      if (name === ":method") method = headers[i + 1];
+      else if (name === "content-type") contentType = headers[i + 1];
+      else if (name === "grpc-timeout") timeoutHeader = headers[i + 1];
+    }
+    if (method !== "POST" || !contentType.startsWith("application/grpc")) {
+      this.#rejectNonGrpc(method, contentType);
       return;
     }
     let deadlineMs: number | undefined;
-    const timeoutHeader = this.#requestHeaders["grpc-timeout"];
     if (timeoutHeader !== undefined) {
-      deadlineMs = parseGrpcTimeout(String(timeoutHeader));
+      deadlineMs = parseGrpcTimeout(timeoutHeader);
       if (deadlineMs === undefined) {
         this.#finishByProxy(GrpcStatus.INTERNAL, `malformed grpc-timeout ${timeoutHeader}`);
         return;
@@ -173,26 +175,22 @@ export class ProxiedCall {
     const backend = pick.subConn as Backend;
     this.#backend = backend;
     backend.counters.calls++;
+    let grpcTimeout: string | undefined;
     if (deadlineMs !== undefined) {
-      const remainingMs = this.#startedAt + deadlineMs - Date.now();
+      const deadline = this.#startedAt + deadlineMs;
+      const remainingMs = deadline - Date.now();
       if (remainingMs <= 0) {
         this.#deadlineExceeded();
         return;
       }
-      // A deadline too far away for a timer is as good as none.
-      if (remainingMs <= MAX_TIMER_MS) {
-        this.#deadlineTimer = setTimeout(ProxiedCall.#onDeadlineTimer, remainingMs, this);
-      }
+      timers.schedule(this, deadline);
+      grpcTimeout = formatGrpcTimeout(remainingMs);
     }
-
-    const outgoing = upstreamRequestHeaders(
-      this.#requestHeaders,
-      deadlineMs === undefined
-        ? undefined
-        : formatGrpcTimeout(this.#startedAt + deadlineMs - Date.now()),
+    const upstream = backend.upstream.openStream(
+      upstreamRequestHeaders(headers, grpcTimeout),
+      this,
     );
-    const upstream: CallStream | undefined = backend.upstream.openStream(outgoing);
-    if (!upstream) {
+    if (upstream === undefined) {
       this.#backendFailure = true;
       this.#finishByProxy(
         GrpcStatus.UNAVAILABLE,
@@ -201,246 +199,176 @@ export class ProxiedCall {
       return;
     }
     this.#upstream = upstream;
-    this.#upstreamSession = upstream.session;
-    upstream[CALL] = this;
-    upstream.on("response", ProxiedCall.#onUpstreamResponse);
-    upstream.on("data", ProxiedCall.#onUpstreamData);
-    upstream.on("trailers", ProxiedCall.#onUpstreamTrailers);
-    upstream.on("error", ProxiedCall.#onUpstreamError);
-    upstream.on("end", ProxiedCall.#onUpstreamEnd);
-    upstream.on("close", ProxiedCall.#onUpstreamClose);
-    downstream.on("data", ProxiedCall.#onDownstreamData);
-    downstream.on("end", ProxiedCall.#onDownstreamEnd);
-    downstream.on("wantTrailers", ProxiedCall.#onWantTrailers);
+    this.#upstreamOpen = true;
+    const early = this.#early;
+    this.#early = undefined;
+    if (early !== undefined) {
+      for (let i = 0; i < early.length; i++) {
+        upstream.sendData(early[i], this.#requestEnded && i === early.length - 1);
+      }
+    } else if (this.#requestEnded) upstream.sendData(EMPTY, true);
   }
 
-  // --- shared listeners: `this` is the emitting stream ----------------------------------
-  // 'end' and 'close' are emitted at most once, so plain `on` does what `once` would,
-  // without a wrapper closure per call.
+  // --- StreamHandler: events of both streams ----------------------------------------------
 
-  static #onDownstreamData(this: CallStream, chunk: Buffer): void {
-    this[CALL]!.#relayRequestChunk(chunk);
-  }
-
-  static #onDownstreamEnd(this: CallStream): void {
-    this[CALL]!.#endRequest();
-  }
-
-  static #onDownstreamClose(this: CallStream): void {
-    this[CALL]!.#downstreamClosed();
-  }
-
-  static #onWantTrailers(this: CallStream): void {
-    this[CALL]!.#sendTrailers();
-  }
-
-  static #onUpstreamResponse(this: CallStream, headers: http2.IncomingHttpHeaders): void {
-    this[CALL]!.#relayResponseHeaders(headers);
-  }
-
-  static #onUpstreamData(this: CallStream, chunk: Buffer): void {
-    this[CALL]!.#relayResponseChunk(chunk);
-  }
-
-  static #onUpstreamTrailers(this: CallStream, trailers: http2.IncomingHttpHeaders): void {
-    const call = this[CALL]!;
-    if (call.#decided) return; // the proxy already ended the call (deadline, cancel)
-    call.#trailersOut = forwardableHeaders(trailers);
-    call.#grpcStatus = Number(trailers["grpc-status"] ?? GrpcStatus.UNKNOWN);
-  }
-
-  static #onUpstreamError(this: CallStream, error: Error & { code?: string }): void {
-    this[CALL]!.#upstreamError = error;
-  }
-
-  /**
-   * Trailers and the end of the data decide the call: nothing the backend does later (not
-   * even a reset) changes the outcome, so the client gets its trailers without waiting for
-   * the stream's `close`, which comes a turn or more later.
-   */
-  static #onUpstreamEnd(this: CallStream): void {
-    const call = this[CALL]!;
-    if (!call.#decided && call.#trailersOut) call.#finishWithBackendTrailers();
-  }
-
-  static #onUpstreamClose(this: CallStream): void {
-    this[CALL]!.#upstreamClosed();
-  }
-
-  static #resumeDownstream(this: CallStream): void {
-    this[CALL]!.#downstream.resume();
-  }
-
-  static #resumeUpstream(this: CallStream): void {
-    this[CALL]!.#upstream?.resume();
-  }
-
-  static #flushQueuedOut(call: ProxiedCall): void {
-    call.#flushQueued = false;
-    if (!call.#decided && call.#responded) call.#flushResponse();
-  }
-
-  // --- request direction -------------------------------------------------------------
-
-  #relayRequestChunk(chunk: Buffer): void {
-    this.#bytesIn += chunk.length;
+  /** See {@link StreamHandler.onHeaders}. */
+  onHeaders(stream: TransportStream, headers: HeaderList, endStream: boolean): void {
+    if (stream === this.#downstream) {
+      // Request trailers: gRPC sends none, but HTTP allows them; they end the request.
+      this.#requestEnded = true;
+      if (this.#upstreamOpen) this.#upstream!.sendTrailers(headers);
+      return;
+    }
+    if (endStream) this.#responseEnded = true;
     if (this.#decided) return;
-    const upstream = this.#upstream!;
-    holdWrites(upstream.session);
-    if (upstream.write(chunk)) return;
-    this.#downstream.pause();
-    upstream.once("drain", ProxiedCall.#resumeDownstream);
+    if (!endStream) {
+      this.#responded = true;
+      this.#downstream.sendHeaders(headers, false);
+      return;
+    }
+    this.#decided = true;
+    this.#origin = "backend";
+    this.#grpcStatus = grpcStatusOf(headers);
+    this.#backendFailure = this.#grpcStatus === GrpcStatus.UNAVAILABLE;
+    if (this.#responded) {
+      this.#downstream.sendTrailers(headers);
+    } else {
+      // A trailers-only response travels as the only HEADERS frame, END_STREAM set.
+      this.#responded = true;
+      this.#downstream.sendHeaders(headers, true);
+    }
   }
 
-  #endRequest(): void {
-    const upstream = this.#upstream!;
-    // Once decided by the backend's answer, ending the request lets its stream close too.
-    if (this.#decided && upstream.closed) return;
-    upstream.end();
-    // With a write in flight, Deno sends END_STREAM two setImmediate hops after end().
-    holdWritesThroughImmediates(upstream.session, 2);
+  /** See {@link StreamHandler.onData}. */
+  onData(stream: TransportStream, data: Uint8Array, endStream: boolean): void {
+    if (stream === this.#downstream) {
+      this.#bytesIn += data.length;
+      if (endStream) this.#requestEnded = true;
+      if (this.#upstreamOpen) {
+        this.#upstream!.sendData(data, endStream);
+      } else if (this.#decided) {
+        stream.consume(data.length);
+      } else if (data.length > 0) {
+        // Not credited until it goes upstream: the client's window bounds this buffer.
+        (this.#early ??= []).push(data.slice());
+      }
+      return;
+    }
+    this.#bytesOut += data.length;
+    if (endStream) this.#responseEnded = true;
+    if (this.#decided) {
+      stream.consume(data.length);
+      return;
+    }
+    this.#downstream.sendData(data, false);
+    if (endStream) this.#endedWithoutTrailers();
   }
 
-  #downstreamClosed(): void {
-    clearTimeout(this.#deadlineTimer);
-    noteStreamClosed(this.#downstreamSession);
+  /** See {@link StreamHandler.onFlushed}: what one side wrote on is credited to the other. */
+  onFlushed(stream: TransportStream, bytes: number): void {
+    if (stream === this.#downstream) this.#upstream?.consume(bytes);
+    else this.#downstream.consume(bytes);
+  }
+
+  /** See {@link StreamHandler.onClose}. */
+  onClose(stream: TransportStream, cause: CloseCause): void {
+    if (stream === this.#downstream) this.#downstreamClosed(cause);
+    else this.#upstreamClosed(stream, cause);
+  }
+
+  /** See {@link TimerEntry.onTimer}: the call's deadline passed. */
+  onTimer(): void {
+    this.#deadlineExceeded();
+  }
+
+  // --- endings ------------------------------------------------------------------------------
+
+  #downstreamClosed(cause: CloseCause): void {
+    timers.cancel(this);
+    this.#early = undefined;
     if (!this.#decided) {
       // The client cancelled or disconnected before the call ended.
       this.#decided = true;
       this.#grpcStatus = GrpcStatus.CANCELLED;
       this.#origin = "client";
-      if (this.#upstream) resetStream(this.#upstream, NGHTTP2_CANCEL);
-    } else if (this.#upstream && !this.#upstream.closed) {
-      // The backend answered before the client finished its request, and the client went
-      // away: the backend stream's request side is still open and would never close.
-      resetStream(this.#upstream, NGHTTP2_CANCEL);
+      if (cause === CloseCause.PEER_RESET) this.#resetCode = this.#downstream.resetCode;
+    }
+    // A backend stream still open either way is cancelled: the client is gone, or the
+    // backend answered before the client finished its request and the request side would
+    // otherwise stay open. A stream that both sides ended closes on its own: a reset there
+    // would cost the backend a RST_STREAM per call, which its rapid-reset guard counts.
+    if (this.#upstreamOpen && !(this.#responseEnded && this.#requestEnded)) {
+      this.#upstream!.reset(CANCEL);
     }
     this.#pickWait?.abort();
     this.#report();
   }
 
-  // --- response direction ------------------------------------------------------------
-
-  #relayResponseHeaders(headers: http2.IncomingHttpHeaders): void {
-    if (this.#decided) return;
-    const forwarded = forwardableHeaders(headers);
-    if (headers["grpc-status"] !== undefined) {
-      // Trailers-only response: the status travels in the only HEADERS frame.
-      this.#decided = true;
-      this.#origin = "backend";
-      this.#grpcStatus = Number(headers["grpc-status"]);
-      this.#backendFailure = this.#grpcStatus === GrpcStatus.UNAVAILABLE;
-      this.#respond(forwarded, true);
+  #upstreamClosed(upstream: TransportStream, cause: CloseCause): void {
+    this.#upstreamOpen = false;
+    if (this.#decided || cause === CloseCause.DONE) {
+      if (!this.#decided) this.#endedWithoutTrailers();
       return;
     }
-    this.#respond(forwarded, false);
-    // Deno can deliver data before the response headers; it waited in #pendingOut.
-    if (this.#pendingOutBytes > 0) this.#flushResponse();
-  }
-
-  /**
-   * Gathers the chunks of one read (a socket read carries many small messages) into one
-   * downstream write, flushed at the end of the tick or at {@link COALESCE_BYTES}.
-   */
-  #relayResponseChunk(chunk: Buffer): void {
-    this.#bytesOut += chunk.length;
-    if (this.#decided) return;
-    this.#pendingOut.push(chunk);
-    this.#pendingOutBytes += chunk.length;
-    if (!this.#responded) return;
-    if (this.#pendingOutBytes >= COALESCE_BYTES) {
-      this.#flushResponse();
-    } else if (!this.#flushQueued) {
-      this.#flushQueued = true;
-      process.nextTick(ProxiedCall.#flushQueuedOut, this);
-    }
-  }
-
-  #flushResponse(): void {
-    const pending = this.#pendingOut;
-    if (pending.length === 0) return;
-    const data = pending.length === 1 ? pending[0] : Buffer.concat(pending, this.#pendingOutBytes);
-    this.#pendingOut = [];
-    this.#pendingOutBytes = 0;
-    holdWrites(this.#downstream.session);
-    if (this.#downstream.write(data)) return;
-    this.#upstream!.pause();
-    this.#downstream.once("drain", ProxiedCall.#resumeUpstream);
-  }
-
-  #finishWithBackendTrailers(): void {
-    this.#decided = true;
-    this.#origin = "backend";
-    this.#backendFailure = this.#grpcStatus === GrpcStatus.UNAVAILABLE;
-    this.#flushResponse();
-    this.#downstream.end();
-    // end() completes a turn later, in Deno's write callback; it then asks for trailers.
-    holdWritesThroughImmediates(this.#downstream.session, 1);
-  }
-
-  #upstreamClosed(): void {
-    const upstream = this.#upstream!;
-    this.#backend!.upstream.streamClosed(upstream);
-    if (this.#decided) return;
     const backend = this.#backend!.address;
     const cluster = this.#cluster!.name;
-    if (this.#trailersOut) {
-      this.#finishWithBackendTrailers();
-      return;
-    }
-    // A stream error means the backend reset this stream; any other error, or a session that
-    // is gone, means the connection failed under it.
-    const error = this.#upstreamError;
-    const connectionLost = (error !== undefined && error.code !== "ERR_HTTP2_STREAM_ERROR") ||
-      this.#upstreamSession?.destroyed === true;
-    const resetCode = upstream.rstCode ?? NGHTTP2_NO_ERROR;
-    if (!connectionLost && resetCode !== NGHTTP2_NO_ERROR) {
-      this.#decided = true;
-      this.#origin = "backend_reset";
-      this.#resetCode = resetCode;
-      this.#grpcStatus = statusForReset(resetCode);
-      this.#backendFailure = resetCode !== NGHTTP2_CANCEL;
-      this.#flushResponse();
-      resetStream(this.#downstream, resetCode);
-      return;
+    switch (cause) {
+      case CloseCause.PEER_RESET: {
+        const code = upstream.resetCode;
+        this.#decided = true;
+        this.#origin = "backend_reset";
+        this.#resetCode = code;
+        this.#grpcStatus = statusForReset(code);
+        this.#backendFailure = code !== CANCEL && code !== NO_ERROR;
+        this.#downstream.reset(code === NO_ERROR ? CANCEL : code);
+        return;
+      }
+      case CloseCause.UNPROCESSED:
+        if (!this.#responded) {
+          // The backend never saw the call (GOAWAY, or its connection never came up): the
+          // client may retry it safely, and gRPC clients do so for REFUSED_STREAM.
+          this.#decided = true;
+          this.#origin = "proxy";
+          this.#resetCode = REFUSED_STREAM;
+          this.#grpcStatus = GrpcStatus.UNAVAILABLE;
+          this.#downstream.reset(REFUSED_STREAM);
+          return;
+        }
+        break;
+      default:
+        break;
     }
     this.#backendFailure = true;
-    if (connectionLost) {
-      const reason = error?.message ?? "connection closed";
-      const message = this.#responded
-        ? `connection to backend ${backend} lost: ${reason}`
-        : `backend ${backend} unavailable: ${reason}`;
-      this.#finishByProxy(GrpcStatus.UNAVAILABLE, `cluster ${cluster}: ${message}`);
-    } else {
-      this.#finishByProxy(
-        GrpcStatus.INTERNAL,
-        `cluster ${cluster}: backend ${backend} ended the stream without trailers`,
-      );
-    }
+    const reason = upstream.closeReason;
+    const message = cause === CloseCause.LOCAL_RESET
+      ? `backend ${backend} broke the protocol: ${reason}`
+      : this.#responded
+      ? `connection to backend ${backend} lost: ${reason}`
+      : `backend ${backend} unavailable: ${reason}`;
+    this.#finishByProxy(GrpcStatus.UNAVAILABLE, `cluster ${cluster}: ${message}`);
   }
 
-  // --- endings -------------------------------------------------------------------------
-
-  static #onDeadlineTimer(call: ProxiedCall): void {
-    call.#deadlineExceeded();
+  #endedWithoutTrailers(): void {
+    this.#backendFailure = true;
+    this.#finishByProxy(
+      GrpcStatus.INTERNAL,
+      `cluster ${this.#cluster!.name}: backend ${
+        this.#backend!.address
+      } ended the stream without trailers`,
+    );
+    if (this.#upstreamOpen) this.#upstream!.reset(CANCEL);
   }
 
   #deadlineExceeded(): void {
     if (this.#decided) return;
-    if (this.#upstream) resetStream(this.#upstream, NGHTTP2_CANCEL);
     this.#finishByProxy(
       GrpcStatus.DEADLINE_EXCEEDED,
       `deadline exceeded after ${Date.now() - this.#startedAt}ms (backend ${
         this.#backend!.address
       })`,
     );
-  }
-
-  #respond(headers: http2.OutgoingHttpHeaders, endStream: boolean): void {
-    if (this.#downstream.destroyed) return;
-    this.#responded = true;
-    holdWrites(this.#downstream.session);
-    this.#downstream.respond(headers, endStream ? { endStream } : { waitForTrailers: true });
+    // Decided first, so the reset's own close event is not taken for a backend failure.
+    if (this.#upstreamOpen) this.#upstream!.reset(CANCEL);
   }
 
   /** Ends the call with a status the proxy produced itself. */
@@ -448,36 +376,33 @@ export class ProxiedCall {
     this.#decided = true;
     this.#origin = "proxy";
     this.#grpcStatus = code;
-    if (this.#downstream.destroyed) return;
-    const trailers = statusTrailers(code, message);
     if (!this.#responded) {
-      this.#respond({ ":status": 200, "content-type": "application/grpc", ...trailers }, true);
+      this.#responded = true;
+      this.#downstream.sendHeaders(
+        [":status", "200", "content-type", "application/grpc", ...statusTrailers(code, message)],
+        true,
+      );
     } else {
-      this.#trailersOut = trailers;
-      this.#flushResponse();
-      this.#downstream.end();
+      this.#downstream.sendTrailers(statusTrailers(code, message));
     }
   }
 
-  #sendTrailers(): void {
-    this.#downstream.sendTrailers(this.#trailersOut ?? OK_TRAILERS);
-    // Deno serializes the trailers in a setImmediate callback of its own.
-    holdWritesThroughImmediates(this.#downstream.session, 1);
-  }
-
-  #rejectNonGrpc(contentType: string): void {
+  #rejectNonGrpc(method: string, contentType: string): void {
     this.#decided = true;
     this.#origin = "proxy";
     this.#grpcStatus = GrpcStatus.INTERNAL;
-    const isPost = this.#requestHeaders[":method"] === "POST";
-    this.#respond({
-      ":status": isPost ? 415 : 405,
-      "content-type": "application/grpc",
+    this.#responded = true;
+    const isPost = method === "POST";
+    this.#downstream.sendHeaders([
+      ":status",
+      isPost ? "415" : "405",
+      "content-type",
+      "application/grpc",
       ...statusTrailers(
         GrpcStatus.INTERNAL,
         isPost ? `unsupported content-type ${JSON.stringify(contentType)}` : "gRPC requires POST",
       ),
-    }, true);
+    ], true);
   }
 
   #report(): void {
@@ -510,4 +435,15 @@ export class ProxiedCall {
     };
     for (const observe of observers) observe(record);
   }
+}
+
+/** The `grpc-status` of a trailer list; UNKNOWN when missing or not a number. */
+function grpcStatusOf(headers: HeaderList): number {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === "grpc-status") {
+      const code = Number(headers[i + 1]);
+      return Number.isInteger(code) ? code : GrpcStatus.UNKNOWN;
+    }
+  }
+  return GrpcStatus.UNKNOWN;
 }

@@ -1,26 +1,22 @@
 /**
- * One backend's pool of HTTP/2 connections.
+ * One backend's pool of HTTP/2 connections, on the engine's client side.
  *
- * Normally a single connection carries every stream; another is opened only when the
- * backend's SETTINGS_MAX_CONCURRENT_STREAMS is reached. A connection that receives GOAWAY
- * keeps its in-flight streams but takes no new ones, and a replacement is dialled at once.
- * Failed dials are retried with jittered exponential backoff while the balancer wants the
- * backend; meanwhile the state stays TRANSIENT_FAILURE ("sticky", as in gRPC) so pickers can
- * fail fast instead of queueing on every retry.
+ * Normally a single connection carries every call. Another is dialled only when every
+ * connection is at the backend's SETTINGS_MAX_CONCURRENT_STREAMS, up to
+ * `maxConnectionsPerBackend`; past that, calls wait on the least busy connection for a slot.
+ * A backend that allows no streams at all (0) gets its calls queued, not a dial storm. A
+ * connection that receives GOAWAY, or runs out of stream ids, keeps its in-flight streams
+ * but takes no new ones, and a replacement is dialled at once. Failed dials are retried with
+ * jittered exponential backoff while the balancer wants the backend; meanwhile the state
+ * stays TRANSIENT_FAILURE ("sticky", as in gRPC) so pickers fail fast.
  * @module
  */
-import http2 from "node:http2";
 import type { ConnectivityState } from "../balancer/types.ts";
+import { parseHostPort } from "../config/address.ts";
 import type { BackoffConfig } from "../config/schema.ts";
+import { type ConnectionListener, type ConnectionOptions, H2Connection } from "../h2/connection.ts";
 import { componentLogger } from "../log/logger.ts";
-import { deferCloseDuringGoaway } from "../transport/goaway.ts";
-import { CONNECTION_WINDOW_BYTES, LOCAL_SETTINGS } from "../transport/settings.ts";
-import {
-  enableWriteBatching,
-  holdWrites,
-  noteStreamClosed,
-  noteStreamOpened,
-} from "../transport/write_batching.ts";
+import type { HeaderList, StreamHandler, TransportStream } from "../transport/stream.ts";
 import { Backoff } from "./backoff.ts";
 
 const log = componentLogger("upstream");
@@ -31,48 +27,46 @@ export interface UpstreamOptions {
   readonly cluster: string;
   /** Backend `host:port`. */
   readonly address: string;
-  /** How long one dial may take before it counts as failed. */
+  /** How long one dial (TCP connect and the backend's SETTINGS) may take. */
   readonly connectTimeoutMs: number;
   /** Reconnect backoff settings. */
   readonly backoff: BackoffConfig;
+  /** The engine's settings for backend connections. */
+  readonly connection: ConnectionOptions;
+  /** Connections to this backend at most. */
+  readonly maxConnections: number;
   /** Called on every connectivity change. */
   readonly onStateChange: (state: ConnectivityState) => void;
-}
-
-interface PooledConnection {
-  readonly session: http2.ClientHttp2Session;
-  /** The peer's SETTINGS arrived: it speaks HTTP/2 and the connection can carry streams. */
-  connected: boolean;
-  connectedAt: number;
-  goingAway: boolean;
-  activeStreams: number;
-  /** Streams that ran to their end on this connection. */
-  finishedStreams: number;
-  maxStreams: number;
-  lastError?: Error;
 }
 
 /** A connection up this long has proven itself even if it carried no calls. */
 const STABLE_CONNECTION_MS = 5_000;
 
-/** Which pooled connection a stream from {@link Upstream.openStream} occupies. */
-const CONNECTION = Symbol("pooledConnection");
-
-type PooledStream = http2.ClientHttp2Stream & { [CONNECTION]?: PooledConnection };
-
-/** Request headers as `node:http2` takes them. */
-export type OutgoingHeaders = http2.OutgoingHttpHeaders;
+interface PooledConnection {
+  readonly connection: H2Connection;
+  readonly abort: AbortController;
+  /** Fails the dial when the backend's SETTINGS do not arrive in time. */
+  connectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The backend's SETTINGS arrived. */
+  connected: boolean;
+  connectedAt: number;
+  /** Streams that ran to their end on this connection. */
+  finishedStreams: number;
+  lastError: string | undefined;
+}
 
 /** A backend's connection pool and connectivity state. */
-export class Upstream {
+export class Upstream implements ConnectionListener {
   readonly #options: UpstreamOptions;
   readonly #backoff: Backoff;
-  readonly #connections: PooledConnection[] = [];
+  readonly #pool: PooledConnection[] = [];
+  readonly #byConnection = new Map<H2Connection, PooledConnection>();
   #state: ConnectivityState = "IDLE";
   #wanted = false;
   #closed = false;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #lastError: string | undefined;
+  /** The backend's SETTINGS_MAX_CONCURRENT_STREAMS as last seen. */
   #peerMaxStreams = Infinity;
 
   /** Creates an idle pool; nothing is dialled until {@link connect}. */
@@ -91,10 +85,10 @@ export class Upstream {
     return this.#lastError;
   }
 
-  /** Streams in flight across all connections. */
+  /** Streams in flight (or waiting for a slot) across all connections. */
   get activeStreams(): number {
     let total = 0;
-    for (const connection of this.#connections) total += connection.activeStreams;
+    for (const pooled of this.#pool) total += pooled.connection.streamCount;
     return total;
   }
 
@@ -106,58 +100,33 @@ export class Upstream {
   }
 
   /**
-   * Opens a stream on a connection with spare capacity, dialling an extra connection when
-   * every connection is at the backend's stream limit. Returns `undefined` when no connection
-   * is ready. The caller must pass the stream to {@link streamClosed} on its `close` event
-   * (the data plane already listens for it, so this saves a listener and a closure per call).
+   * Opens a stream with `headers` whose events go to `handler`. It starts on a connection
+   * with a free slot; when every connection is full it waits for one, on a new connection
+   * while the pool may grow. Returns `undefined` when no connection is ready.
    */
-  openStream(headers: OutgoingHeaders): http2.ClientHttp2Stream | undefined {
-    let chosen: PooledConnection | undefined;
+  openStream(headers: HeaderList, handler: StreamHandler): TransportStream | undefined {
+    let ready: PooledConnection | undefined;
     let dialling: PooledConnection | undefined;
-    let anyReady = false;
-    for (const connection of this.#connections) {
-      // Deno emits a destroyed session's 'close' a turn later; until then it looks usable.
-      if (connection.session.destroyed || connection.session.closed) continue;
-      if (connection.goingAway || connection.activeStreams >= connection.maxStreams) {
-        anyReady ||= connection.connected && !connection.goingAway;
-        continue;
+    let open = 0;
+    for (const pooled of this.#pool) {
+      const connection = pooled.connection;
+      if (connection.goingAway) continue;
+      open++;
+      if (connection.hasCapacity) return connection.openStream(headers, handler);
+      if (!pooled.connected) {
+        // A connection still dialling takes what the backend allowed last time, no more.
+        if (connection.streamCount < this.#peerMaxStreams) dialling ??= pooled;
+      } else if (ready === undefined || connection.streamCount < ready.connection.streamCount) {
+        ready = pooled;
       }
-      if (connection.connected) {
-        chosen = connection;
-        break;
-      }
-      dialling ??= connection;
     }
-    if (!chosen) {
-      if (!anyReady) return undefined;
-      // Every ready connection is at the backend's stream limit: overflow onto a connection
-      // that is still dialling (nghttp2 queues the request), or dial one.
-      chosen = dialling ?? this.#dial();
+    if (ready === undefined) return undefined;
+    // Every ready connection is at the backend's limit. A backend that allows no streams
+    // at all gets no more connections for it: its calls wait for a slot.
+    if (dialling === undefined && open < this.#options.maxConnections && this.#peerMaxStreams > 0) {
+      dialling = this.#dial();
     }
-    let stream: PooledStream;
-    try {
-      holdWrites(chosen.session);
-      stream = chosen.session.request(headers, { endStream: false });
-    } catch (error) {
-      // The session failed between the check above and the request; the caller answers
-      // UNAVAILABLE as for any backend without a ready connection.
-      chosen.lastError = error as Error;
-      return undefined;
-    }
-    noteStreamOpened(chosen.session);
-    chosen.activeStreams++;
-    stream[CONNECTION] = chosen;
-    return stream;
-  }
-
-  /** Frees the pool slot of a stream from {@link openStream}; call it once, on `close`. */
-  streamClosed(stream: http2.ClientHttp2Stream): void {
-    const connection = (stream as PooledStream)[CONNECTION];
-    if (connection === undefined) return;
-    connection.activeStreams--;
-    connection.finishedStreams++;
-    noteStreamClosed(connection.session);
-    (stream as PooledStream)[CONNECTION] = undefined;
+    return (dialling ?? ready).connection.openStream(headers, handler);
   }
 
   /** Stops reconnecting and closes every connection once its in-flight streams finish. */
@@ -166,85 +135,111 @@ export class Upstream {
     this.#wanted = false;
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
-    for (const connection of this.#connections) connection.session.close();
+    for (const pooled of this.#pool) {
+      if (pooled.connected) pooled.connection.drain();
+      else pooled.abort.abort();
+    }
   }
 
   #dial(): PooledConnection {
     const { address, connectTimeoutMs } = this.#options;
-    const session = http2.connect(`http://${address}`, {
-      settings: LOCAL_SETTINGS,
-      peerMaxConcurrentStreams: 1000,
-    });
-    deferCloseDuringGoaway(session);
-    enableWriteBatching(session);
-    const connection: PooledConnection = {
-      session,
+    const connection = new H2Connection(this.#options.connection, this, address);
+    const pooled: PooledConnection = {
+      connection,
+      abort: new AbortController(),
+      connectTimer: undefined,
       connected: false,
       connectedAt: 0,
-      goingAway: false,
-      activeStreams: 0,
       finishedStreams: 0,
-      // Until its own SETTINGS arrive, assume the limit the backend announced before, so a
-      // burst does not pile onto a dialling connection past what the backend will accept.
-      maxStreams: this.#peerMaxStreams,
+      lastError: undefined,
     };
-    this.#connections.push(connection);
+    this.#pool.push(pooled);
+    this.#byConnection.set(connection, pooled);
     if (this.#state === "IDLE") this.#setState("CONNECTING");
-
-    const connectTimer = setTimeout(() => {
-      session.destroy(new Error(`connect timeout after ${connectTimeoutMs}ms`));
+    const { host, port } = parseHostPort(address)!;
+    // READY comes with the backend's SETTINGS, not the TCP connect (as in gRPC): a peer that
+    // is not an HTTP/2 server never gets there, and its dial fails on this timeout.
+    pooled.connectTimer = setTimeout(() => {
+      pooled.lastError = `connect timeout after ${connectTimeoutMs}ms`;
+      if (pooled.connected) return;
+      pooled.abort.abort();
+      connection.destroy(pooled.lastError);
     }, connectTimeoutMs);
-    // READY on the peer's SETTINGS, not on the TCP connect (as gRPC does): a peer that is not
-    // an HTTP/2 server never gets there, and its connection fails as a dial.
-    session.on("remoteSettings", (settings) => {
-      connection.maxStreams = settings.maxConcurrentStreams ?? Infinity;
-      this.#peerMaxStreams = connection.maxStreams;
-      if (connection.connected || session.destroyed) return;
-      clearTimeout(connectTimer);
-      connection.connected = true;
-      connection.connectedAt = Date.now();
-      session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
-      this.#lastError = undefined;
-      if (this.#state !== "READY") {
-        log.info("backend connected {cluster} {address}", this.#logContext());
-        this.#setState("READY");
-      }
-    });
-    session.on("error", (error) => {
-      connection.lastError = error;
-    });
-    session.on("goaway", () => {
-      if (connection.goingAway) return;
-      connection.goingAway = true;
-      this.#onConnectionLost(connection, "goaway");
-    });
-    session.once("close", () => {
-      clearTimeout(connectTimer);
-      this.#connections.splice(this.#connections.indexOf(connection), 1);
-      if (!connection.connected) this.#onDialFailed(connection.lastError);
-      else if (!connection.goingAway) this.#onConnectionLost(connection, "closed");
-    });
-    return connection;
+    Deno.connect({ hostname: host, port, signal: pooled.abort.signal }).then(
+      (conn) => {
+        if (connection.closed) {
+          conn.close();
+          return;
+        }
+        conn.setNoDelay(true);
+        connection.attach(conn);
+      },
+      (error: Error & { code?: string }) => {
+        clearTimeout(pooled.connectTimer);
+        const code = error.code ? `${error.code} ` : "";
+        connection.failToConnect(pooled.lastError ?? `connect ${code}${address}: ${error.message}`);
+      },
+    );
+    return pooled;
+  }
+
+  /** See {@link ConnectionListener.onReady}. */
+  onReady(connection: H2Connection): void {
+    const pooled = this.#byConnection.get(connection);
+    if (pooled === undefined) return;
+    clearTimeout(pooled.connectTimer);
+    pooled.connected = true;
+    pooled.connectedAt = Date.now();
+    this.#peerMaxStreams = connection.peerMaxStreams;
+    this.#lastError = undefined;
+    if (this.#state !== "READY") {
+      log.info("backend connected {cluster} {address}", this.#logContext());
+      this.#setState("READY");
+    }
+  }
+
+  /** See {@link ConnectionListener.onStreamClosed}. */
+  onStreamClosed(connection: H2Connection): void {
+    const pooled = this.#byConnection.get(connection);
+    if (pooled !== undefined) pooled.finishedStreams++;
+  }
+
+  /** See {@link ConnectionListener.onGoaway}. */
+  onGoaway(connection: H2Connection): void {
+    const pooled = this.#byConnection.get(connection);
+    if (pooled !== undefined) this.#onConnectionLost(pooled, "goaway");
+  }
+
+  /** See {@link ConnectionListener.onClose}. */
+  onClose(connection: H2Connection, error: string | undefined): void {
+    const pooled = this.#byConnection.get(connection);
+    if (pooled === undefined) return;
+    clearTimeout(pooled.connectTimer);
+    this.#byConnection.delete(connection);
+    this.#pool.splice(this.#pool.indexOf(pooled), 1);
+    pooled.lastError ??= error;
+    if (!pooled.connected) this.#onDialFailed(pooled.lastError);
+    else this.#onConnectionLost(pooled, "closed");
   }
 
   /** A connection that is up or still dialling; ones going away do not count. */
   #hasOpenConnection(): boolean {
-    return this.#connections.some((c) => !c.goingAway);
+    return this.#pool.some((pooled) => !pooled.connection.goingAway);
   }
 
   #hasUsableConnection(): boolean {
-    return this.#connections.some((c) => c.connected && !c.goingAway);
+    return this.#pool.some((pooled) => pooled.connected && !pooled.connection.goingAway);
   }
 
-  #onConnectionLost(connection: PooledConnection, reason: string): void {
+  #onConnectionLost(pooled: PooledConnection, reason: string): void {
     if (this.#closed || this.#hasUsableConnection()) return;
-    this.#lastError = connection.lastError?.message ?? `connection ${reason}`;
+    this.#lastError = pooled.lastError ?? `connection ${reason}`;
     log.warn("backend connection lost {cluster} {address}: {reason}", {
       ...this.#logContext(),
       reason: this.#lastError,
     });
-    const proven = connection.finishedStreams > 0 ||
-      Date.now() - connection.connectedAt >= STABLE_CONNECTION_MS;
+    const proven = pooled.finishedStreams > 0 ||
+      Date.now() - pooled.connectedAt >= STABLE_CONNECTION_MS;
     if (!proven) {
       // Accepting and then dropping connections is a failure too: back off rather than spin.
       this.#setState("TRANSIENT_FAILURE");
@@ -253,12 +248,13 @@ export class Upstream {
     }
     this.#backoff.reset();
     this.#setState("IDLE");
-    if (this.#wanted) this.#dial();
+    // One redial for one lost connection: none while another is already dialling.
+    if (this.#wanted && !this.#hasOpenConnection()) this.#dial();
   }
 
-  #onDialFailed(error: Error | undefined): void {
+  #onDialFailed(error: string | undefined): void {
     if (this.#closed || this.#hasUsableConnection()) return;
-    this.#lastError = error?.message ?? "connection closed before it was established";
+    this.#lastError = error ?? "connection closed before it was established";
     if (this.#state !== "TRANSIENT_FAILURE") {
       log.warn("backend unreachable {cluster} {address}: {reason}", {
         ...this.#logContext(),

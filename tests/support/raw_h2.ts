@@ -6,7 +6,7 @@
  */
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { deferCloseDuringGoaway } from "../../src/transport/goaway.ts";
+import { deferCloseDuringGoaway } from "../../src/health/node_http2_goaway.ts";
 
 let guardInstalled = false;
 
@@ -38,6 +38,21 @@ export function installGoawayGuard(): void {
 }
 
 installGoawayGuard();
+
+type StreamWithWritableState = http2.Http2Stream & { _writableState?: { ending: boolean } };
+
+/**
+ * Sends RST_STREAM with `code` on a `node:http2` stream, without a preceding END_STREAM.
+ * `stream.close(code)` first ends the writable side when it is still open, which sends an
+ * empty DATA frame with END_STREAM; when the peer has already half-closed, that closes the
+ * stream and nghttp2 drops the RST_STREAM. Marking the writable side as ending first makes
+ * `close()` send the RST_STREAM alone, which test backends need to reset on purpose.
+ */
+export function resetStream(stream: http2.Http2Stream, code: number): void {
+  const state = (stream as StreamWithWritableState)._writableState;
+  if (state) state.ending = true;
+  stream.close(code);
+}
 
 /** Frames one gRPC message (uncompressed): a 5-byte prefix and the payload. */
 export function grpcFrame(payload: Uint8Array): Buffer {
