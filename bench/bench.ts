@@ -9,9 +9,27 @@
  */
 import { dirname } from "node:path";
 import { BENCH_USAGE, type BenchOptions, parseBenchArgs } from "./cli.ts";
-import { failedMeasurement, measure, type Measurement, type MeasureSettings } from "./measure.ts";
-import { compare, formatHeadline, formatTable } from "./report.ts";
-import { buildScenarios } from "./scenarios.ts";
+import {
+  couldNotMeasure,
+  failedMeasurement,
+  measure,
+  type Measurement,
+  type MeasureSettings,
+} from "./measure.ts";
+import {
+  type IdleConnectionsFigure,
+  idleRss,
+  measureIdleConnections,
+  memoryFigures,
+} from "./memory.ts";
+import {
+  compare,
+  compareMemory,
+  formatHeadline,
+  formatMemoryTable,
+  formatTable,
+} from "./report.ts";
+import { buildScenarios, connectionsHeld, type Scenario } from "./scenarios.ts";
 import { type Backends, startBackends } from "./targets/backends.ts";
 import { nginxVersion, startNginx } from "./targets/nginx.ts";
 import { startSwitchyard } from "./targets/switchyard.ts";
@@ -44,6 +62,7 @@ async function startTargets(
   backends: Backends,
   workDir: string,
   nginxPath: string | undefined,
+  nginxConnections: number,
 ): Promise<Target[]> {
   const targets: Target[] = [];
   try {
@@ -61,8 +80,9 @@ async function startTargets(
       );
     }
     if (wantsTarget(options, "nginx")) {
-      if (nginxPath) targets.push(await startNginx(nginxPath, backends.addresses, workDir));
-      else if (options.targets) throw new Error("--targets nginx: nginx is not installed");
+      if (nginxPath) {
+        targets.push(await startNginx(nginxPath, backends.addresses, workDir, nginxConnections));
+      } else if (options.targets) throw new Error("--targets nginx: nginx is not installed");
       else console.error("nginx is not installed: skipping the nginx target");
     }
     return targets;
@@ -72,13 +92,57 @@ async function startTargets(
   }
 }
 
+/** What the scenarios measured. */
+interface ScenarioResults {
+  /** One per load scenario and target. */
+  readonly measurements: Measurement[];
+  /** The `idle_connections` scenario's figures, by proxy target. */
+  readonly idleConnections: Map<TargetName, IdleConnectionsFigure>;
+}
+
+/** Prints one measurement's progress line. */
+function progress(target: Target, figure: string, failure: string | undefined): void {
+  console.error(`  ${target.name}: ${figure}${failure ? ` FAIL: ${failure}` : ""}`);
+}
+
+/** Runs every scenario against every target, scenario by scenario, printing progress. */
+async function runScenarios(
+  scenarios: readonly Scenario[],
+  targets: readonly Target[],
+  settings: MeasureSettings,
+): Promise<ScenarioResults> {
+  const results: ScenarioResults = { measurements: [], idleConnections: new Map() };
+  for (const scenario of scenarios) {
+    console.error(`# ${scenario.name}: ${scenario.description}`);
+    for (const target of targets) {
+      if (scenario.kind === "idle") {
+        if (target.proxyPid === undefined) continue; // direct: no proxy to measure
+        const figure = await measureIdleConnections(scenario, target, target.proxyPid, settings)
+          .catch((error): IdleConnectionsFigure => ({
+            connections: scenario.connections,
+            failure: couldNotMeasure(error),
+          }));
+        const kib = figure.kibPerConnection?.toFixed(1) ?? "-";
+        progress(target, `${kib} KiB/connection`, figure.failure);
+        results.idleConnections.set(target.name, figure);
+        continue;
+      }
+      const measurement = await measure(scenario, target, settings).catch((error) =>
+        failedMeasurement(scenario, target, error)
+      );
+      progress(target, `${measurement.callsPerS.toFixed(0)} calls/s`, measurement.failure);
+      results.measurements.push(measurement);
+    }
+  }
+  return results;
+}
+
 async function run(options: BenchOptions): Promise<number> {
   const scenarios = buildScenarios(options).filter((s) => options.scenarios.includes(s.name));
   const h2loadPath = h2loadChoice(options);
   const nginxPath = findExecutable("nginx");
   const workDir = await Deno.makeTempDir({ prefix: "switchyard-bench-" });
   const backends = await startBackends();
-  const measurements: Measurement[] = [];
   const environment: Environment = {
     deno: Deno.version.deno,
     h2load: h2loadPath && (await captureOutput(h2loadPath, ["--version"])).trim(),
@@ -87,8 +151,11 @@ async function run(options: BenchOptions): Promise<number> {
     fastBackendRuntime: backends.fastRuntime,
     cpus: navigator.hardwareConcurrency,
   };
+  let results: ScenarioResults;
+  let idleRssByTarget: Map<TargetName, number>;
   try {
-    const targets = await startTargets(options, backends, workDir, nginxPath);
+    const nginxConnections = Math.max(...scenarios.map(connectionsHeld));
+    const targets = await startTargets(options, backends, workDir, nginxPath, nginxConnections);
     const settings: MeasureSettings = {
       durationS: options.durationS,
       warmupS: options.warmupS,
@@ -97,19 +164,8 @@ async function run(options: BenchOptions): Promise<number> {
       workDir,
     };
     try {
-      for (const scenario of scenarios) {
-        console.error(`# ${scenario.name}: ${scenario.description}`);
-        for (const target of targets) {
-          const measurement = await measure(scenario, target, settings).catch((error) =>
-            failedMeasurement(scenario, target, error)
-          );
-          console.error(
-            `  ${target.name}: ${measurement.callsPerS.toFixed(0)} calls/s` +
-              (measurement.failure ? ` FAIL: ${measurement.failure}` : ""),
-          );
-          measurements.push(measurement);
-        }
-      }
+      idleRssByTarget = await idleRss(targets);
+      results = await runScenarios(scenarios, targets, settings);
     } finally {
       for (const target of targets) await target.stop();
     }
@@ -117,10 +173,21 @@ async function run(options: BenchOptions): Promise<number> {
     await backends.stop();
     await Deno.remove(workDir, { recursive: true }).catch(() => {});
   }
+  const { measurements, idleConnections } = results;
   const comparisons = compare(measurements, scenarios);
+  const memory = memoryFigures(idleRssByTarget, measurements, idleConnections);
+  const memoryComparisons = compareMemory(memory);
   console.log(formatTable(measurements, comparisons));
-  console.log(`\n${formatHeadline(comparisons, scenarios)}`);
-  const failures = measurements.filter((m) => m.failure !== undefined);
+  if (memory.length > 0) console.log(`\n${formatMemoryTable(memory, memoryComparisons)}`);
+  console.log(`\n${formatHeadline(comparisons, scenarios, memoryComparisons)}`);
+  const failures = [
+    ...measurements.map((m) => ({ scenario: m.scenario, target: m.target, failure: m.failure })),
+    ...[...idleConnections].map(([target, figure]) => ({
+      scenario: "idle_connections",
+      target,
+      failure: figure.failure,
+    })),
+  ].filter((f) => f.failure !== undefined);
   for (const failed of failures) {
     console.log(`FAIL ${failed.scenario} ${failed.target}: ${failed.failure}`);
   }
@@ -135,6 +202,8 @@ async function run(options: BenchOptions): Promise<number> {
         scenarios: scenarios.map(({ shape: _shape, ...rest }) => rest),
         measurements,
         comparisons,
+        memory,
+        memoryComparisons,
       },
       null,
       2,

@@ -16,6 +16,9 @@ export const BENCH_USAGE = `deno task bench [options]
   --load KIND         auto | h2load | builtin (default auto: h2load when installed)
   --clients N         connections for unary_high (default 4)
   --streams N         calls in flight per connection for unary_high (default 32)
+  --many-clients N    connections for many_clients, 1 call in flight each (default 400)
+  --idle-connections N
+                      idle client connections idle_connections opens (default 1000)
   --gate-calls N      checked calls before and after each run (default 5)
   --json-out FILE     results file (default bench/results/latest.json)
   --cpu-prof-dir DIR  run Switchyard under --cpu-prof; the profile lands in DIR on exit
@@ -43,6 +46,10 @@ export interface BenchOptions {
   readonly clients: number;
   /** Streams per connection for `unary_high`. */
   readonly streams: number;
+  /** Connections for `many_clients`. */
+  readonly manyClients: number;
+  /** Connections `idle_connections` opens. */
+  readonly idleConnections: number;
   /** Checked calls around each run. */
   readonly gateCalls: number;
   /** Where the JSON results go. */
@@ -88,6 +95,8 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       load: { type: "string", default: "auto" },
       clients: { type: "string", default: "4" },
       streams: { type: "string", default: "32" },
+      "many-clients": { type: "string", default: "400" },
+      "idle-connections": { type: "string", default: "1000" },
       "gate-calls": { type: "string", default: "5" },
       "json-out": { type: "string", default: DEFAULT_JSON_OUT },
       "cpu-prof-dir": { type: "string" },
@@ -109,6 +118,8 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     load,
     clients: positive("clients", values.clients, true),
     streams: positive("streams", values.streams, true),
+    manyClients: positive("many-clients", values["many-clients"], true),
+    idleConnections: positive("idle-connections", values["idle-connections"], true),
     gateCalls: positive("gate-calls", values["gate-calls"], true),
     jsonOut: values["json-out"],
     cpuProfDir: values["cpu-prof-dir"],

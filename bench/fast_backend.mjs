@@ -115,7 +115,7 @@ function answer(stream, headers) {
 export async function startFastBackend(port) {
   // Deno's node:http2 needs the GOAWAY teardown workaround (docs: shared/deno-http2.md).
   const deferClose = "Deno" in globalThis
-    ? (await import("../src/transport/goaway.ts")).deferCloseDuringGoaway
+    ? (await import("../src/health/node_http2_goaway.ts")).deferCloseDuringGoaway
     : undefined;
   const server = http2.createServer({
     settings: { initialWindowSize: STREAM_WINDOW_BYTES, maxConcurrentStreams: 1000 },

@@ -5,6 +5,7 @@
  * are exactly the generator's completed calls, every one with `grpc-status: 0`.
  * @module
  */
+import { settled } from "./settle.ts";
 
 /** Finished calls by grpc-status (`"0"`, `"14"`, or a description when none was sent). */
 export type StatusCounts = ReadonlyMap<string, number>;
@@ -17,10 +18,8 @@ export interface CallLedger {
   read(): Promise<StatusCounts>;
 }
 
-/** Pause between reads while waiting for a ledger to stop changing. */
-const SETTLE_INTERVAL_MS = 100;
-/** Give up waiting for a ledger to settle after this many reads. */
-const SETTLE_MAX_READS = 30;
+/** A ledger settles once two reads 100 ms apart agree; it is given 3 s. */
+const LEDGER_SETTLE = { intervalMs: 100, maxReads: 30 };
 
 function sameCounts(a: StatusCounts, b: StatusCounts): boolean {
   return a.size === b.size && [...a].every(([status, count]) => b.get(status) === count);
@@ -30,15 +29,8 @@ function sameCounts(a: StatusCounts, b: StatusCounts): boolean {
  * Reads `ledger` until two reads agree: calls cut off by the previous run's deadline (the
  * warm-up's) are recorded only once the target notices the closed connection.
  */
-export async function settledCounts(ledger: CallLedger): Promise<StatusCounts> {
-  let previous = await ledger.read();
-  for (let reads = 1; reads < SETTLE_MAX_READS; reads++) {
-    await new Promise((resolve) => setTimeout(resolve, SETTLE_INTERVAL_MS));
-    const current = await ledger.read();
-    if (sameCounts(previous, current)) return current;
-    previous = current;
-  }
-  return previous;
+export function settledCounts(ledger: CallLedger): Promise<StatusCounts> {
+  return settled(() => ledger.read(), sameCounts, LEDGER_SETTLE);
 }
 
 /** The outcome of checking a run against a ledger. */

@@ -8,8 +8,8 @@ import { checkLedger, type LedgerCheck, settledCounts } from "./ledger.ts";
 import { checkCalls, type LoadPlan, runBuiltinLoad } from "./load/builtin_load.ts";
 import { runH2load } from "./load/h2load.ts";
 import type { LoadResult } from "./load/load_result.ts";
-import { type ProcSample, sampleProcess } from "./proc_stats.ts";
-import type { Scenario } from "./scenarios.ts";
+import { type ProcSample, resetPeakRss, sampleProcess } from "./proc_stats.ts";
+import type { CallShape, Scenario } from "./scenarios.ts";
 import type { Target, TargetName } from "./targets/target.ts";
 
 /** How to run measurements. */
@@ -46,7 +46,7 @@ export interface Measurement {
   readonly proxyCpuCores?: number;
   /** Proxy RSS after the run, bytes. */
   readonly proxyRssBytes?: number;
-  /** Proxy peak RSS so far, bytes. */
+  /** Proxy peak RSS during the measured run, bytes (undefined when it could not be reset). */
   readonly proxyPeakRssBytes?: number;
   /** Calls of the measured load that were checked and found correct. */
   readonly checkedCalls: number;
@@ -59,10 +59,16 @@ export interface Measurement {
   readonly failure?: string;
 }
 
+/** A sample of the proxy as a measured run starts. */
+interface StartSample extends ProcSample {
+  /** Whether its peak RSS was reset to its current RSS first. */
+  readonly peakReset: boolean;
+}
+
 /** The measured load, the proxy sampled around it, and the check of its every call. */
 interface CheckedRun {
   readonly load: LoadResult;
-  readonly start?: ProcSample;
+  readonly start?: StartSample;
   readonly end?: ProcSample;
   readonly check: LedgerCheck;
   /** See {@link Measurement.checkedBy}. */
@@ -98,7 +104,7 @@ async function runCheckedH2load(
     settings.workDir,
   );
   const before = await settledCounts(ledger);
-  const start = await sampleProxy(target);
+  const start = await sampleProxyAtStart(target);
   const load = await runH2load(h2loadPath, plan, settings.workDir, sizedCalls(sizing, plan));
   const end = await sampleProxy(target);
   const after = await settledCounts(ledger);
@@ -113,7 +119,7 @@ async function runCheckedBuiltin(
   settings: MeasureSettings,
 ): Promise<CheckedRun> {
   if (settings.warmupS > 0) await runBuiltinLoad({ ...plan, durationS: settings.warmupS });
-  const start = await sampleProxy(target);
+  const start = await sampleProxyAtStart(target);
   const load = await runBuiltinLoad(plan);
   const end = await sampleProxy(target);
   return { load, start, end, check: { okCalls: load.calls - load.failures }, checkedBy: "client" };
@@ -125,7 +131,27 @@ function sampleProxy(target: Target): Promise<ProcSample | undefined> {
     : sampleProcess(target.proxyPid);
 }
 
-function gateFailure(when: string, error: string | undefined): string | undefined {
+/**
+ * Samples the proxy as a measured run starts, after resetting its peak RSS, so that the peak
+ * the end sample reads is the run's own.
+ */
+async function sampleProxyAtStart(target: Target): Promise<StartSample | undefined> {
+  if (target.proxyPid === undefined) return undefined;
+  const peakReset = await resetPeakRss(target.proxyPid);
+  return { ...await sampleProcess(target.proxyPid), peakReset };
+}
+
+/**
+ * The correctness gate around every run: `calls` checked calls of `shape` to `address`.
+ * Returns why it failed, or undefined.
+ */
+export async function gate(
+  when: "before" | "after",
+  address: string,
+  shape: CallShape,
+  calls: number,
+): Promise<string | undefined> {
+  const error = await checkCalls(address, shape, calls);
   return error === undefined ? undefined : `gate ${when} the load: ${error}`;
 }
 
@@ -143,14 +169,11 @@ export async function measure(
     streamsPerConnection: scenario.streamsPerConnection,
     durationS: settings.durationS,
   };
-  const before = gateFailure(
-    "before",
-    await checkCalls(address, scenario.shape, settings.gateCalls),
-  );
+  const before = await gate("before", address, scenario.shape, settings.gateCalls);
   const { load, start, end, check, checkedBy } = settings.h2loadPath && !scenario.builtinOnly
     ? await runCheckedH2load(settings.h2loadPath, plan, scenario, target, settings)
     : await runCheckedBuiltin(plan, target, settings);
-  const after = gateFailure("after", await checkCalls(address, scenario.shape, settings.gateCalls));
+  const after = await gate("after", address, scenario.shape, settings.gateCalls);
 
   const megabytes = load.responseBytes / 1e6;
   const cpuMicros = start && end ? end.cpuMicros - start.cpuMicros : undefined;
@@ -171,11 +194,16 @@ export async function measure(
       : cpuMicros / 1000 / megabytes,
     proxyCpuCores: cpuMicros === undefined ? undefined : cpuMicros / 1e6 / load.elapsedS,
     proxyRssBytes: end?.rssBytes,
-    proxyPeakRssBytes: end?.peakRssBytes,
+    proxyPeakRssBytes: start?.peakReset ? end?.peakRssBytes : undefined,
     checkedCalls: check.okCalls,
     checkedBy,
     failure: before ?? loadFailure ?? check.failure ?? after,
   };
+}
+
+/** Why a measurement that threw `error` fails the bench. */
+export function couldNotMeasure(error: unknown): string {
+  return `could not measure: ${(error as Error)?.message ?? error}`;
 }
 
 /** A measurement that could not run at all (a generator or target error); it fails the bench. */
@@ -192,6 +220,6 @@ export function failedMeasurement(
     mbPerS: 0,
     checkedCalls: 0,
     checkedBy: "none",
-    failure: `could not measure: ${(error as Error)?.message ?? error}`,
+    failure: couldNotMeasure(error),
   };
 }

@@ -3,6 +3,7 @@
  * process, so worker threads (V8 GC, nginx has none with one worker) are included.
  * @module
  */
+import { settled } from "./settle.ts";
 import { captureOutput } from "./tools.ts";
 
 /** One reading of a process's counters. */
@@ -46,4 +47,34 @@ export async function sampleProcess(pid: number): Promise<ProcSample> {
     rssBytes: statusKilobytes(status, "VmRSS") * 1024,
     peakRssBytes: statusKilobytes(status, "VmHWM") * 1024,
   };
+}
+
+/**
+ * Resets the peak RSS (`VmHWM`) of `pid` to its current RSS (`5` to `/proc/<pid>/clear_refs`),
+ * so that the next sample's peak is the peak since now. False when the kernel refused.
+ */
+export async function resetPeakRss(pid: number): Promise<boolean> {
+  try {
+    await Deno.writeTextFile(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** RSS counts as settled once two reads 200 ms apart differ by at most this much. */
+const RSS_SETTLED_BYTES = 64 * 1024;
+/** Reads of a settling RSS: 200 ms apart, at most 5 s. */
+const RSS_SETTLE = { intervalMs: 200, maxReads: 25 };
+
+/**
+ * The RSS of `pid` once it has stopped growing or shrinking (the process may still be
+ * finishing work it was handed, or collecting garbage), bytes.
+ */
+export function settledRss(pid: number): Promise<number> {
+  return settled(
+    async () => (await sampleProcess(pid)).rssBytes,
+    (previous, current) => Math.abs(current - previous) <= RSS_SETTLED_BYTES,
+    RSS_SETTLE,
+  );
 }

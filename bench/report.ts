@@ -3,6 +3,7 @@
  * @module
  */
 import type { Measurement } from "./measure.ts";
+import type { MemoryFigures } from "./memory.ts";
 import type { Scenario } from "./scenarios.ts";
 import type { TargetName } from "./targets/target.ts";
 
@@ -68,8 +69,50 @@ export function compare(
   return comparisons;
 }
 
+/** A proxy's memory compared with NGINX's in the same run. */
+export interface MemoryComparison {
+  /** Target name. */
+  readonly target: TargetName;
+  /** RSS idle relative to NGINX's. */
+  readonly idleRssVsNginx?: number;
+  /** Peak RSS under load relative to NGINX's. */
+  readonly loadPeakRssVsNginx?: number;
+  /** RSS per idle client connection relative to NGINX's. */
+  readonly perIdleConnectionVsNginx?: number;
+}
+
+/** Compares every proxy's memory figures with NGINX's. */
+export function compareMemory(memory: readonly MemoryFigures[]): MemoryComparison[] {
+  const nginx = memory.find((m) => m.target === "nginx");
+  return memory.map((m) => ({
+    target: m.target,
+    idleRssVsNginx: ratio(m.idleRssBytes, nginx?.idleRssBytes),
+    loadPeakRssVsNginx: ratio(m.loadPeakRssBytes, nginx?.loadPeakRssBytes),
+    perIdleConnectionVsNginx: ratio(
+      m.idleConnections?.kibPerConnection,
+      nginx?.idleConnections?.kibPerConnection,
+    ),
+  }));
+}
+
 function fixed(value: number | undefined, digits: number, suffix = ""): string {
   return value === undefined || !Number.isFinite(value) ? "-" : `${value.toFixed(digits)}${suffix}`;
+}
+
+function megabytes(bytes: number | undefined, digits: number): string {
+  return fixed(bytes === undefined ? undefined : bytes / 2 ** 20, digits);
+}
+
+/** An aligned plain-text table: the first `leftAligned` columns padded right, the rest left. */
+function renderTable(columns: readonly string[], rows: string[][], leftAligned: number): string {
+  const widths = columns.map((title, index) =>
+    Math.max(title.length, ...rows.map((row) => row[index].length))
+  );
+  const line = (cells: readonly string[]): string =>
+    cells.map((cell, index) =>
+      index < leftAligned ? cell.padEnd(widths[index]) : cell.padStart(widths[index])
+    ).join("  ");
+  return [line(columns), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
 const COLUMNS = [
@@ -83,7 +126,7 @@ const COLUMNS = [
   "CPU µs/call",
   "CPU ms/MB",
   "cores",
-  "RSS MB",
+  "peak RSS MB",
   "calls/s ×direct",
   "CPU ×nginx",
   "+p50 ms",
@@ -109,7 +152,7 @@ export function formatTable(
       fixed(m.proxyCpuUsPerCall, 1),
       fixed(m.proxyCpuMsPerMB, 2),
       fixed(m.proxyCpuCores, 2),
-      fixed(m.proxyRssBytes === undefined ? undefined : m.proxyRssBytes / 2 ** 20, 0),
+      megabytes(m.proxyPeakRssBytes, 0),
       fixed(c?.callsPerSVsDirect, 2, "×"),
       fixed(c?.cpuVsNginx, 2, "×"),
       fixed(c?.addedP50Ms, 3),
@@ -117,15 +160,44 @@ export function formatTable(
       `${m.failure === undefined ? "ok" : "FAIL"} (${m.checkedCalls}/${m.load.calls} checked)`,
     ];
   });
-  const widths = COLUMNS.map((title, index) =>
-    Math.max(title.length, ...rows.map((row) => row[index].length))
-  );
-  const line = (cells: string[]): string =>
-    cells.map((cell, index) =>
-      index < 3 ? cell.padEnd(widths[index]) : cell.padStart(widths[index])
-    )
-      .join("  ");
-  return [line(COLUMNS), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+  return renderTable(COLUMNS, rows, 3);
+}
+
+const MEMORY_COLUMNS = [
+  "target",
+  "RSS idle MB",
+  "peak RSS MB",
+  "peak in",
+  "KiB/idle conn",
+  "RSS idle ×nginx",
+  "peak RSS ×nginx",
+  "KiB/conn ×nginx",
+  "idle conns",
+];
+
+/** Renders every proxy's memory figures and their ratios to NGINX's as a table. */
+export function formatMemoryTable(
+  memory: readonly MemoryFigures[],
+  comparisons: readonly MemoryComparison[],
+): string {
+  const rows = memory.map((m) => {
+    const c = comparisons.find((x) => x.target === m.target);
+    const idle = m.idleConnections;
+    return [
+      m.target,
+      megabytes(m.idleRssBytes, 1),
+      megabytes(m.loadPeakRssBytes, 1),
+      m.loadPeakScenario ?? "-",
+      fixed(idle?.kibPerConnection, 1),
+      fixed(c?.idleRssVsNginx, 2, "×"),
+      fixed(c?.loadPeakRssVsNginx, 2, "×"),
+      fixed(c?.perIdleConnectionVsNginx, 2, "×"),
+      idle === undefined
+        ? "-"
+        : `${idle.failure === undefined ? "ok" : "FAIL"} (${idle.connections})`,
+    ];
+  });
+  return renderTable(MEMORY_COLUMNS, rows, 1);
 }
 
 /** The targets the headline compares with NGINX and direct, in table order. */
@@ -135,6 +207,7 @@ const HEADLINE_TARGETS: readonly TargetName[] = ["switchyard-baseline", "switchy
 export function formatHeadline(
   comparisons: readonly Comparison[],
   scenarios: readonly Scenario[],
+  memory: readonly MemoryComparison[],
 ): string {
   const lines: string[] = [];
   for (const scenario of scenarios) {
@@ -157,6 +230,15 @@ export function formatHeadline(
       parts.push(`calls/s ${fixed(switchyard.callsPerSVsDirect, 2, "× direct")}`);
       lines.push(`  ${parts.join(", ")}`);
     }
+  }
+  for (const target of HEADLINE_TARGETS) {
+    const switchyard = memory.find((m) => m.target === target);
+    if (!switchyard) continue;
+    lines.push(
+      `  memory ${target}: RSS idle ${fixed(switchyard.idleRssVsNginx, 2, "× nginx")}, ` +
+        `peak RSS under load ${fixed(switchyard.loadPeakRssVsNginx, 2, "× nginx")}, ` +
+        `RSS per idle connection ${fixed(switchyard.perIdleConnectionVsNginx, 2, "× nginx")}`,
+    );
   }
   return lines.length > 0 ? `Switchyard vs NGINX and direct:\n${lines.join("\n")}` : "";
 }

@@ -22,8 +22,11 @@ export interface CallShape {
   readonly expectedMessageBytes: number;
 }
 
-/** What a scenario measures, which decides the load generator and the figures. */
-export type ScenarioKind = "latency" | "throughput" | "streaming";
+/**
+ * What a scenario measures, which decides the load generator and the figures. `idle` makes no
+ * calls but the gate's: it opens idle client connections and measures the proxy's memory.
+ */
+export type ScenarioKind = "latency" | "throughput" | "streaming" | "idle";
 
 /** One benchmark scenario. */
 export interface Scenario {
@@ -37,18 +40,23 @@ export interface Scenario {
   readonly shape: CallShape;
   /** What it measures. */
   readonly kind: ScenarioKind;
-  /** HTTP/2 connections the load opens. */
+  /** HTTP/2 connections the load opens (for `idle`, the idle connections). */
   readonly connections: number;
-  /** Calls in flight per connection. */
+  /** Calls in flight per connection (0 for `idle`). */
   readonly streamsPerConnection: number;
   /** Latency percentiles need per-call timings, which only the built-in generator gives. */
   readonly builtinOnly: boolean;
 }
 
-/** Every scenario name, in run order. */
+/**
+ * Every scenario name, in run order. `idle_connections` goes first, on proxies that have not
+ * yet grown their heaps under load (free heap would absorb the new connections' memory).
+ */
 export const SCENARIO_NAMES = [
+  "idle_connections",
   "unary_c1",
   "unary_high",
+  "many_clients",
   "stream_1k",
   "stream_64k",
   "grpcjs_stream",
@@ -63,6 +71,10 @@ export interface ScenarioSettings {
   readonly clients: number;
   /** Streams per connection for `unary_high`. */
   readonly streams: number;
+  /** Connections for `many_clients`, one call in flight on each. */
+  readonly manyClients: number;
+  /** Connections `idle_connections` opens. */
+  readonly idleConnections: number;
 }
 
 const UNARY_REQUEST = frameGrpcMessage(new TextEncoder().encode("bench unary request"));
@@ -81,12 +93,24 @@ function fastShape(path: string, messages: number, messageBytes: number): CallSh
 /** Builds the scenarios, in run order. */
 export function buildScenarios(settings: ScenarioSettings): Scenario[] {
   const echoPayloadBytes = 1024;
+  const unary = fastShape("/bench.Bench/Unary", 1, UNARY_RESPONSE_BYTES);
   return [
+    {
+      name: "idle_connections",
+      description:
+        `${settings.idleConnections} idle client connections (preface and SETTINGS only): memory`,
+      backend: "fast",
+      shape: unary,
+      kind: "idle",
+      connections: settings.idleConnections,
+      streamsPerConnection: 0,
+      builtinOnly: false,
+    },
     {
       name: "unary_c1",
       description: "unary, 1 call in flight: latency",
       backend: "fast",
-      shape: fastShape("/bench.Bench/Unary", 1, UNARY_RESPONSE_BYTES),
+      shape: unary,
       kind: "latency",
       connections: 1,
       streamsPerConnection: 1,
@@ -96,10 +120,20 @@ export function buildScenarios(settings: ScenarioSettings): Scenario[] {
       name: "unary_high",
       description: `unary, ${settings.clients}×${settings.streams} in flight: throughput`,
       backend: "fast",
-      shape: fastShape("/bench.Bench/Unary", 1, UNARY_RESPONSE_BYTES),
+      shape: unary,
       kind: "throughput",
       connections: settings.clients,
       streamsPerConnection: settings.streams,
+      builtinOnly: false,
+    },
+    {
+      name: "many_clients",
+      description: `unary, ${settings.manyClients} connections × 1 in flight: many clients`,
+      backend: "fast",
+      shape: unary,
+      kind: "throughput",
+      connections: settings.manyClients,
+      streamsPerConnection: 1,
       builtinOnly: false,
     },
     {
@@ -139,4 +173,12 @@ export function buildScenarios(settings: ScenarioSettings): Scenario[] {
       builtinOnly: true,
     },
   ];
+}
+
+/**
+ * The most connections `scenario` holds open at once at a proxy, client and upstream together,
+ * with one upstream connection per call in flight (as NGINX's `grpc_pass` needs).
+ */
+export function connectionsHeld(scenario: Scenario): number {
+  return scenario.connections * (1 + scenario.streamsPerConnection);
 }

@@ -32,3 +32,18 @@ export async function captureOutput(command: string, args: string[]): Promise<st
   const decoder = new TextDecoder();
   return decoder.decode(stdout) + decoder.decode(stderr);
 }
+
+/**
+ * `command args` as run by `/bin/sh` with the soft open-files limit raised to the hard one,
+ * for tools that do not raise it themselves (NGINX, h2load; Deno and Node do) and may hold
+ * more than the usual soft limit of 1024 sockets. `exec` keeps the process id the tool's.
+ */
+export function withFdLimitRaised(
+  command: string,
+  args: readonly string[],
+): { command: string; args: string[] } {
+  return {
+    command: "/bin/sh",
+    args: ["-c", 'ulimit -Sn "$(ulimit -Hn)" 2>/dev/null; exec "$@"', "sh", command, ...args],
+  };
+}

@@ -5,7 +5,7 @@
  * @module
  */
 import http2 from "node:http2";
-import { deferCloseDuringGoaway } from "../../src/transport/goaway.ts";
+import { deferCloseDuringGoaway } from "../../src/health/node_http2_goaway.ts";
 import { GrpcMessageCounter } from "../grpc_frame.ts";
 import type { CallShape } from "../scenarios.ts";
 

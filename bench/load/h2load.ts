@@ -7,6 +7,7 @@
  * finishes some of those anyway. Per-call latencies come from its `--log-file`.
  * @module
  */
+import { withFdLimitRaised } from "../tools.ts";
 import type { LoadPlan } from "./builtin_load.ts";
 import { type LoadResult, quantile } from "./load_result.ts";
 
@@ -91,23 +92,25 @@ export async function runH2load(
     te: "trailers",
     ...plan.shape.headers,
   }).flatMap(([name, value]) => ["-H", `${name}: ${value}`]);
-  const { stdout, stderr, success } = await new Deno.Command(h2loadPath, {
-    args: [
-      "-c",
-      String(plan.connections),
-      "-m",
-      String(plan.streamsPerConnection),
-      "-t",
-      "1",
-      ...(calls === undefined
-        ? ["-D", `${Math.round(plan.durationS * 1000)}ms`]
-        : ["-n", String(calls)]),
-      "-d",
-      bodyFile,
-      ...headerArgs,
-      `--log-file=${logFile}`,
-      `http://${plan.address}${plan.shape.path}`,
-    ],
+  // One socket per connection: many_clients may need more than a soft limit of 1024.
+  const { command, args } = withFdLimitRaised(h2loadPath, [
+    "-c",
+    String(plan.connections),
+    "-m",
+    String(plan.streamsPerConnection),
+    "-t",
+    "1",
+    ...(calls === undefined
+      ? ["-D", `${Math.round(plan.durationS * 1000)}ms`]
+      : ["-n", String(calls)]),
+    "-d",
+    bodyFile,
+    ...headerArgs,
+    `--log-file=${logFile}`,
+    `http://${plan.address}${plan.shape.path}`,
+  ]);
+  const { stdout, stderr, success } = await new Deno.Command(command, {
+    args,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

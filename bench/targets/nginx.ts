@@ -7,7 +7,7 @@
  */
 import { freePort, waitFor } from "../../tests/support/harness.ts";
 import type { CallLedger, StatusCounts } from "../ledger.ts";
-import { captureOutput } from "../tools.ts";
+import { captureOutput, withFdLimitRaised } from "../tools.ts";
 import { spawnChild } from "./child.ts";
 import type { BackendAddresses, Target } from "./target.ts";
 
@@ -25,7 +25,13 @@ export async function nginxVersion(nginxPath: string): Promise<string> {
   return match[1];
 }
 
-function nginxConfig(dir: string, port: number, version: string, b: BackendAddresses): string {
+function nginxConfig(
+  dir: string,
+  port: number,
+  version: string,
+  b: BackendAddresses,
+  connectionSlots: number,
+): string {
   const listen = usesHttp2Directive(version)
     ? `listen 127.0.0.1:${port}; http2 on;`
     : `listen 127.0.0.1:${port} http2;`;
@@ -34,7 +40,7 @@ master_process off;
 worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
+events { worker_connections ${connectionSlots}; }
 http {
   # Unbuffered, so that every line is on disk once the call is done; costs no CPU per call
   # measurable above the noise (docs/bench.md).
@@ -86,18 +92,40 @@ function acceptsConnections(port: number): Promise<boolean> {
   );
 }
 
-/** Starts NGINX (at `nginxPath`) in `workDir` and resolves once it accepts connections. */
+/** Fewest `worker_connections`: NGINX's usual default. */
+const MIN_WORKER_CONNECTIONS = 1024;
+/** Connections beyond the scenarios' own: the gate's, and spare. */
+const SPARE_CONNECTIONS = 64;
+
+/**
+ * `worker_connections` for scenarios that hold `connections` at once. Twice as many: once
+ * fewer than 1/16 of its slots are free, NGINX frees some by closing idle client connections,
+ * which would end the idle connections being measured.
+ */
+function workerConnections(connections: number): number {
+  return Math.max(MIN_WORKER_CONNECTIONS, 2 * connections + SPARE_CONNECTIONS);
+}
+
+/**
+ * Starts NGINX (at `nginxPath`) in `workDir` and resolves once it accepts connections.
+ * `connections` is the most connections, client and upstream together, that a scenario
+ * holds at once; `worker_connections` is sized to it (NGINX allocates and initialises that
+ * many connection slots at start, so a larger value would add to its idle RSS).
+ */
 export async function startNginx(
   nginxPath: string,
   backends: BackendAddresses,
   workDir: string,
+  connections: number,
 ): Promise<Target> {
   const dir = `${workDir}/nginx`;
   await Deno.mkdir(dir, { recursive: true });
   const port = await freePort();
-  const config = nginxConfig(dir, port, await nginxVersion(nginxPath), backends);
+  const version = await nginxVersion(nginxPath);
+  const config = nginxConfig(dir, port, version, backends, workerConnections(connections));
   await Deno.writeTextFile(`${dir}/nginx.conf`, config);
-  const child = spawnChild(nginxPath, ["-p", dir, "-c", `${dir}/nginx.conf`]);
+  const { command, args } = withFdLimitRaised(nginxPath, ["-p", dir, "-c", `${dir}/nginx.conf`]);
+  const child = spawnChild(command, args);
   let exited = false;
   child.exited.then(() => exited = true);
   try {
