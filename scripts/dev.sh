@@ -30,7 +30,10 @@ need_debian() { # need_debian COMMAND PACKAGE
 }
 [ $# -gt 0 ] || set -- demo
 case "$1" in
-  test) need_debian redis-server redis-server; need_debian h2load nghttp2-client; need_debian chromium chromium ;;
+  test)
+    need_debian redis-server redis-server; need_debian h2load nghttp2-client; need_debian chromium chromium
+    # The second client stack (gRPC C-core) and raw-frame peers run on Debian's system python.
+    /usr/bin/python3 -c 'import grpc' 2>/dev/null || need_debian python3-grpcio python3-grpcio ;;
   bench) need_debian h2load nghttp2-client; need_debian nginx nginx-light ;;
 esac
 
