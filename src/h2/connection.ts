@@ -97,8 +97,11 @@ export interface ConnectionListener {
   onReady?(connection: H2Connection): void;
   /** A stream left the connection: capacity freed. */
   onStreamClosed?(connection: H2Connection): void;
-  /** The peer sent GOAWAY: no new streams here. */
-  onGoaway?(connection: H2Connection, code: number): void;
+  /**
+   * The connection takes no new streams: the peer sent GOAWAY, or (client side) it carried
+   * so many cancels that it is retired before the backend's rapid-reset guard trips.
+   */
+  onGoingAway?(connection: H2Connection, reason: string): void;
   /** The connection is gone; `error` says why when it did not end cleanly. */
   onClose(connection: H2Connection, error: string | undefined): void;
 }
@@ -110,8 +113,11 @@ export interface Socket {
   close(): void;
 }
 
-/** Small enough that an idle connection costs little; grown while frames need more. */
-const INITIAL_READ_BUFFER = 2048;
+/**
+ * Small enough that an idle connection costs little (a client's preface, SETTINGS and first
+ * request fit); grown while frames need more.
+ */
+const INITIAL_READ_BUFFER = 1024;
 /** A read that fills the buffer doubles it, up to this, so bulk transfers read in big bites. */
 const READ_BUFFER_GROWTH_LIMIT = 64 * 1024;
 /** How many stream ids we remember as reset by us, to ignore frames already in flight. */
@@ -162,16 +168,17 @@ export class H2Connection implements StreamOwner, TimerEntry {
   #readPaused: (() => void) | undefined;
 
   // Writing.
-  #out = new ByteBuffer(512);
+  #out = new ByteBuffer(256);
   #spare: ByteBuffer | undefined;
-  #scratch = new ByteBuffer(256);
+  #scratch: ByteBuffer | undefined;
   #writing = false;
   #dirty = false;
   #controlQueued = 0;
 
-  // Header compression.
-  readonly #decoder = new HpackDecoder();
-  readonly #encoder = new HpackEncoder();
+  // Header compression, created with the first header block so idle connections cost less.
+  #decoder: HpackDecoder | undefined;
+  #encoder: HpackEncoder | undefined;
+  #peerTableSize = -1;
   #headerBlock: ByteBuffer | undefined;
   #headerBlockStream = 0;
   #headerBlockEnd = false;
@@ -181,7 +188,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
   readonly #streams = new Map<number, H2Stream>();
   readonly #pending: H2Stream[] = [];
   readonly #blocked: H2Stream[] = [];
-  readonly #recentResets = new Int32Array(RECENT_RESETS);
+  #recentResets: Int32Array | undefined;
   #recentResetAt = 0;
   #lastPeerStreamId = 0;
   #nextStreamId = 1;
@@ -198,7 +205,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
   // Abuse accounting.
   #emptyFrames = 0;
   #resetWindowStart = 0;
-  #prematureResets = 0;
+  #resets = 0;
 
   // Lifecycle.
   #goawaySent = false;
@@ -399,6 +406,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
       writeRstStream(this.#out, stream.id, code);
       this.#rememberReset(stream.id);
       this.#markDirty();
+      if (!this.#isServer && !this.#closing && this.#overResetBudget()) this.#retire();
     }
     stream.resetCode = code;
     stream.closeReason = reason || `reset with ${errorCodeName(code)}`;
@@ -712,6 +720,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
 
   #decode(bytes: Uint8Array, start: number, end: number, out: string[]): number {
     try {
+      this.#decoder ??= new HpackDecoder();
       return this.#decoder.decode(bytes, start, end, out, this.#options.maxHeaderListSize);
     } catch (error) {
       if (error instanceof HpackError) {
@@ -861,25 +870,29 @@ export class H2Connection implements StreamOwner, TimerEntry {
     const stream = this.#streams.get(streamId);
     if (stream === undefined) return; // already closed: nothing to do (§5.1)
     const code = readUint32(this.#readBuffer, start);
-    if (this.#isServer && !stream.headersDone) this.#countPrematureReset();
-    stream.resetCode = code;
-    stream.closeReason = `peer reset the stream with ${errorCodeName(code)}`;
-    this.#close(stream, CloseCause.PEER_RESET);
-  }
-
-  /** Rapid reset (CVE-2023-44487): too many client resets before any response. */
-  #countPrematureReset(): void {
-    const now = Date.now();
-    if (now - this.#resetWindowStart > this.#options.prematureResetWindowMs) {
-      this.#resetWindowStart = now;
-      this.#prematureResets = 0;
-    }
-    if (++this.#prematureResets > this.#options.maxPrematureResets) {
+    if (this.#isServer && !stream.headersDone && this.#overResetBudget()) {
       throw new ConnectionError(
         ErrorCode.ENHANCE_YOUR_CALM,
         `more than ${this.#options.maxPrematureResets} streams reset before a response (http2.maxPrematureResets)`,
       );
     }
+    stream.resetCode = code;
+    stream.closeReason = `peer reset the stream with ${errorCodeName(code)}`;
+    this.#close(stream, CloseCause.PEER_RESET);
+  }
+
+  /**
+   * Counts one reset against the connection's budget; true once the budget is spent. On the
+   * server side these are client resets before any response (rapid reset, CVE-2023-44487);
+   * on the client side, the cancels we send a backend, which guards against rapid reset too.
+   */
+  #overResetBudget(): boolean {
+    const now = Date.now();
+    if (now - this.#resetWindowStart > this.#options.prematureResetWindowMs) {
+      this.#resetWindowStart = now;
+      this.#resets = 0;
+    }
+    return ++this.#resets > this.#options.maxPrematureResets;
   }
 
   #onSettings(flags: number, streamId: number, start: number, end: number): void {
@@ -902,7 +915,8 @@ export class H2Connection implements StreamOwner, TimerEntry {
       const value = readUint32(bytes, at + 2);
       switch (id) {
         case Setting.HEADER_TABLE_SIZE:
-          this.#encoder.setMaxTableSize(value);
+          this.#peerTableSize = value;
+          this.#encoder?.setMaxTableSize(value);
           break;
         case Setting.ENABLE_PUSH:
           if (value > 1 || (value === 1 && !this.#isServer)) {
@@ -1020,7 +1034,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
         this.#close(stream, CloseCause.UNPROCESSED);
       }
     }
-    if (first) this.#listener.onGoaway?.(this, code);
+    if (first) this.#listener.onGoingAway?.(this, `backend sent GOAWAY (${errorCodeName(code)})`);
     this.#closing = true;
     this.#closeIfDone();
   }
@@ -1068,13 +1082,14 @@ export class H2Connection implements StreamOwner, TimerEntry {
   }
 
   #rememberReset(streamId: number): void {
+    this.#recentResets ??= new Int32Array(RECENT_RESETS);
     this.#recentResets[this.#recentResetAt] = streamId;
     this.#recentResetAt = (this.#recentResetAt + 1) % RECENT_RESETS;
   }
 
   /** Frames can still arrive on a stream we just reset; they are ignored (RFC 9113 §5.1). */
   #wasResetByUs(streamId: number): boolean {
-    return this.#recentResets.includes(streamId);
+    return this.#recentResets !== undefined && this.#recentResets.includes(streamId);
   }
 
   // --- writing ------------------------------------------------------------------------------
@@ -1093,8 +1108,12 @@ export class H2Connection implements StreamOwner, TimerEntry {
   }
 
   #writeHeaders(streamId: number, headers: HeaderList, endStream: boolean): void {
-    const block = this.#scratch;
+    const block = this.#scratch ??= new ByteBuffer(256);
     block.clear();
+    if (this.#encoder === undefined) {
+      this.#encoder = new HpackEncoder();
+      if (this.#peerTableSize >= 0) this.#encoder.setMaxTableSize(this.#peerTableSize);
+    }
     this.#encoder.encode(headers, block);
     const out = this.#out;
     const maxFrame = this.#peerMaxFrameSize;
@@ -1396,6 +1415,19 @@ export class H2Connection implements StreamOwner, TimerEntry {
     this.#goawayLastId = lastId;
     writeGoaway(this.#out, lastId, code, debug);
     this.#markDirty();
+  }
+
+  /**
+   * Client side: one client's cancels must not trip a backend's rapid-reset guard, which
+   * would close a connection that other clients' calls share. Past the budget the
+   * connection takes no new streams, its calls finish, and the pool dials a fresh one.
+   */
+  #retire(): void {
+    this.#listener.onGoingAway?.(
+      this,
+      `retired after ${this.#resets} cancels within ${this.#options.prematureResetWindowMs}ms`,
+    );
+    this.drain();
   }
 
   #finishDrain(): void {

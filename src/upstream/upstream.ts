@@ -55,6 +55,14 @@ interface PooledConnection {
   lastError: string | undefined;
 }
 
+/**
+ * A connection proved itself once it carried a call or stayed up a while; only then is losing
+ * it no reason to back off.
+ */
+function proven(pooled: PooledConnection): boolean {
+  return pooled.finishedStreams > 0 || Date.now() - pooled.connectedAt >= STABLE_CONNECTION_MS;
+}
+
 /** A backend's connection pool and connectivity state. */
 export class Upstream implements ConnectionListener {
   readonly #options: UpstreamOptions;
@@ -120,7 +128,14 @@ export class Upstream implements ConnectionListener {
         ready = pooled;
       }
     }
-    if (ready === undefined) return undefined;
+    if (ready === undefined) {
+      // No connection can take the call now, but the backend was READY when it was picked:
+      // its connection is being replaced (GOAWAY, retirement), so the call waits for the
+      // replacement rather than fail. A failed dial refuses it retryably.
+      if (dialling === undefined && (this.#closed || this.#state !== "READY")) return undefined;
+      dialling ??= this.#dial();
+      return dialling.connection.openStream(headers, handler);
+    }
     // Every ready connection is at the backend's limit. A backend that allows no streams
     // at all gets no more connections for it: its calls wait for a slot.
     if (dialling === undefined && open < this.#options.maxConnections && this.#peerMaxStreams > 0) {
@@ -204,10 +219,23 @@ export class Upstream implements ConnectionListener {
     if (pooled !== undefined) pooled.finishedStreams++;
   }
 
-  /** See {@link ConnectionListener.onGoaway}. */
-  onGoaway(connection: H2Connection): void {
+  /** See {@link ConnectionListener.onGoingAway}. */
+  onGoingAway(connection: H2Connection, reason: string): void {
     const pooled = this.#byConnection.get(connection);
-    if (pooled !== undefined) this.#onConnectionLost(pooled, "goaway");
+    if (pooled === undefined) return;
+    log.info("backend connection {cluster} {address} takes no new calls: {reason}", {
+      ...this.#logContext(),
+      reason,
+    });
+    pooled.lastError = reason;
+    if (!proven(pooled)) {
+      // A backend that sends GOAWAY on every fresh connection is failing: back off.
+      this.#onConnectionLost(pooled, "going away");
+      return;
+    }
+    // The backend is not failing: the state stays as it is while a replacement is dialled,
+    // and calls picked meanwhile wait for it (see openStream).
+    if (!this.#closed && this.#wanted && !this.#hasOpenConnection()) this.#dial();
   }
 
   /** See {@link ConnectionListener.onClose}. */
@@ -238,9 +266,7 @@ export class Upstream implements ConnectionListener {
       ...this.#logContext(),
       reason: this.#lastError,
     });
-    const proven = pooled.finishedStreams > 0 ||
-      Date.now() - pooled.connectedAt >= STABLE_CONNECTION_MS;
-    if (!proven) {
+    if (!proven(pooled)) {
       // Accepting and then dropping connections is a failure too: back off rather than spin.
       this.#setState("TRANSIENT_FAILURE");
       this.#scheduleRedial();
