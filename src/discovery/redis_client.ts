@@ -2,7 +2,7 @@
  * Creating Redis clients with Switchyard's timeouts and reconnect behaviour.
  * @module
  */
-import { createClient } from "redis";
+import type { createClient } from "redis";
 import type { BackoffConfig } from "../config/schema.ts";
 import { Backoff } from "../upstream/backoff.ts";
 
@@ -28,7 +28,10 @@ const RECONNECT_BACKOFF: BackoffConfig = { initial: 100, max: 3_000, multiplier:
  * fails commands at once while disconnected, so callers keep their last-known state instead
  * of queueing behind an outage.
  */
-export function createRedisClient(settings: RedisClientSettings): RedisClient {
+export async function createRedisClient(settings: RedisClientSettings): Promise<RedisClient> {
+  // Loaded on first use: the client costs about 20 MB of RSS that a proxy without Redis
+  // discovery should not carry.
+  const { createClient } = await import("redis");
   const backoff = new Backoff(RECONNECT_BACKOFF);
   return createClient({
     url: settings.url,

@@ -68,11 +68,15 @@ export class RedisDiscovery {
   #pollTimer: ReturnType<typeof setInterval> | undefined;
   #stopped = false;
 
-  private constructor(config: RedisConfig, watches: SetWatch[]) {
+  private constructor(
+    config: RedisConfig,
+    watches: SetWatch[],
+    client: RedisClient,
+    subscriber: RedisClient,
+  ) {
     this.#config = config;
-    this.#client = createRedisClient(config);
-    // A separate client rather than duplicate(): each connection backs off on its own.
-    this.#subscriber = createRedisClient(config);
+    this.#client = client;
+    this.#subscriber = subscriber;
     this.#watches = watches.map((watch) => ({
       watch,
       task: new SerialTask(() => this.#sync(watch)),
@@ -96,7 +100,13 @@ export class RedisDiscovery {
     });
     // The schema guarantees a redis section whenever a cluster has discovery.
     if (watches.length === 0 || !config.redis) return undefined;
-    const discovery = new RedisDiscovery(config.redis, watches);
+    const discovery = new RedisDiscovery(
+      config.redis,
+      watches,
+      await createRedisClient(config.redis),
+      // A separate client rather than duplicate(): each connection backs off on its own.
+      await createRedisClient(config.redis),
+    );
     await discovery.#start();
     return discovery;
   }

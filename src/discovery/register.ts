@@ -59,7 +59,7 @@ export function validateRegistration(options: RegisterOptions): Registration {
  */
 export async function runRegister(options: RegisterOptions): Promise<number> {
   const registration = validateRegistration(options);
-  const client = createRedisClient({
+  const client = await createRedisClient({
     url: registration.url,
     connectTimeout: REDIS_TIMEOUT_MS,
     commandTimeout: REDIS_TIMEOUT_MS,

@@ -1,10 +1,12 @@
 /**
  * One backend's `grpc.health.v1.Health/Check` client on `@grpc/grpc-js`, and the mapping of
  * its answers to {@link CheckResult}s. One channel per backend is reused for every probe.
+ *
+ * grpc-js is loaded with the first check: it costs about 15 MB of RSS, which a proxy
+ * without active health checks should not carry.
  * @module
  */
-import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
+import type * as grpc from "@grpc/grpc-js";
 import { deferGoawayCloseOnAllClientSessions } from "./node_http2_goaway.ts";
 
 /** `HealthCheckResponse.ServingStatus`, as proto-loader decodes enums (`enums: String`). */
@@ -36,15 +38,34 @@ export type CheckResult =
   /** No answer (timeout, connection error, other status): counts toward the threshold. */
   | { readonly kind: "error"; readonly reason: string };
 
-// The generated constructor is typed for any service; this one is known to have `Check`.
-const HealthClient = grpc.makeGenericClientConstructor(
-  healthService,
-  "grpc.health.v1.Health",
-) as unknown as new (
+type HealthClientConstructor = new (
   address: string,
   credentials: grpc.ChannelCredentials,
   options: grpc.ChannelOptions,
 ) => HealthServiceClient;
+
+interface GrpcRuntime {
+  readonly grpc: typeof grpc;
+  readonly HealthClient: HealthClientConstructor;
+}
+
+let runtime: Promise<GrpcRuntime> | undefined;
+
+/** Loads grpc-js and the health service definition, once per process. */
+function loadRuntime(): Promise<GrpcRuntime> {
+  runtime ??= Promise.all([import("@grpc/grpc-js"), import("grpc-health-check")]).then(
+    ([grpcJs, health]) => {
+      deferGoawayCloseOnAllClientSessions();
+      // The generated constructor is typed for any service; this one is known to have `Check`.
+      const HealthClient = grpcJs.makeGenericClientConstructor(
+        health.service,
+        "grpc.health.v1.Health",
+      ) as unknown as HealthClientConstructor;
+      return { grpc: grpcJs, HealthClient };
+    },
+  );
+  return runtime;
+}
 
 /** How a {@link HealthCheckClient} probes. */
 export interface HealthCheckClientOptions {
@@ -63,35 +84,34 @@ export interface HealthCheckClientOptions {
 
 /** Issues health checks to one backend over one reused grpc-js channel. */
 export class HealthCheckClient {
-  readonly #client: HealthServiceClient;
+  readonly #address: string;
   readonly #options: HealthCheckClientOptions;
   readonly #inFlight = new Set<grpc.ClientUnaryCall>();
+  #client: HealthServiceClient | undefined;
+  #closed = false;
 
-  /** Creates the channel; it connects lazily on the first check. */
+  /** Prepares the client; the channel is created, and connects, with the first check. */
   constructor(address: string, options: HealthCheckClientOptions) {
-    deferGoawayCloseOnAllClientSessions();
+    this.#address = address;
     this.#options = options;
-    const channelOptions: grpc.ChannelOptions = {
-      "grpc.initial_reconnect_backoff_ms": Math.min(options.maxReconnectBackoffMs, 1_000),
-      "grpc.max_reconnect_backoff_ms": options.maxReconnectBackoffMs,
-    };
-    if (options.authority !== undefined) {
-      channelOptions["grpc.default_authority"] = options.authority;
-    }
-    this.#client = new HealthClient(address, grpc.credentials.createInsecure(), channelOptions);
   }
 
   /** Runs one check; never rejects. */
-  check(): Promise<CheckResult> {
+  async check(): Promise<CheckResult> {
+    const { grpc, HealthClient } = await loadRuntime();
+    if (this.#closed) return { kind: "error", reason: "health checking stopped" };
     const { service, timeoutMs } = this.#options;
+    const client = this.#client ??= this.#createClient(grpc, HealthClient);
     return new Promise((resolve) => {
-      const call: grpc.ClientUnaryCall = this.#client.Check(
+      const call: grpc.ClientUnaryCall = client.Check(
         { service },
         new grpc.Metadata(),
         { deadline: Date.now() + timeoutMs },
         (error, response) => {
           this.#inFlight.delete(call);
-          resolve(error ? resultForError(error, service, timeoutMs) : resultForStatus(response));
+          resolve(
+            error ? resultForError(grpc, error, service, timeoutMs) : resultForStatus(response),
+          );
         },
       );
       this.#inFlight.add(call);
@@ -100,8 +120,21 @@ export class HealthCheckClient {
 
   /** Cancels checks in flight and closes the channel. */
   close(): void {
+    this.#closed = true;
     for (const call of this.#inFlight) call.cancel();
-    this.#client.close();
+    this.#client?.close();
+  }
+
+  #createClient(grpcJs: typeof grpc, HealthClient: HealthClientConstructor): HealthServiceClient {
+    const options = this.#options;
+    const channelOptions: grpc.ChannelOptions = {
+      "grpc.initial_reconnect_backoff_ms": Math.min(options.maxReconnectBackoffMs, 1_000),
+      "grpc.max_reconnect_backoff_ms": options.maxReconnectBackoffMs,
+    };
+    if (options.authority !== undefined) {
+      channelOptions["grpc.default_authority"] = options.authority;
+    }
+    return new HealthClient(this.#address, grpcJs.credentials.createInsecure(), channelOptions);
   }
 }
 
@@ -110,7 +143,12 @@ function resultForStatus(response: CheckResponse | undefined): CheckResult {
   return status === "SERVING" ? { kind: "serving" } : { kind: "rejected", reason: status };
 }
 
-function resultForError(error: grpc.ServiceError, service: string, timeoutMs: number): CheckResult {
+function resultForError(
+  grpc: GrpcRuntime["grpc"],
+  error: grpc.ServiceError,
+  service: string,
+  timeoutMs: number,
+): CheckResult {
   switch (error.code) {
     case grpc.status.UNIMPLEMENTED:
       return { kind: "unimplemented" };
