@@ -80,12 +80,28 @@ export class TimerQueue {
     queue.#armedAt = Infinity;
     const heap = queue.#heap;
     const now = Date.now();
+    // Take every entry due now before running any: an entry that re-arms itself at or before
+    // `now` runs on the next pass, never in a loop within this one.
+    const due: TimerEntry[] = [];
     while (heap.length > 0 && heap[0].timerAt <= now) {
       const entry = heap[0];
       queue.cancel(entry);
-      entry.onTimer(now);
+      due.push(entry);
     }
-    if (heap.length > 0 && queue.#timer === undefined) queue.#arm();
+    try {
+      for (const entry of due) {
+        try {
+          entry.onTimer(now);
+        } catch (error) {
+          // One entry's failure must not stall every other deadline in the process.
+          queueMicrotask(() => {
+            throw error;
+          });
+        }
+      }
+    } finally {
+      if (heap.length > 0 && queue.#timer === undefined) queue.#arm();
+    }
   }
 
   #up(index: number): void {
