@@ -120,6 +120,8 @@ export interface Socket {
 const INITIAL_READ_BUFFER = 1024;
 /** A read that fills the buffer doubles it, up to this, so bulk transfers read in big bites. */
 const READ_BUFFER_GROWTH_LIMIT = 64 * 1024;
+/** Write buffers up to this size are kept for the next write; larger ones are released. */
+const SPARE_BUFFER_LIMIT = 64 * 1024;
 /** How many stream ids we remember as reset by us, to ignore frames already in flight. */
 const RECENT_RESETS = 64;
 /** The opaque payload of the drain PING (RFC 9113 §6.8: GOAWAY, PING, then the real GOAWAY). */
@@ -137,6 +139,12 @@ function flushDirty(): void {
   // but keep the loop general): iterate by index over the growing list.
   for (let i = 0; i < dirty.length; i++) dirty[i].flush();
   dirty.length = 0;
+}
+
+/** Whether the 8-octet PING payload at `bytes[at..]` is `expected`. */
+function samePayload(bytes: Uint8Array, at: number, expected: Uint8Array): boolean {
+  for (let i = 0; i < 8; i++) if (bytes[at + i] !== expected[i]) return false;
+  return true;
 }
 
 /** A protocol violation that ends the whole connection (RFC 9113 §5.4.1). */
@@ -345,6 +353,12 @@ export class H2Connection implements StreamOwner, TimerEntry {
       this.#markDirty();
     } else {
       this.#sendFinalGoaway(ErrorCode.NO_ERROR, "");
+      // Streams still waiting for a slot would never get one here: they were never sent, so
+      // their callers may retry them elsewhere.
+      for (const stream of this.#pending.splice(0)) {
+        stream.closeReason = "its backend connection is going away";
+        this.#close(stream, CloseCause.UNPROCESSED);
+      }
       this.#closeIfDone();
     }
   }
@@ -400,13 +414,26 @@ export class H2Connection implements StreamOwner, TimerEntry {
 
   /** See {@link StreamOwner.resetStream}. */
   resetStream(stream: H2Stream, code: number, reason: string): void {
+    this.#reset(stream, code, reason, false);
+  }
+
+  /**
+   * Resets a stream. Resets the peer provoked (stream errors) count toward the control frames
+   * it may leave unread; the relay's own cancels do not, or one client's disconnect could
+   * close a backend connection other calls share.
+   */
+  #reset(stream: H2Stream, code: number, reason: string, provoked: boolean): void {
     if (stream.closed) return;
     if (stream.id !== 0) {
-      this.#writeControl();
+      if (provoked) this.#writeControl();
       writeRstStream(this.#out, stream.id, code);
       this.#rememberReset(stream.id);
       this.#markDirty();
-      if (!this.#isServer && !this.#closing && this.#overResetBudget()) this.#retire();
+      if (!this.#isServer && !this.#closing && this.#overResetBudget()) {
+        this.#retire(
+          `retired after ${this.#resets} cancels within ${this.#options.prematureResetWindowMs}ms`,
+        );
+      }
     }
     stream.resetCode = code;
     stream.closeReason = reason || `reset with ${errorCodeName(code)}`;
@@ -415,20 +442,24 @@ export class H2Connection implements StreamOwner, TimerEntry {
 
   /** See {@link StreamOwner.consume}. */
   consume(stream: H2Stream, bytes: number): void {
-    if (bytes <= 0) return;
+    // A closed stream's unconsumed bytes went back to the connection window when it closed.
+    if (bytes <= 0 || stream.closed) return;
     stream.recvUnconsumed -= bytes;
-    if (!stream.closed && !stream.remoteEnded) {
-      stream.recvUnacked += bytes;
-      // Announce credit in halves of the window, as nghttp2 does: fewer WINDOW_UPDATE frames
-      // while the sender always has half a window in hand.
-      if (stream.recvUnacked >= this.#options.initialStreamWindowSize >>> 1) {
-        writeWindowUpdate(this.#out, stream.id, stream.recvUnacked);
-        stream.recvWindow += stream.recvUnacked;
-        stream.recvUnacked = 0;
-        this.#markDirty();
-      }
-    }
+    this.#creditStream(stream, bytes);
     this.#creditConnection(bytes);
+  }
+
+  #creditStream(stream: H2Stream, bytes: number): void {
+    if (stream.remoteEnded) return;
+    stream.recvUnacked += bytes;
+    // Announce credit in halves of the window, as nghttp2 does: fewer WINDOW_UPDATE frames
+    // while the sender always has half a window in hand.
+    if (stream.recvUnacked >= this.#options.initialStreamWindowSize >>> 1) {
+      writeWindowUpdate(this.#out, stream.id, stream.recvUnacked);
+      stream.recvWindow += stream.recvUnacked;
+      stream.recvUnacked = 0;
+      this.#markDirty();
+    }
   }
 
   // --- reading ------------------------------------------------------------------------------
@@ -615,8 +646,23 @@ export class H2Connection implements StreamOwner, TimerEntry {
       if (this.#isIdle(streamId)) {
         throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${streamId}`);
       }
-      if (this.#wasResetByUs(streamId)) return;
-      throw new ConnectionError(ErrorCode.STREAM_CLOSED, `DATA on closed stream ${streamId}`);
+      // Data in flight on a stream we reset or refused, or above our final GOAWAY's last
+      // stream id, is ignored (RFC 9113 §5.1, §6.8); a backend's data for a call we cancelled
+      // is too, however many calls were cancelled since (as Go's client does).
+      if (
+        !this.#isServer || streamId > this.#goawayLastId || this.#wasResetByUs(streamId)
+      ) return;
+      // A client sending on a stream it closed itself: a stream error (§5.1, closed).
+      this.#writeControl();
+      writeRstStream(this.#out, streamId, ErrorCode.STREAM_CLOSED);
+      this.#rememberReset(streamId);
+      this.#markDirty();
+      return;
+    }
+    if (!this.#isServer && !stream.responseStarted) {
+      // DATA before the response HEADERS is a malformed response (RFC 9113 §8.1).
+      this.#creditConnection(length);
+      return this.#streamError(stream, ErrorCode.PROTOCOL_ERROR, "DATA before response headers");
     }
     const dataStart = (flags & Flag.PADDED) !== 0 ? start + 1 : start;
     const dataEnd = this.#unpaddedEnd(flags, start, end);
@@ -636,7 +682,11 @@ export class H2Connection implements StreamOwner, TimerEntry {
     }
     stream.recvWindow -= length;
     const padding = length - (dataEnd - dataStart);
-    if (padding > 0) this.#creditConnection(padding);
+    if (padding > 0) {
+      // Padding is flow-controlled but never consumed by anyone: return it at once (§6.1).
+      this.#creditStream(stream, padding);
+      this.#creditConnection(padding);
+    }
     const dataLength = dataEnd - dataStart;
     stream.receivedLength += dataLength;
     if (
@@ -750,14 +800,13 @@ export class H2Connection implements StreamOwner, TimerEntry {
       if (this.#isIdle(streamId)) {
         throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on idle stream ${streamId}`);
       }
-      if (this.#wasResetByUs(streamId)) return;
-      throw new ConnectionError(ErrorCode.STREAM_CLOSED, `HEADERS on closed stream ${streamId}`);
+      return; // a response in flight for a call we cancelled: decoded, then ignored (§5.1)
     }
     if ((streamId & 1) === 0) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `client opened even stream ${streamId}`);
     }
     if (streamId <= this.#lastPeerStreamId) {
-      if (this.#wasResetByUs(streamId)) return;
+      if (this.#wasResetByUs(streamId) || streamId > this.#goawayLastId) return;
       throw new ConnectionError(
         ErrorCode.PROTOCOL_ERROR,
         `stream ${streamId} is not above the last opened stream ${this.#lastPeerStreamId} (RFC 9113 §5.1.1)`,
@@ -765,11 +814,6 @@ export class H2Connection implements StreamOwner, TimerEntry {
     }
     this.#lastPeerStreamId = streamId;
     if (streamId > this.#goawayLastId) return; // after our final GOAWAY: ignored (§6.8)
-    const stream = new H2Stream(this, undefined);
-    stream.id = streamId;
-    stream.recvWindow = this.#options.initialStreamWindowSize;
-    stream.sendWindow = this.#peerInitialWindow;
-    stream.remoteEnded = endStream;
     if (this.#streams.size >= this.#options.maxConcurrentStreams) {
       // RFC 9113 §5.1.2: over the advertised limit is a stream error; REFUSED_STREAM tells the
       // client the request was not processed and may be retried.
@@ -779,6 +823,11 @@ export class H2Connection implements StreamOwner, TimerEntry {
       this.#markDirty();
       return;
     }
+    const stream = new H2Stream(this, undefined);
+    stream.id = streamId;
+    stream.recvWindow = this.#options.initialStreamWindowSize;
+    stream.sendWindow = this.#peerInitialWindow;
+    stream.remoteEnded = endStream;
     this.#streams.set(streamId, stream);
     if (oversized) {
       this.#listener.onOversizedRequest?.(
@@ -824,8 +873,11 @@ export class H2Connection implements StreamOwner, TimerEntry {
     let problem: string | undefined;
     if (!this.#isServer && !stream.responseStarted) {
       problem = responseHeadersProblem(headers);
-      // Informational responses (1xx) precede the real one (RFC 9113 §8.1).
-      if (problem === undefined && headers[1].charCodeAt(0) === 0x31 && !endStream) return;
+      // Informational responses (1xx) precede the real one and never end the stream (§8.1).
+      if (problem === undefined && headers[1].charCodeAt(0) === 0x31) {
+        if (!endStream) return;
+        problem = "informational response with END_STREAM";
+      }
       stream.responseStarted = true;
       stream.headersDone = true;
     } else {
@@ -1002,11 +1054,9 @@ export class H2Connection implements StreamOwner, TimerEntry {
       this.#markDirty();
       return;
     }
-    if (
-      bytes[start] === DRAIN_PING[0] && bytes[start + 1] === DRAIN_PING[1] && this.#drainPhase === 1
-    ) {
+    if (this.#drainPhase === 1 && samePayload(bytes, start, DRAIN_PING)) {
       this.#finishDrain();
-    } else if (bytes[start] === KEEPALIVE_PING[0] && bytes[start + 1] === KEEPALIVE_PING[1]) {
+    } else if (this.#pingDue > 0 && samePayload(bytes, start, KEEPALIVE_PING)) {
       this.#pingDue = 0;
     }
   }
@@ -1214,7 +1264,9 @@ export class H2Connection implements StreamOwner, TimerEntry {
       stream.queuedBytes -= flushed;
       stream.blockedSince = Date.now();
     }
-    if (queue.length === 0) {
+    // Before the stream can close below: closing clears its handler.
+    if (flushed > 0) stream.handler?.onFlushed(stream, flushed);
+    if (queue.length === 0 && !stream.closed) {
       stream.blockedSince = 0;
       if (stream.queuedTrailers !== undefined) {
         const trailers = stream.queuedTrailers;
@@ -1223,7 +1275,6 @@ export class H2Connection implements StreamOwner, TimerEntry {
       }
       if (stream.localEnded) this.#afterLocalEnd(stream);
     }
-    if (flushed > 0) stream.handler?.onFlushed(stream, flushed);
   }
 
   #pumpBlocked(): void {
@@ -1291,7 +1342,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
     this.#dirty = false;
     if (this.#writing || this.#socket === undefined || this.#out.length === 0) return;
     const out = this.#out;
-    this.#out = this.#spare ?? new ByteBuffer(out.bytes.length);
+    this.#out = this.#spare ?? new ByteBuffer(256);
     this.#spare = undefined;
     this.#writing = true;
     this.#writeOut(out);
@@ -1312,7 +1363,8 @@ export class H2Connection implements StreamOwner, TimerEntry {
       return;
     }
     buffer.clear();
-    this.#spare = buffer;
+    // A buffer a burst grew is let go rather than kept for the connection's lifetime.
+    if (buffer.bytes.length <= SPARE_BUFFER_LIMIT) this.#spare = buffer;
     this.#writing = false;
     this.#controlQueued = 0;
     if (this.#closed) {
@@ -1346,8 +1398,11 @@ export class H2Connection implements StreamOwner, TimerEntry {
       stream.blocked = true;
       stream.blockedSince = Date.now();
       this.#blocked.push(stream);
+      this.#armAt(stream.blockedSince + this.#options.sendTimeoutMs);
       this.#pump(stream);
     }
+    // The last stream id is spent: the connection finishes its streams and is replaced.
+    if (this.#nextStreamId > MAX_STREAM_ID) this.#retire("stream ids exhausted");
   }
 
   #startPending(): void {
@@ -1363,7 +1418,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
   }
 
   #streamError(stream: H2Stream, code: number, reason: string): void {
-    this.resetStream(stream, code, reason);
+    this.#reset(stream, code, reason, true);
   }
 
   #close(stream: H2Stream, cause: CloseCause): void {
@@ -1384,6 +1439,8 @@ export class H2Connection implements StreamOwner, TimerEntry {
     stream.queue.length = 0;
     stream.queuedBytes = 0;
     stream.queuedTrailers = undefined;
+    // Off the send timeout; #pumpBlocked drops it from the waiting list on its next pass.
+    stream.blockedSince = 0;
     const handler = stream.handler;
     stream.handler = undefined;
     handler?.onClose(stream, cause);
@@ -1409,7 +1466,8 @@ export class H2Connection implements StreamOwner, TimerEntry {
 
   #sendFinalGoaway(code: number, debug: string): void {
     if (this.#socket === undefined) return;
-    const lastId = this.#isServer ? this.#lastPeerStreamId : 0;
+    // The last stream id never grows from one GOAWAY to the next (RFC 9113 §6.8).
+    const lastId = this.#isServer ? Math.min(this.#lastPeerStreamId, this.#goawayLastId) : 0;
     if (this.#goawaySent && code === ErrorCode.NO_ERROR) return;
     this.#goawaySent = true;
     this.#goawayLastId = lastId;
@@ -1422,12 +1480,9 @@ export class H2Connection implements StreamOwner, TimerEntry {
    * would close a connection that other clients' calls share. Past the budget the
    * connection takes no new streams, its calls finish, and the pool dials a fresh one.
    */
-  #retire(): void {
-    this.#listener.onGoingAway?.(
-      this,
-      `retired after ${this.#resets} cancels within ${this.#options.prematureResetWindowMs}ms`,
-    );
+  #retire(reason: string): void {
     this.drain();
+    this.#listener.onGoingAway?.(this, reason);
   }
 
   #finishDrain(): void {
@@ -1500,7 +1555,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
       next = Math.min(next, this.#idleSince + this.#options.idleTimeoutMs);
     }
     for (const stream of this.#blocked) {
-      if (stream.blockedSince > 0) {
+      if (!stream.closed && stream.blockedSince > 0) {
         next = Math.min(next, stream.blockedSince + this.#options.sendTimeoutMs);
       }
     }

@@ -54,6 +54,7 @@ export class H2Server implements ConnectionListener {
   #allClosed: (() => void) | undefined;
   #acceptFailing = false;
   #refusedLogged = false;
+  #handshakes = 0;
 
   private constructor(listener: Deno.Listener, options: ServerOptions, acceptor: StreamAcceptor) {
     this.#listener = listener;
@@ -112,7 +113,7 @@ export class H2Server implements ConnectionListener {
         conn.close();
         return;
       }
-      if (this.#connections.size >= this.#options.maxConnections) {
+      if (this.#connections.size + this.#handshakes >= this.#options.maxConnections) {
         if (!this.#refusedLogged) {
           this.#refusedLogged = true;
           log.warn(
@@ -139,29 +140,27 @@ export class H2Server implements ConnectionListener {
       // The TLS handshake and ALPN come first; a client that offers no `h2` is refused
       // (RFC 9113 §3.2). The SETTINGS timeout bounds a handshake that never finishes.
       const tls = conn as Deno.TlsConn;
-      const placeholder = { conn: tls };
-      const timer = setTimeout(
-        () => placeholder.conn.close(),
-        this.#options.connection.settingsTimeoutMs,
-      );
+      const timer = setTimeout(() => tls.close(), this.#options.connection.settingsTimeoutMs);
+      // Handshakes in progress count against maxConnections: they hold a socket and memory.
+      this.#handshakes++;
+      let alpn: string | null = null;
       try {
-        const info = await tls.handshake();
-        clearTimeout(timer);
-        if (info.alpnProtocol !== "h2") {
-          log.debug("TLS client {address} did not negotiate h2", { address });
-          tls.close();
-          return;
-        }
+        alpn = (await tls.handshake()).alpnProtocol;
       } catch (error) {
-        clearTimeout(timer);
         log.debug("TLS handshake with {address} failed: {error}", {
           address,
           error: String(error),
         });
+      } finally {
+        this.#handshakes--;
+        clearTimeout(timer);
+      }
+      if (alpn !== "h2") {
+        if (alpn !== null) log.debug("TLS client {address} did not negotiate h2", { address });
         try {
           tls.close();
         } catch {
-          // The timeout closed it already.
+          // Closed already, by the timeout or a failed handshake.
         }
         return;
       }
