@@ -7,19 +7,22 @@
 import type { HeaderList } from "../transport/stream.ts";
 
 /**
- * The request headers for the backend: `headers` itself when there is no deadline to
- * forward (the engine never changes a list it is given, so sharing it saves a copy per
- * call), else a copy with `grpc-timeout` set to `grpcTimeout`.
+ * The request headers for the backend: `headers` itself, with `grpc-timeout` set to
+ * `grpcTimeout` when there is a deadline to forward. The engine hands each received header
+ * list to one call and keeps no reference, so the call may rewrite it in place instead of
+ * copying it for every call with a deadline.
  */
 export function upstreamRequestHeaders(
   headers: HeaderList,
   grpcTimeout: string | undefined,
 ): HeaderList {
   if (grpcTimeout === undefined) return headers;
-  const out: HeaderList = [];
   for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i] !== "grpc-timeout") out.push(headers[i], headers[i + 1]);
+    if (headers[i] === "grpc-timeout") {
+      headers[i + 1] = grpcTimeout;
+      return headers;
+    }
   }
-  out.push("grpc-timeout", grpcTimeout);
-  return out;
+  headers.push("grpc-timeout", grpcTimeout);
+  return headers;
 }

@@ -15,6 +15,7 @@
  * @module
  */
 import type { Backend } from "../cluster/backend.ts";
+import type { PickResult } from "../balancer/types.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { type TimerEntry, timers } from "../h2/timer_queue.ts";
 import { componentLogger } from "../log/logger.ts";
@@ -112,21 +113,28 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     downstream.handler = this;
   }
 
-  /** Routes, picks a backend and starts relaying. Never throws; failures become statuses. */
-  async start(): Promise<void> {
+  /**
+   * Routes, picks a backend and starts relaying. Never throws; failures become statuses.
+   * Synchronous unless no backend is ready and the call has to wait for one.
+   */
+  start(): void {
     try {
-      await this.#route();
+      this.#route();
     } catch (error) {
-      // A bug here must cost this call only: answer it rather than leave it hanging.
-      log.error("call {method} failed inside the proxy: {error}", {
-        method: this.#path,
-        error: String((error as Error)?.stack ?? error),
-      });
-      if (!this.#decided) this.#finishByProxy(GrpcStatus.INTERNAL, "internal proxy error");
+      this.#internalError(error);
     }
   }
 
-  async #route(): Promise<void> {
+  /** A bug here must cost this call only: answer it rather than leave it hanging. */
+  #internalError(error: unknown): void {
+    log.error("call {method} failed inside the proxy: {error}", {
+      method: this.#path,
+      error: String((error as Error)?.stack ?? error),
+    });
+    if (!this.#decided) this.#finishByProxy(GrpcStatus.INTERNAL, "internal proxy error");
+  }
+
+  #route(): void {
     const headers = this.#requestHeaders;
     let method = "";
     let contentType = "";
@@ -156,16 +164,30 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       return;
     }
     this.#cluster = cluster;
-    let pick = cluster.pick();
+    const pick = cluster.pick();
     if (pick.kind === "queue") {
       // While no backend is ready the call waits up to its deadline (or the cluster's
       // default) and then fails with UNAVAILABLE, as gRPC's pickers do.
       const waitMs = Math.min(deadlineMs ?? cluster.config.waitForReadyTimeout, MAX_TIMER_MS);
       this.#pickWait = new AbortController();
-      pick = await cluster.waitForPick(waitMs, this.#pickWait.signal);
-      this.#pickWait = undefined;
-      if (this.#decided) return; // the client cancelled while waiting
+      cluster.waitForPick(waitMs, this.#pickWait.signal).then((result) => {
+        this.#pickWait = undefined;
+        if (this.#decided) return; // the client cancelled while waiting
+        try {
+          this.#picked(result, deadlineMs);
+        } catch (error) {
+          this.#internalError(error);
+        }
+      });
+      return;
     }
+    this.#picked(pick, deadlineMs);
+  }
+
+  /** Opens the backend stream for a completed pick, or answers why there is none. */
+  #picked(pick: PickResult, deadlineMs: number | undefined): void {
+    const cluster = this.#cluster!;
+    const headers = this.#requestHeaders;
     if (pick.kind !== "complete") {
       const reason = pick.kind === "fail" ? pick.message : "no backend";
       this.#finishByProxy(GrpcStatus.UNAVAILABLE, cluster.describeUnavailable(reason));
@@ -297,9 +319,11 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     // backend answered before the client finished its request and the request side would
     // otherwise stay open. A stream that both sides ended closes on its own: a reset there
     // would cost the backend a RST_STREAM per call, which its rapid-reset guard counts.
-    if (this.#upstreamOpen && !(this.#responseEnded && this.#requestEnded)) {
-      this.#upstream!.reset(CANCEL);
-    }
+    const upstream = this.#upstream;
+    if (
+      this.#upstreamOpen &&
+      !(this.#responseEnded && this.#requestEnded && upstream!.queuedBytes === 0)
+    ) upstream!.reset(CANCEL);
     this.#pickWait?.abort();
     this.#report();
   }
@@ -315,12 +339,15 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     switch (cause) {
       case CloseCause.PEER_RESET: {
         const code = upstream.resetCode;
+        // NO_ERROR before the trailers still leaves the call without a status: the client
+        // sees it as a cancel, and the record says what the client saw.
+        const forwarded = code === NO_ERROR ? CANCEL : code;
         this.#decided = true;
         this.#origin = "backend_reset";
-        this.#resetCode = code;
-        this.#grpcStatus = statusForReset(code);
+        this.#resetCode = forwarded;
+        this.#grpcStatus = statusForReset(forwarded);
         this.#backendFailure = code !== CANCEL && code !== NO_ERROR;
-        this.#downstream.reset(code === NO_ERROR ? CANCEL : code);
+        this.#downstream.reset(forwarded);
         return;
       }
       case CloseCause.UNPROCESSED:

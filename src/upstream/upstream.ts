@@ -115,6 +115,7 @@ export class Upstream implements ConnectionListener {
   openStream(headers: HeaderList, handler: StreamHandler): TransportStream | undefined {
     let ready: PooledConnection | undefined;
     let dialling: PooledConnection | undefined;
+    let anyDialling: PooledConnection | undefined;
     let open = 0;
     for (const pooled of this.#pool) {
       const connection = pooled.connection;
@@ -122,6 +123,7 @@ export class Upstream implements ConnectionListener {
       open++;
       if (connection.hasCapacity) return connection.openStream(headers, handler);
       if (!pooled.connected) {
+        anyDialling ??= pooled;
         // A connection still dialling takes what the backend allowed last time, no more.
         if (connection.streamCount < this.#peerMaxStreams) dialling ??= pooled;
       } else if (ready === undefined || connection.streamCount < ready.connection.streamCount) {
@@ -131,9 +133,13 @@ export class Upstream implements ConnectionListener {
     if (ready === undefined) {
       // No connection can take the call now, but the backend was READY when it was picked:
       // its connection is being replaced (GOAWAY, retirement), so the call waits for the
-      // replacement rather than fail. A failed dial refuses it retryably.
-      if (dialling === undefined && (this.#closed || this.#state !== "READY")) return undefined;
-      dialling ??= this.#dial();
+      // replacement rather than fail; a failed dial refuses it retryably. The pool still
+      // never grows past maxConnections.
+      if (dialling === undefined && open >= this.#options.maxConnections) dialling = anyDialling;
+      if (dialling === undefined) {
+        if (this.#closed || this.#state !== "READY") return undefined;
+        dialling = this.#dial();
+      }
       return dialling.connection.openStream(headers, handler);
     }
     // Every ready connection is at the backend's limit. A backend that allows no streams
