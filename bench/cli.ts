@@ -14,7 +14,7 @@ export const BENCH_USAGE = `deno task bench [options]
   --scenarios LIST    comma-separated, from: ${SCENARIO_NAMES.join(", ")} (default: all)
   --targets LIST      comma-separated, from: ${TARGET_NAMES.join(", ")} (default: all available)
   --load KIND         auto | h2load | builtin (default auto: h2load when installed)
-  --clients N         connections for unary_high (default 4)
+  --clients N         connections for unary_high (default 8)
   --streams N         calls in flight per connection for unary_high (default 32)
   --many-clients N    connections for many_clients, 1 call in flight each (default 400)
   --idle-connections N
@@ -93,7 +93,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       scenarios: { type: "string" },
       targets: { type: "string" },
       load: { type: "string", default: "auto" },
-      clients: { type: "string", default: "4" },
+      clients: { type: "string", default: "8" },
       streams: { type: "string", default: "32" },
       "many-clients": { type: "string", default: "400" },
       "idle-connections": { type: "string", default: "1000" },
