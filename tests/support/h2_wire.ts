@@ -25,73 +25,29 @@ import hpack from "hpack.js";
 import { Buffer } from "node:buffer";
 import { grpcFrame } from "./raw_h2.ts";
 
-/** Frame type codes (RFC 9113 §6). */
-export const FrameType = {
-  DATA: 0x0,
-  HEADERS: 0x1,
-  PRIORITY: 0x2,
-  RST_STREAM: 0x3,
-  SETTINGS: 0x4,
-  PUSH_PROMISE: 0x5,
-  PING: 0x6,
-  GOAWAY: 0x7,
-  WINDOW_UPDATE: 0x8,
-  CONTINUATION: 0x9,
-} as const;
-
-/** Frame flags (RFC 9113 §6); `ACK` and `END_STREAM` share a bit on different frame types. */
-export const Flag = {
-  END_STREAM: 0x1,
-  ACK: 0x1,
-  END_HEADERS: 0x4,
-  PADDED: 0x8,
-  PRIORITY: 0x20,
-} as const;
-
-/** Error codes (RFC 9113 §7). */
-export const ErrorCode = {
-  NO_ERROR: 0x0,
-  PROTOCOL_ERROR: 0x1,
-  INTERNAL_ERROR: 0x2,
-  FLOW_CONTROL_ERROR: 0x3,
-  SETTINGS_TIMEOUT: 0x4,
-  STREAM_CLOSED: 0x5,
-  FRAME_SIZE_ERROR: 0x6,
-  REFUSED_STREAM: 0x7,
-  CANCEL: 0x8,
-  COMPRESSION_ERROR: 0x9,
-  CONNECT_ERROR: 0xa,
-  ENHANCE_YOUR_CALM: 0xb,
-  INADEQUATE_SECURITY: 0xc,
-  HTTP_1_1_REQUIRED: 0xd,
-} as const;
-
-/** SETTINGS parameter identifiers (RFC 9113 §6.5.2). */
-export const Setting = {
-  HEADER_TABLE_SIZE: 0x1,
-  ENABLE_PUSH: 0x2,
-  MAX_CONCURRENT_STREAMS: 0x3,
-  INITIAL_WINDOW_SIZE: 0x4,
-  MAX_FRAME_SIZE: 0x5,
-  MAX_HEADER_LIST_SIZE: 0x6,
-} as const;
-
-/** The client connection preface (RFC 9113 §3.4), sent before the first SETTINGS frame. */
-export const CLIENT_PREFACE: Uint8Array = new TextEncoder().encode(
-  "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-);
-
-/** Octets in a frame header (RFC 9113 §4.1). */
-export const FRAME_HEADER_LENGTH = 9;
-
-/** SETTINGS_MAX_FRAME_SIZE until the peer says otherwise (RFC 9113 §6.5.2). */
-export const DEFAULT_MAX_FRAME_SIZE = 16_384;
-
-/** The largest flow-control window (RFC 9113 §6.9.1): 2^31-1. */
-export const MAX_WINDOW_SIZE = 2 ** 31 - 1;
-
-/** The initial flow-control window of a connection and of every stream (RFC 9113 §6.9.2). */
-export const DEFAULT_WINDOW_SIZE = 65_535;
+// The wire constants are the RFC's numbers; sharing the engine's copy keeps one source.
+export {
+  CLIENT_PREFACE,
+  DEFAULT_WINDOW as DEFAULT_WINDOW_SIZE,
+  ErrorCode,
+  Flag,
+  FRAME_HEADER_BYTES as FRAME_HEADER_LENGTH,
+  FrameType,
+  MAX_WINDOW as MAX_WINDOW_SIZE,
+  MIN_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE,
+  readUint32,
+  Setting,
+} from "../../src/h2/frame.ts";
+import {
+  CLIENT_PREFACE,
+  ErrorCode,
+  Flag,
+  FRAME_HEADER_BYTES as FRAME_HEADER_LENGTH,
+  FrameType,
+  MIN_MAX_FRAME_SIZE as DEFAULT_MAX_FRAME_SIZE,
+  readUint32,
+  Setting,
+} from "../../src/h2/frame.ts";
 
 /** How many of the latest received frames {@link H2Wire.received} keeps (for diagnostics). */
 export const RECEIVED_LOG_LIMIT = 1000;
@@ -244,11 +200,6 @@ export function describeFrame(frame: Frame): string {
   return `${frameTypeName(frame.type)}(stream ${frame.streamId}, flags 0x${
     frame.flags.toString(16)
   }, ${frame.payload.length} octets${detail})`;
-}
-
-/** Reads a big-endian unsigned 32-bit integer. */
-export function readUint32(bytes: Uint8Array, offset: number): number {
-  return new DataView(bytes.buffer, bytes.byteOffset + offset, 4).getUint32(0);
 }
 
 /** Four octets, big-endian. */
