@@ -5,9 +5,13 @@
  * Reading: one read loop per connection into a buffer that grows only while frames need it.
  * Frames are parsed in place; DATA payloads reach the relay as views into that buffer.
  * Writing: frames from every stream are serialized into one buffer and written once per
- * microtask checkpoint, so a turn's frames leave in one syscall. Flow control credits the
- * peer only when the relay says the data was written on (`consume`), so at most about one
- * window is buffered per stream.
+ * microtask checkpoint, so a turn's frames leave in one syscall. Flow control credits a
+ * stream's window only when the relay says its data was written on (`consume`), so at most
+ * about one stream window is buffered per stream. The connection window of a client
+ * connection is credited the same way, which bounds what one client can make the proxy
+ * hold; a backend connection's is credited on receipt, because many clients' calls share
+ * it and one client that stops reading must not stall the others (HTTP/2 flow control is
+ * hop by hop, RFC 9113 §5.2).
  * @module
  */
 import { ByteBuffer } from "./bytes.ts";
@@ -446,7 +450,9 @@ export class H2Connection implements StreamOwner, TimerEntry {
     if (bytes <= 0 || stream.closed) return;
     stream.recvUnconsumed -= bytes;
     this.#creditStream(stream, bytes);
-    this.#creditConnection(bytes);
+    // A backend connection is credited on receipt (see #onData): only client connections
+    // wait for the relay here.
+    if (this.#isServer) this.#creditConnection(bytes);
   }
 
   #creditStream(stream: H2Stream, bytes: number): void {
@@ -698,6 +704,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
       return this.#streamError(stream, ErrorCode.PROTOCOL_ERROR, "content-length mismatch");
     }
     stream.recvUnconsumed += dataLength;
+    if (!this.#isServer) this.#creditConnection(dataLength);
     if (endStream) stream.remoteEnded = true;
     const handler = stream.handler;
     if (handler !== undefined) {
@@ -1152,7 +1159,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
     if (++this.#controlQueued > this.#options.maxOutboundControlFrames) {
       this.#connectionError(
         ErrorCode.ENHANCE_YOUR_CALM,
-        `more than ${this.#options.maxOutboundControlFrames} control frames queued unread (http2.maxOutboundControlFrames)`,
+        `more than ${this.#options.maxOutboundControlFrames} control frames queued unsent (http2.maxOutboundControlFrames)`,
       );
     }
   }
@@ -1434,7 +1441,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
     if (stream.recvUnconsumed > 0) {
       const unconsumed = stream.recvUnconsumed;
       stream.recvUnconsumed = 0;
-      this.#creditConnection(unconsumed);
+      if (this.#isServer) this.#creditConnection(unconsumed);
     }
     stream.queue.length = 0;
     stream.queuedBytes = 0;
