@@ -86,6 +86,11 @@ export interface StartProxyOptions {
   readonly env?: Record<string, string>;
   /** Do not wait for the listening log line (for config-error tests). */
   readonly expectExit?: boolean;
+  /**
+   * The proxy's file-descriptor limit (`ulimit -n`, set by a `bash` that then execs the
+   * proxy, so `child.pid` is still the proxy's); the test process's limit when unset.
+   */
+  readonly fdLimit?: number;
 }
 
 /**
@@ -103,8 +108,12 @@ export async function startProxy(
   };
   const file = await Deno.makeTempFile({ prefix: "switchyard-", suffix: ".json" });
   await Deno.writeTextFile(file, JSON.stringify({ ...config, listen, admin }));
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, "--config", file, ...(options.args ?? [])],
+  const args = ["run", "-A", MAIN, "--config", file, ...(options.args ?? [])];
+  const [program, programArgs] = options.fdLimit === undefined
+    ? [Deno.execPath(), args]
+    : ["bash", ["-c", `ulimit -n ${options.fdLimit} && exec "$0" "$@"`, Deno.execPath(), ...args]];
+  const child = new Deno.Command(program, {
+    args: programArgs,
     env: options.env,
     stdout: "piped",
     stderr: "piped",
