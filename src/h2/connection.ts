@@ -901,17 +901,12 @@ export class H2Connection implements StreamOwner, TimerEntry {
 
   #onPriority(streamId: number, start: number, end: number): void {
     if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
-    if (end - start !== 5) {
-      // A stream error on a stream that may not exist: RST_STREAM it (RFC 9113 §6.3).
-      this.#writeControl();
-      writeRstStream(this.#out, streamId, ErrorCode.FRAME_SIZE_ERROR);
-      this.#markDirty();
-      const stream = this.#streams.get(streamId);
-      if (stream !== undefined) {
-        stream.resetCode = ErrorCode.FRAME_SIZE_ERROR;
-        stream.closeReason = "malformed PRIORITY";
-        this.#close(stream, CloseCause.LOCAL_RESET);
-      }
+    const stream = this.#streams.get(streamId);
+    if (end - start !== 5 && stream !== undefined) {
+      // A stream error of type FRAME_SIZE_ERROR (RFC 9113 §6.3). On a stream that is idle or
+      // already closed there is nothing to reset, and a RST_STREAM on an idle stream would be
+      // the peer's connection error (§6.4): the frame is ignored there.
+      this.#streamError(stream, ErrorCode.FRAME_SIZE_ERROR, "malformed PRIORITY");
     }
     // Otherwise ignored: RFC 9113 deprecates the priority scheme (§5.3.2).
   }
