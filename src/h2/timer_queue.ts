@@ -10,11 +10,14 @@
 export interface TimerEntry {
   /** Epoch ms when {@link TimerEntry.onTimer} is due; written by the queue. */
   timerAt: number;
-  /** Position in the heap, or -1 when not queued; written by the queue. */
+  /** Position in the heap, -1 when not queued, -2 while due; written by the queue. */
   timerIndex: number;
   /** Runs once when due. The entry is out of the queue by then and may re-arm itself. */
   onTimer(now: number): void;
 }
+
+/** `timerIndex` of an entry taken out of the heap to run in the current pass. */
+const DUE = -2;
 
 /** Node-style timers fire at once past 2^31-1 ms; longer delays are re-armed in steps. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
@@ -49,7 +52,10 @@ export class TimerQueue {
   /** Removes `entry` if queued. The host timer is left as is; an early wake-up finds nothing. */
   cancel(entry: TimerEntry): void {
     const index = entry.timerIndex;
-    if (index < 0) return;
+    if (index < 0) {
+      entry.timerIndex = -1; // a due entry cancelled before its turn does not run
+      return;
+    }
     entry.timerIndex = -1;
     const last = this.#heap.pop()!;
     if (index < this.#heap.length) {
@@ -86,10 +92,14 @@ export class TimerQueue {
     while (heap.length > 0 && heap[0].timerAt <= now) {
       const entry = heap[0];
       queue.cancel(entry);
+      entry.timerIndex = DUE;
       due.push(entry);
     }
     try {
       for (const entry of due) {
+        // Another entry of this pass may have cancelled or moved it.
+        if (entry.timerIndex !== DUE) continue;
+        entry.timerIndex = -1;
         try {
           entry.onTimer(now);
         } catch (error) {
