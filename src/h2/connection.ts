@@ -124,8 +124,8 @@ export interface Socket {
 const INITIAL_READ_BUFFER = 1024;
 /** A read that fills the buffer doubles it, up to this, so bulk transfers read in big bites. */
 const READ_BUFFER_GROWTH_LIMIT = 64 * 1024;
-/** Write buffers up to this size are kept for the next write; larger ones are released. */
-const SPARE_BUFFER_LIMIT = 64 * 1024;
+/** Write buffers larger than this are released when the connection has no stream left. */
+const IDLE_BUFFER_LIMIT = 64 * 1024;
 /** How many stream ids we remember as reset by us, to ignore frames already in flight. */
 const RECENT_RESETS = 64;
 /** The opaque payload of the drain PING (RFC 9113 §6.8: GOAWAY, PING, then the real GOAWAY). */
@@ -176,7 +176,8 @@ export class H2Connection implements StreamOwner, TimerEntry {
   #readLength = 0;
   #prefacePending: boolean;
   #peerSettingsSeen = false;
-  #readSinceTick = false;
+  /** Epoch ms of the last read, kept only where keepalive needs it. */
+  #lastReadAt = 0;
   #readPaused: (() => void) | undefined;
 
   // Writing.
@@ -223,6 +224,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
   #goawaySent = false;
   #goawayLastId = MAX_STREAM_ID;
   #goawayReceived = false;
+  #peerLastStreamId = -1;
   #drainPhase = 0;
   #drainDeadline = 0;
   #closing = false;
@@ -276,6 +278,26 @@ export class H2Connection implements StreamOwner, TimerEntry {
   /** Client side: the peer's SETTINGS_MAX_CONCURRENT_STREAMS (0 until its SETTINGS arrive). */
   get peerMaxStreams(): number {
     return this.#peerMaxStreams;
+  }
+
+  /** Client side: the last stream id of the peer's GOAWAY (streams it processed), or -1. */
+  get lastProcessedStreamId(): number {
+    return this.#peerLastStreamId;
+  }
+
+  /** Client side: takes the oldest stream waiting here for a slot, to start it elsewhere. */
+  takePending(): H2Stream | undefined {
+    return this.#pending.shift();
+  }
+
+  /**
+   * Client side: takes over a stream that waited for a slot on another connection of the
+   * same backend; it starts at once when this connection has room.
+   */
+  adoptPending(stream: H2Stream): void {
+    stream.owner = this;
+    if (this.hasCapacity) this.#activate(stream);
+    else this.#pending.push(stream);
   }
 
   /** Client side: whether a new stream would start now rather than wait for a slot. */
@@ -493,7 +515,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
         }
         if (this.#closed) return;
         this.#readLength += count;
-        this.#readSinceTick = true;
+        if (this.#keepaliveDue > 0) this.#lastReadAt = Date.now();
         if (
           this.#readLength === buffer.length && buffer.length < READ_BUFFER_GROWTH_LIMIT
         ) this.#growReadBuffer(buffer.length * 2);
@@ -1071,6 +1093,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
     const code = readUint32(bytes, start + 4);
     const first = !this.#goawayReceived;
     this.#goawayReceived = true;
+    this.#peerLastStreamId = lastStreamId;
     if (!this.#isServer) {
       // Streams above the last id were never processed: callers may retry them (§6.8).
       for (const stream of [...this.#streams.values()]) {
@@ -1365,8 +1388,8 @@ export class H2Connection implements StreamOwner, TimerEntry {
       return;
     }
     buffer.clear();
-    // A buffer a burst grew is let go rather than kept for the connection's lifetime.
-    if (buffer.bytes.length <= SPARE_BUFFER_LIMIT) this.#spare = buffer;
+    // Kept while streams flow, so bulk transfers do not regrow a buffer for every write.
+    if (this.#streams.size > 0 || buffer.bytes.length <= IDLE_BUFFER_LIMIT) this.#spare = buffer;
     this.#writing = false;
     this.#controlQueued = 0;
     if (this.#closed) {
@@ -1448,6 +1471,10 @@ export class H2Connection implements StreamOwner, TimerEntry {
     handler?.onClose(stream, cause);
     if (this.#closed) return;
     if (this.#streams.size === 0) {
+      // Buffers a burst grew are let go once the connection is idle.
+      if (this.#spare !== undefined && this.#spare.bytes.length > IDLE_BUFFER_LIMIT) {
+        this.#spare = undefined;
+      }
       this.#idleSince = Date.now();
       if (this.#options.idleTimeoutMs > 0) {
         this.#armAt(this.#idleSince + this.#options.idleTimeoutMs);
@@ -1588,14 +1615,20 @@ export class H2Connection implements StreamOwner, TimerEntry {
       return this.#terminate("keepalive PING unanswered (http2.upstream.keepaliveTimeout)", true);
     }
     if (this.#keepaliveDue > 0 && now >= this.#keepaliveDue) {
-      this.#keepaliveDue = now + options.keepaliveIntervalMs;
-      // Ping only a connection that has been quiet for a whole interval.
-      if (!this.#readSinceTick && this.#pingDue === 0) {
+      // Ping only a connection that has been quiet for a whole interval; a busy one is
+      // checked again an interval after its last read.
+      const quietSince = Math.max(
+        this.#lastReadAt,
+        this.#keepaliveDue - options.keepaliveIntervalMs,
+      );
+      if (now - quietSince >= options.keepaliveIntervalMs && this.#pingDue === 0) {
         writePing(this.#out, false, KEEPALIVE_PING, 0);
         this.#pingDue = now + options.keepaliveTimeoutMs;
         this.#markDirty();
+        this.#keepaliveDue = now + options.keepaliveIntervalMs;
+      } else {
+        this.#keepaliveDue = quietSince + options.keepaliveIntervalMs;
       }
-      this.#readSinceTick = false;
     }
     if (
       this.#streams.size === 0 && this.#pending.length === 0 && options.idleTimeoutMs > 0 &&

@@ -73,36 +73,40 @@ export class H2Stream implements TransportStream {
   receivedLength = 0;
   /** Response HEADERS received, on a client stream: later ones are trailers. */
   responseStarted = false;
-  readonly #owner: StreamOwner;
+  /**
+   * The connection the stream is on. A client stream still waiting for a slot (id 0) may
+   * move to another connection of the same backend that frees one first.
+   */
+  owner: StreamOwner;
 
   /** Creates a stream owned by `owner`. */
   constructor(owner: StreamOwner, handler: StreamHandler | undefined) {
-    this.#owner = owner;
+    this.owner = owner;
     this.handler = handler;
   }
 
   /** See {@link TransportStream.sendHeaders}. */
   sendHeaders(headers: HeaderList, endStream: boolean): void {
-    this.#owner.sendHeaders(this, headers, endStream);
+    this.owner.sendHeaders(this, headers, endStream);
   }
 
   /** See {@link TransportStream.sendData}. */
   sendData(data: Uint8Array, endStream: boolean): void {
-    this.#owner.sendData(this, data, endStream);
+    this.owner.sendData(this, data, endStream);
   }
 
   /** See {@link TransportStream.sendTrailers}. */
   sendTrailers(trailers: HeaderList): void {
-    this.#owner.sendTrailers(this, trailers);
+    this.owner.sendTrailers(this, trailers);
   }
 
   /** See {@link TransportStream.reset}. */
   reset(code: number): void {
-    this.#owner.resetStream(this, code, "");
+    this.owner.resetStream(this, code, "");
   }
 
   /** See {@link TransportStream.consume}. */
   consume(bytes: number): void {
-    this.#owner.consume(this, bytes);
+    this.owner.consume(this, bytes);
   }
 }

@@ -219,10 +219,26 @@ export class Upstream implements ConnectionListener {
     }
   }
 
-  /** See {@link ConnectionListener.onStreamClosed}. */
+  /**
+   * See {@link ConnectionListener.onStreamClosed}. A freed slot takes a call waiting on
+   * another connection of this backend, so waiting calls are served by whichever
+   * connection frees a slot first (one queue per backend, in effect).
+   */
   onStreamClosed(connection: H2Connection): void {
     const pooled = this.#byConnection.get(connection);
-    if (pooled !== undefined) pooled.finishedStreams++;
+    if (pooled === undefined) return;
+    pooled.finishedStreams++;
+    this.#peerMaxStreams = connection.peerMaxStreams;
+    for (const other of this.#pool) {
+      if (!connection.hasCapacity) return;
+      if (other === pooled) continue;
+      let waiting = other.connection.takePending();
+      while (waiting !== undefined && connection.hasCapacity) {
+        connection.adoptPending(waiting);
+        waiting = connection.hasCapacity ? other.connection.takePending() : undefined;
+      }
+      if (waiting !== undefined) other.connection.adoptPending(waiting);
+    }
   }
 
   /** See {@link ConnectionListener.onGoingAway}. */
@@ -234,7 +250,8 @@ export class Upstream implements ConnectionListener {
       reason,
     });
     pooled.lastError = reason;
-    if (!proven(pooled)) {
+    // A GOAWAY that covers processed streams is a graceful shutdown, not a failing backend.
+    if (!proven(pooled) && connection.lastProcessedStreamId <= 0) {
       // A backend that sends GOAWAY on every fresh connection is failing: back off.
       this.#onConnectionLost(pooled, "going away");
       return;
