@@ -37,13 +37,14 @@ import {
   FrameType,
   grpcRequestFields,
   H2Wire,
+  type OpenOptions,
   paddedPayload,
   parseGoaway,
   readUint32,
   Setting,
   uint32,
 } from "./support/h2_wire.ts";
-import { startTestBackend, TestMethod } from "./support/test_backend.ts";
+import { startTestBackend, type TestBackend, TestMethod } from "./support/test_backend.ts";
 
 const PAYLOAD = new TextEncoder().encode("regression");
 
@@ -67,6 +68,62 @@ async function stopProxy(proxy: ProxyProcess): Promise<void> {
   }
 }
 
+/** A backend of either kind the tests use: the grpc-js test backend or the raw-frame one. */
+type Backend = TestBackend | H2RawBackend;
+
+/** What {@link withProxy} starts in front of a test's backend. */
+interface ProxyFixture {
+  /** A proxy of `clusterConfig` for the backend, with the test's `http2` settings. */
+  readonly proxy: ProxyProcess;
+  /** A raw frame client connected to the proxy. */
+  readonly wire: H2Wire;
+  /** Opens another raw frame client to the proxy; it is closed after `wire`. */
+  connect(options?: OpenOptions): Promise<H2Wire>;
+}
+
+/** Options for {@link withProxy}. */
+interface ProxyFixtureOptions {
+  /** The backend the proxy serves; stopped (or closed) once the test is done. */
+  readonly backend: Backend;
+  /** The proxy's `http2` config section, when the test sets one. */
+  readonly http2?: Record<string, unknown>;
+  /** How the first client, `wire`, connects. */
+  readonly wire?: OpenOptions;
+  /** Starts the proxy: {@link startProxy} by default. */
+  readonly start?: (config: Record<string, unknown>) => Promise<ProxyProcess>;
+}
+
+/**
+ * Starts a proxy in front of `backend` and connects a raw frame client, runs `body`, then
+ * closes the clients, stops the proxy ({@link stopProxy}) and stops the backend, in that
+ * order, whether `body` passed or failed.
+ */
+async function withProxy(
+  { backend, http2, wire: wireOptions, start = startProxy }: ProxyFixtureOptions,
+  body: (fixture: ProxyFixture) => Promise<void>,
+): Promise<void> {
+  try {
+    const proxy = await start({ ...clusterConfig([backend.address]), ...(http2 && { http2 }) });
+    try {
+      const wires: H2Wire[] = [];
+      const connect = async (options?: OpenOptions) => {
+        const wire = await H2Wire.open(proxy.address, options);
+        wires.push(wire);
+        return wire;
+      };
+      try {
+        await body({ proxy, wire: await connect(wireOptions), connect });
+      } finally {
+        for (const wire of wires) await wire.close();
+      }
+    } finally {
+      await stopProxy(proxy);
+    }
+  } finally {
+    await ("stop" in backend ? backend.stop() : backend.close());
+  }
+}
+
 /** A frame matcher: `type` on `streamId`. */
 function on(streamId: number, type: number): (frame: Frame) => boolean {
   return (frame) => frame.streamId === streamId && frame.type === type;
@@ -78,26 +135,22 @@ Deno.test({
   ...GRPC_JS,
   fn: async () => {
     const sendTimeoutMs = 500;
-    const backend = await startTestBackend("b1");
-    const proxy = await startProxy({
-      ...clusterConfig([backend.address]),
+    await withProxy({
+      backend: await startTestBackend("b1"),
       http2: { sendTimeout: `${sendTimeoutMs}ms` },
-    });
-    // A 10-octet stream window (RFC 9113 §6.9.2): the proxy queues almost all of every
-    // response, so each stream waits on flow control with the send timeout running.
-    const wire = await H2Wire.open(proxy.address, {
-      settings: [[Setting.INITIAL_WINDOW_SIZE, 10]],
-    });
-    const blockedStream = async () => {
-      const id = wire.nextStreamId();
-      await wire.startCall(id, TestMethod.stream, new Uint8Array(), [
-        ["x-count", "3"],
-        ["x-size", "1000"],
-      ]);
-      assert.ok(await wire.readUntil(on(id, FrameType.DATA)), "the first 10 octets must arrive");
-      return id;
-    };
-    try {
+      // A 10-octet stream window (RFC 9113 §6.9.2): the proxy queues almost all of every
+      // response, so each stream waits on flow control with the send timeout running.
+      wire: { settings: [[Setting.INITIAL_WINDOW_SIZE, 10]] },
+    }, async ({ proxy, wire }) => {
+      const blockedStream = async () => {
+        const id = wire.nextStreamId();
+        await wire.startCall(id, TestMethod.stream, new Uint8Array(), [
+          ["x-count", "3"],
+          ["x-size", "1000"],
+        ]);
+        assert.ok(await wire.readUntil(on(id, FrameType.DATA)), "the first 10 octets must arrive");
+        return id;
+      };
       // The client gives up on a blocked stream (RFC 9113 §6.4): its send deadline must go.
       const cancelled = await blockedStream();
       await wire.sendRst(cancelled, ErrorCode.CANCEL);
@@ -116,11 +169,7 @@ Deno.test({
       const live = await fetch(adminUrl(proxy, "/live"), { signal: AbortSignal.timeout(2_000) });
       assert.equal(live.status, 200);
       await live.body?.cancel();
-    } finally {
-      await wire.close();
-      await stopProxy(proxy);
-      await backend.stop();
-    }
+    });
   },
 });
 
@@ -134,12 +183,10 @@ Deno.test({
       settings: [[Setting.MAX_CONCURRENT_STREAMS, 1]],
       onStream: (connection, id) => connection.sendHeaders(id, GRPC_RESPONSE_HEADERS),
     });
-    const proxy = await startProxy({
-      ...clusterConfig([backend.address]),
+    await withProxy({
+      backend,
       http2: { maxPrematureResets, upstream: { maxConnectionsPerBackend: 1 } },
-    });
-    const wire = await H2Wire.open(proxy.address);
-    try {
+    }, async ({ wire }) => {
       const ids = Array.from({ length: maxPrematureResets + 3 }, () => wire.nextStreamId());
       for (const id of ids) await wire.startCall(id, TestMethod.echo, PAYLOAD);
       // Queued behind them, with no deadline: only the proxy can end this call.
@@ -164,11 +211,7 @@ Deno.test({
         response.rstCode === ErrorCode.REFUSED_STREAM || response.grpcStatus !== undefined,
         `the queued call ended without a status: ${JSON.stringify(response)}`,
       );
-    } finally {
-      await wire.close();
-      await stopProxy(proxy);
-      await backend.close();
-    }
+    });
   },
 });
 
@@ -190,16 +233,13 @@ Deno.test({
           headersFrame(id, [["grpc-status", "0"]], true),
         )),
     });
-    const proxy = await startProxy({
-      ...clusterConfig([backend.address]),
+    await withProxy({
+      backend,
       // The default window of 65,535 (RFC 9113 §6.9.2): no initial WINDOW_UPDATE, and credit
       // is returned in WINDOW_UPDATEs of half a window, so double credit shows in the total.
       http2: { upstream: { initialConnectionWindowSize: 65_535 } },
-    });
-    const wire = await H2Wire.open(proxy.address, {
-      settings: [[Setting.INITIAL_WINDOW_SIZE, 100]],
-    });
-    try {
+      wire: { settings: [[Setting.INITIAL_WINDOW_SIZE, 100]] },
+    }, async ({ wire }) => {
       const id = wire.nextStreamId();
       await wire.startCall(id, TestMethod.echo, PAYLOAD);
       const received = () =>
@@ -223,11 +263,7 @@ Deno.test({
         `the backend sent ${body.length} octets of DATA and got ${connection.connectionCredit} ` +
           "octets of connection-level WINDOW_UPDATE credit back",
       );
-    } finally {
-      await wire.close();
-      await stopProxy(proxy);
-      await backend.close();
-    }
+    });
   },
 });
 
@@ -239,13 +275,11 @@ Deno.test({
     "backend connection",
   fn: async () => {
     const backend = startH2RawBackend();
-    const proxy = await startProxy({
-      ...clusterConfig([backend.address]),
+    await withProxy({
+      backend,
       http2: { maxConcurrentStreams: 1_000, maxPrematureResets: 1_000 },
-    });
-    const bystander = await H2Wire.open(proxy.address);
-    const canceller = await H2Wire.open(proxy.address);
-    try {
+    }, async ({ wire: bystander, connect }) => {
+      const canceller = await connect();
       const bystanderId = bystander.nextStreamId();
       await bystander.startCall(bystanderId, TestMethod.echo, PAYLOAD);
       // On the backend first, so its stream is known: the first one.
@@ -275,12 +309,7 @@ Deno.test({
       await upstream.respond(bystanderUpstream, PAYLOAD);
       const response = await bystander.readResponse(bystanderId);
       assert.equal(response.grpcStatus, 0, "the other client's call must succeed");
-    } finally {
-      await bystander.close();
-      await canceller.close();
-      await stopProxy(proxy);
-      await backend.close();
-    }
+    });
   },
 });
 
@@ -288,10 +317,7 @@ Deno.test({
   name: "#4 DATA from a client on many streams the proxy answered early is no connection error",
   ...GRPC_JS,
   fn: async () => {
-    const backend = await startTestBackend("b1");
-    const proxy = await startProxy(clusterConfig([backend.address]));
-    const wire = await H2Wire.open(proxy.address);
-    try {
+    await withProxy({ backend: await startTestBackend("b1") }, async ({ wire }) => {
       // Requests to an unrouted method, all HEADERS first: the proxy answers each at once and
       // ends the stream with RST_STREAM(NO_ERROR) (RFC 9113 §8.1).
       const ids = Array.from({ length: MANY_CANCELS }, () => wire.nextStreamId());
@@ -312,11 +338,7 @@ Deno.test({
       })));
       await wire.expectAlive();
       await wire.callOk(TestMethod.echo, PAYLOAD);
-    } finally {
-      await wire.close();
-      await stopProxy(proxy);
-      await backend.stop();
-    }
+    });
   },
 });
 
@@ -359,9 +381,7 @@ Deno.test({
     "not a connection error",
   fn: async () => {
     const backend = holdFirstCallBackend();
-    const proxy = await startProxy(clusterConfig([backend.address]));
-    const wire = await H2Wire.open(proxy.address);
-    try {
+    await withProxy({ backend }, async ({ proxy, wire }) => {
       const long = wire.nextStreamId();
       await wire.startCall(long, TestMethod.echo, PAYLOAD);
       const upstream = await backend.streamsOn(1);
@@ -379,11 +399,7 @@ Deno.test({
       const response = await wire.readResponse(long);
       assert.equal(response.grpcStatus, 0, "the long call must complete");
       assertOnlyGracefulGoaways(wire);
-    } finally {
-      await wire.close();
-      await stopProxy(proxy);
-      await backend.close();
-    }
+    });
   },
 });
 
@@ -393,13 +409,11 @@ Deno.test({
     const maxOutboundControlFrames = 50;
     const calls = maxOutboundControlFrames + 10;
     const backend = startH2RawBackend();
-    const proxy = await startProxy({
-      ...clusterConfig([backend.address]),
+    await withProxy({
+      backend,
       http2: { maxOutboundControlFrames },
-    });
-    const bystander = await H2Wire.open(proxy.address);
-    const leaver = await H2Wire.open(proxy.address);
-    try {
+    }, async ({ wire: bystander, connect }) => {
+      const leaver = await connect();
       const bystanderId = bystander.nextStreamId();
       await bystander.startCall(bystanderId, TestMethod.echo, PAYLOAD);
       // On the backend first, so its stream is known: the first one.
@@ -419,12 +433,7 @@ Deno.test({
       await upstream.respond(upstream.streams[0], PAYLOAD);
       const response = await bystander.readResponse(bystanderId);
       assert.equal(response.grpcStatus, 0, "the other client's call must succeed");
-    } finally {
-      await bystander.close();
-      await leaver.close();
-      await stopProxy(proxy);
-      await backend.close();
-    }
+    });
   },
 });
 
@@ -438,9 +447,7 @@ async function assertBackendProtocolError(
   const backend = startH2RawBackend({
     onStream: (connection, id) => connection.write(answer(id)),
   });
-  const proxy = await startProxy(clusterConfig([backend.address]));
-  const wire = await H2Wire.open(proxy.address);
-  try {
+  await withProxy({ backend }, async ({ wire }) => {
     const response = await wire.call(TestMethod.echo, PAYLOAD);
     const message = decodeURIComponent(
       fieldValue(response.trailers ?? response.headers, "grpc-message") ?? "",
@@ -453,11 +460,7 @@ async function assertBackendProtocolError(
     );
     assert.ok(message.includes(`backend ${backend.address}`), `"${message}" names the backend`);
     assert.equal(response.body.length, 0, "nothing of the malformed response is forwarded");
-  } finally {
-    await wire.close();
-    await stopProxy(proxy);
-    await backend.close();
-  }
+  });
 }
 
 Deno.test({
@@ -476,10 +479,7 @@ Deno.test({
   name: "#10 padding in a client's DATA is credited back to the stream window",
   ...GRPC_JS,
   fn: async () => {
-    const backend = await startTestBackend("b1");
-    const proxy = await startProxy(clusterConfig([backend.address]));
-    const wire = await H2Wire.open(proxy.address);
-    try {
+    await withProxy({ backend: await startTestBackend("b1") }, async ({ wire }) => {
       const id = wire.nextStreamId();
       await wire.sendHeaders(id, grpcRequestFields(TestMethod.collect, "switchyard.test"));
       // A 4,005-octet request sent one octet per DATA frame with 254 octets of padding: each
@@ -516,11 +516,7 @@ Deno.test({
       const response = await wire.readResponse(id);
       assert.equal(response.grpcStatus, 0);
       assert.deepEqual(response.body, new Uint8Array(request), "the backend got every octet");
-    } finally {
-      await wire.close();
-      await stopProxy(proxy);
-      await backend.stop();
-    }
+    });
   },
 });
 
@@ -541,12 +537,10 @@ Deno.test({
         }
       },
     });
-    const proxy = await startProxy({
-      ...clusterConfig([backend.address]),
+    await withProxy({
+      backend,
       http2: { upstream: { maxConnectionsPerBackend } },
-    });
-    const wire = await H2Wire.open(proxy.address);
-    try {
+    }, async ({ wire }) => {
       // A call that finishes proves the first connection; a second one stays on it.
       await wire.callOk(TestMethod.echo, PAYLOAD);
       const long = wire.nextStreamId();
@@ -568,11 +562,7 @@ Deno.test({
       );
       await first.respond(first.streams[1], PAYLOAD);
       assert.equal((await wire.readResponse(long)).grpcStatus, 0, "the long call must complete");
-    } finally {
-      await wire.close();
-      await stopProxy(proxy);
-      await backend.close();
-    }
+    });
   },
 });
 
@@ -580,10 +570,7 @@ Deno.test({
   name: "#19 a malformed PRIORITY on an idle stream leaves the connection usable",
   ...GRPC_JS,
   fn: async () => {
-    const backend = await startTestBackend("b1");
-    const proxy = await startProxy(clusterConfig([backend.address]));
-    const wire = await H2Wire.open(proxy.address);
-    try {
+    await withProxy({ backend: await startTestBackend("b1") }, async ({ wire }) => {
       const idle = 5;
       // RFC 9113 §6.3: a PRIORITY whose length is not 5 is a stream error FRAME_SIZE_ERROR,
       // never a connection error; but §6.4 forbids RST_STREAM on an idle stream.
@@ -607,11 +594,7 @@ Deno.test({
         assert.equal((await wire.readResponse(idle)).grpcStatus, 0);
       }
       await wire.callOk(TestMethod.echo, PAYLOAD);
-    } finally {
-      await wire.close();
-      await stopProxy(proxy);
-      await backend.stop();
-    }
+    });
   },
 });
 
@@ -628,9 +611,7 @@ Deno.test({
     "first phase",
   fn: async () => {
     const backend = holdFirstCallBackend();
-    const proxy = await startAdminProxy(clusterConfig([backend.address]));
-    const wire = await H2Wire.open(proxy.address);
-    try {
+    await withProxy({ backend, start: startAdminProxy }, async ({ proxy, wire }) => {
       const long = wire.nextStreamId();
       await wire.startCall(long, TestMethod.echo, PAYLOAD);
       await backend.streamsOn(1);
@@ -656,10 +637,6 @@ Deno.test({
       const response = await wire.readResponse(late);
       assert.equal(response.grpcStatus, 0, "the request sent during the first phase is served");
       assertOnlyGracefulGoaways(wire);
-    } finally {
-      await wire.close();
-      await stopProxy(proxy);
-      await backend.close();
-    }
+    });
   },
 });
