@@ -1,12 +1,12 @@
 /**
- * Unit tests of the shared timer heap (`src/h2/timer_queue.ts`) that carries every deadline of
+ * Unit tests of the shared timer heap (`src/timer/timer_queue.ts`) that carries every deadline of
  * the data plane: call deadlines, SETTINGS, idle, send and keepalive timeouts. Each test uses a
  * fresh queue with deadlines a few milliseconds out and waits for what it expects; none
  * sleeps for a fixed time. Deno's op sanitizer stays on: a queue that empties must leave no
  * host timer behind.
  */
 import assert from "node:assert/strict";
-import { type TimerEntry, TimerQueue } from "../src/h2/timer_queue.ts";
+import { type TimerEntry, TimerQueue } from "../src/timer/timer_queue.ts";
 import { waitFor } from "./support/harness.ts";
 
 /**

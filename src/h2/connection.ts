@@ -45,7 +45,7 @@ import {
 import { HpackDecoder, HpackError } from "./hpack/decoder.ts";
 import { HpackEncoder } from "./hpack/encoder.ts";
 import { H2Stream, type StreamOwner } from "./stream.ts";
-import { type TimerEntry, timers } from "./timer_queue.ts";
+import { type TimerEntry, timers } from "../timer/timer_queue.ts";
 import { CloseCause, type HeaderList, type StreamHandler } from "../transport/stream.ts";
 
 /** Limits and settings of one connection; see `http2` in the config for their meaning. */

@@ -17,7 +17,7 @@
 import type { Backend } from "../cluster/backend.ts";
 import type { PickResult } from "../balancer/types.ts";
 import type { Cluster } from "../cluster/cluster.ts";
-import { type TimerEntry, timers } from "../h2/timer_queue.ts";
+import { type TimerEntry, timers } from "../timer/timer_queue.ts";
 import { componentLogger } from "../log/logger.ts";
 import {
   CloseCause,
