@@ -317,3 +317,32 @@ test("a queue emptied by cancels, with far deadlines, leaves no host timer", () 
   assert.deepEqual(log, []);
   // Nothing to wait for: had a host timer survived, the op sanitizer would fail this test.
 });
+
+test("scheduleNoLaterThan moves an entry earlier, never later, and keeps a due entry due", async () => {
+  const queue = new TimerQueue();
+  const log: string[] = [];
+  const now = Date.now();
+  const [early, late] = probes(log, "early", "late");
+  queue.schedule(early, now + 2);
+  queue.scheduleNoLaterThan(early, now + 10_000); // later: no change
+  queue.schedule(late, now + 10_000);
+  queue.scheduleNoLaterThan(late, now + 4); // earlier: moved
+  await waitFor(() => log.length === 2, { ...POLL, what: "both entries" });
+  assert.deepEqual(log, ["early", "late"]);
+
+  // Two entries due in the same pass: the first asks the second to run "no later than" far
+  // away, as a connection arming its idle timer does; the second still runs in this pass.
+  const pass: string[] = [];
+  const second = new Probe("second", pass);
+  const first = new Probe(
+    "first",
+    pass,
+    () => queue.scheduleNoLaterThan(second, Date.now() + 60_000),
+  );
+  const at = Date.now() + 2;
+  queue.schedule(first, at);
+  queue.schedule(second, at);
+  await waitFor(() => pass.length === 2, { ...POLL, what: "both entries of the pass" });
+  assert.deepEqual(pass, ["first", "second"]);
+  assert.equal(queue.size, 0, "nothing left queued, so no host timer is left behind");
+});

@@ -49,6 +49,15 @@ export class TimerQueue {
     if (at < this.#armedAt) this.#arm();
   }
 
+  /**
+   * Makes `entry` run no later than `at`: queued at `at` unless it is already due sooner,
+   * or due in the pass now running (then it runs in this pass, as planned).
+   */
+  scheduleNoLaterThan(entry: TimerEntry, at: number): void {
+    if (entry.timerIndex === DUE || (entry.timerIndex >= 0 && entry.timerAt <= at)) return;
+    this.schedule(entry, at);
+  }
+
   /** Removes `entry` if queued. The host timer is left as is; an early wake-up finds nothing. */
   cancel(entry: TimerEntry): void {
     const index = entry.timerIndex;
