@@ -21,6 +21,7 @@ import {
   CLIENT_PREFACE,
   concatBytes,
   encodeFrame,
+  ErrorCode,
   Flag,
   FrameType,
   Setting,
@@ -471,6 +472,40 @@ Deno.test({
       );
     } finally {
       client.destroy();
+      await proxy.stop();
+      await backend.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a backend that sends GOAWAY on every new connection is backed off, not redialled in a loop",
+  ...GRPC_JS,
+  fn: async () => {
+    // The first half of a graceful shutdown (GOAWAY with the largest stream id, RFC 9113
+    // §6.8), before the proxy opened any stream: no proof the backend works, so the pool
+    // must back off as for any failing backend.
+    const backend = startH2RawBackend();
+    const proxy = await startProxy(clusterConfig([backend.address], {
+      reconnectBackoff: { initial: "100ms", max: "1s" },
+    }));
+    try {
+      const startedAt = Date.now();
+      let answered = 0;
+      await waitFor(() => {
+        for (; answered < backend.connections.length; answered++) {
+          backend.connections[answered].sendGoaway(2 ** 31 - 1, ErrorCode.NO_ERROR);
+        }
+        return Date.now() - startedAt > 2_000;
+      }, { intervalMs: 5, timeoutMs: 5_000, what: "two seconds of GOAWAYs" });
+      // Backoff from 100 ms growing ×1.6 allows about 8 dials in 2 s; a loop makes thousands.
+      assert.ok(
+        backend.connections.length <= 15,
+        `the proxy dialled ${backend.connections.length} times in 2 s`,
+      );
+      assert.ok(backend.connections.length >= 2, "and it does keep retrying");
+    } finally {
       await proxy.stop();
       await backend.close();
     }

@@ -126,6 +126,8 @@ const INITIAL_READ_BUFFER = 1024;
 const READ_BUFFER_GROWTH_LIMIT = 64 * 1024;
 /** Write buffers larger than this are released when the connection has no stream left. */
 const IDLE_BUFFER_LIMIT = 64 * 1024;
+/** A spare write buffer larger than this is released even while streams flow. */
+const SPARE_BUFFER_LIMIT = 1024 * 1024;
 /** How many stream ids we remember as reset by us, to ignore frames already in flight. */
 const RECENT_RESETS = 64;
 /** The opaque payload of the drain PING (RFC 9113 §6.8: GOAWAY, PING, then the real GOAWAY). */
@@ -225,6 +227,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
   #goawayLastId = MAX_STREAM_ID;
   #goawayReceived = false;
   #peerLastStreamId = -1;
+  #peerGoawayCode = -1;
   #drainPhase = 0;
   #drainDeadline = 0;
   #closing = false;
@@ -280,9 +283,14 @@ export class H2Connection implements StreamOwner, TimerEntry {
     return this.#peerMaxStreams;
   }
 
-  /** Client side: the last stream id of the peer's GOAWAY (streams it processed), or -1. */
-  get lastProcessedStreamId(): number {
-    return this.#peerLastStreamId;
+  /**
+   * Client side: the peer's GOAWAY was a graceful shutdown of a connection that worked: no
+   * error, and it covers at least one stream we really opened (a last stream id alone proves
+   * nothing: a draining peer sends 2^31-1 first, RFC 9113 §6.8).
+   */
+  get shutDownGracefully(): boolean {
+    return this.#goawayReceived && this.#peerGoawayCode === ErrorCode.NO_ERROR &&
+      Math.min(this.#peerLastStreamId, this.#nextStreamId - 2) >= 1;
   }
 
   /** Client side: takes the oldest stream waiting here for a slot, to start it elsewhere. */
@@ -1082,6 +1090,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
       this.#finishDrain();
     } else if (this.#pingDue > 0 && samePayload(bytes, start, KEEPALIVE_PING)) {
       this.#pingDue = 0;
+      this.#rearm(Date.now()); // back to the keepalive interval
     }
   }
 
@@ -1094,6 +1103,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
     const first = !this.#goawayReceived;
     this.#goawayReceived = true;
     this.#peerLastStreamId = lastStreamId;
+    this.#peerGoawayCode = code;
     if (!this.#isServer) {
       // Streams above the last id were never processed: callers may retry them (§6.8).
       for (const stream of [...this.#streams.values()]) {
@@ -1388,8 +1398,12 @@ export class H2Connection implements StreamOwner, TimerEntry {
       return;
     }
     buffer.clear();
-    // Kept while streams flow, so bulk transfers do not regrow a buffer for every write.
-    if (this.#streams.size > 0 || buffer.bytes.length <= IDLE_BUFFER_LIMIT) this.#spare = buffer;
+    // Kept while streams flow, so bulk transfers do not regrow a buffer for every write, up to
+    // a size a burst may have grown it to but steady traffic does not need.
+    if (
+      buffer.bytes.length <= IDLE_BUFFER_LIMIT ||
+      (this.#streams.size > 0 && buffer.bytes.length <= SPARE_BUFFER_LIMIT)
+    ) this.#spare = buffer;
     this.#writing = false;
     this.#controlQueued = 0;
     if (this.#closed) {
@@ -1447,7 +1461,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
   }
 
   #close(stream: H2Stream, cause: CloseCause): void {
-    if (stream.closed) return;
+    if (stream.closed || stream.owner !== this) return;
     stream.closed = true;
     stream.cause = cause;
     if (stream.id !== 0 && this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
@@ -1474,6 +1488,9 @@ export class H2Connection implements StreamOwner, TimerEntry {
       // Buffers a burst grew are let go once the connection is idle.
       if (this.#spare !== undefined && this.#spare.bytes.length > IDLE_BUFFER_LIMIT) {
         this.#spare = undefined;
+      }
+      if (!this.#writing && this.#out.length === 0 && this.#out.bytes.length > IDLE_BUFFER_LIMIT) {
+        this.#out = new ByteBuffer(256);
       }
       this.#idleSince = Date.now();
       if (this.#options.idleTimeoutMs > 0) {
@@ -1540,7 +1557,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
       timers.schedule(this, Date.now() + this.#options.settingsTimeoutMs);
     }
     const reason = error ?? "connection closed";
-    for (const stream of [...this.#pending, ...this.#streams.values()]) {
+    for (const stream of [...this.#pending.splice(0), ...this.#streams.values()]) {
       stream.closeReason = reason;
       this.#close(stream, stream.id === 0 ? CloseCause.UNPROCESSED : CloseCause.CONNECTION_LOST);
     }
@@ -1568,8 +1585,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
   // --- timers ---------------------------------------------------------------------------------
 
   #armAt(at: number): void {
-    if (this.#closed) return;
-    if (this.timerIndex < 0 || at < this.timerAt) timers.schedule(this, at);
+    if (!this.#closed) timers.scheduleNoLaterThan(this, at);
   }
 
   /** Recomputes the next deadline of this connection and arms the shared timer for it. */

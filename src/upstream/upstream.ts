@@ -217,6 +217,8 @@ export class Upstream implements ConnectionListener {
       log.info("backend connected {cluster} {address}", this.#logContext());
       this.#setState("READY");
     }
+    // Calls that waited on a full connection start on the new one at once.
+    this.#takeWaitingCalls(pooled);
   }
 
   /**
@@ -229,15 +231,20 @@ export class Upstream implements ConnectionListener {
     if (pooled === undefined) return;
     pooled.finishedStreams++;
     this.#peerMaxStreams = connection.peerMaxStreams;
+    this.#takeWaitingCalls(pooled);
+  }
+
+  /** Starts calls waiting on other connections of this backend while `target` has room. */
+  #takeWaitingCalls(target: PooledConnection): void {
+    const connection = target.connection;
     for (const other of this.#pool) {
-      if (!connection.hasCapacity) return;
-      if (other === pooled) continue;
-      let waiting = other.connection.takePending();
-      while (waiting !== undefined && connection.hasCapacity) {
+      if (other === target) continue;
+      while (connection.hasCapacity) {
+        const waiting = other.connection.takePending();
+        if (waiting === undefined) break;
         connection.adoptPending(waiting);
-        waiting = connection.hasCapacity ? other.connection.takePending() : undefined;
       }
-      if (waiting !== undefined) other.connection.adoptPending(waiting);
+      if (!connection.hasCapacity) return;
     }
   }
 
@@ -250,8 +257,8 @@ export class Upstream implements ConnectionListener {
       reason,
     });
     pooled.lastError = reason;
-    // A GOAWAY that covers processed streams is a graceful shutdown, not a failing backend.
-    if (!proven(pooled) && connection.lastProcessedStreamId <= 0) {
+    // A graceful GOAWAY covering streams we opened is a shutdown, not a failing backend.
+    if (!proven(pooled) && !connection.shutDownGracefully) {
       // A backend that sends GOAWAY on every fresh connection is failing: back off.
       this.#onConnectionLost(pooled, "going away");
       return;
