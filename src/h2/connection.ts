@@ -258,7 +258,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
   }
 
   /** True once the peer's SETTINGS arrived and no GOAWAY went either way. */
-  get ready(): boolean {
+  get #ready(): boolean {
     return this.#peerSettingsSeen && !this.#goawayReceived && !this.#goawaySent && !this.#closed;
   }
 
@@ -310,7 +310,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
 
   /** Client side: whether a new stream would start now rather than wait for a slot. */
   get hasCapacity(): boolean {
-    return this.ready && this.#pending.length === 0 &&
+    return this.#ready && this.#pending.length === 0 &&
       this.#streams.size < this.#peerMaxStreams && this.#nextStreamId <= MAX_STREAM_ID;
   }
 
@@ -1445,14 +1445,14 @@ export class H2Connection implements StreamOwner, TimerEntry {
   }
 
   #startPending(): void {
-    while (this.#pending.length > 0 && this.hasCapacityForPending()) {
+    while (this.#pending.length > 0 && this.#hasCapacityForPending()) {
       this.#activate(this.#pending.shift()!);
     }
   }
 
   /** Whether the first waiting stream may start. */
-  hasCapacityForPending(): boolean {
-    return this.ready && this.#streams.size < this.#peerMaxStreams &&
+  #hasCapacityForPending(): boolean {
+    return this.#ready && this.#streams.size < this.#peerMaxStreams &&
       this.#nextStreamId <= MAX_STREAM_ID;
   }
 

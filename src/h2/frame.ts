@@ -109,7 +109,7 @@ export function writeFrameHeader(
 }
 
 /** Appends a 32-bit big-endian integer. */
-export function writeUint32(out: ByteBuffer, value: number): void {
+function writeUint32(out: ByteBuffer, value: number): void {
   out.reserve(4);
   const bytes = out.bytes;
   const at = out.length;

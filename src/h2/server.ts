@@ -83,11 +83,6 @@ export class H2Server implements ConnectionListener {
     return this.#listener.addr as Deno.NetAddr;
   }
 
-  /** Client connections open now. */
-  get connectionCount(): number {
-    return this.#connections.size;
-  }
-
   async #acceptLoop(): Promise<void> {
     for (;;) {
       let conn: Deno.Conn;

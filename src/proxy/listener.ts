@@ -67,11 +67,6 @@ export class ProxyListener implements StreamAcceptor {
     return this.#draining;
   }
 
-  /** Client connections open now. */
-  get connectionCount(): number {
-    return this.#server!.connectionCount;
-  }
-
   /** See {@link StreamAcceptor.onStream}: every new stream is a call. */
   onStream(connection: H2Connection, stream: H2Stream, headers: HeaderList, end: boolean): void {
     new ProxiedCall(this.#context, stream, headers, end, connection.remoteAddress).start();
