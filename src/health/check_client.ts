@@ -7,7 +7,6 @@
  * @module
  */
 import type * as grpc from "@grpc/grpc-js";
-import { deferGoawayCloseOnAllClientSessions } from "./node_http2_goaway.ts";
 
 /** `HealthCheckResponse.ServingStatus`, as proto-loader decodes enums (`enums: String`). */
 type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
@@ -53,9 +52,13 @@ let runtime: Promise<GrpcRuntime> | undefined;
 
 /** Loads grpc-js and the health service definition, once per process. */
 function loadRuntime(): Promise<GrpcRuntime> {
-  runtime ??= Promise.all([import("@grpc/grpc-js"), import("grpc-health-check")]).then(
-    ([grpcJs, health]) => {
-      deferGoawayCloseOnAllClientSessions();
+  runtime ??= Promise.all([
+    import("@grpc/grpc-js"),
+    import("grpc-health-check"),
+    import("./node_http2_goaway.ts"),
+  ]).then(
+    ([grpcJs, health, goaway]) => {
+      goaway.deferGoawayCloseOnAllClientSessions();
       // The generated constructor is typed for any service; this one is known to have `Check`.
       const HealthClient = grpcJs.makeGenericClientConstructor(
         health.service,
