@@ -55,6 +55,17 @@ function statusForReset(code: number): number {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * Request bytes kept for a transparent retry. A call the backend never processed (above its
+ * GOAWAY's last stream id, refused with REFUSED_STREAM, or queued on a connection that never
+ * came up) is replayed on a fresh pick when its request so far fits here, as gRPC's
+ * transparent retry (A6) and Envoy's retry buffer do.
+ */
+const REPLAY_BUFFER_BYTES = 64 * 1024;
+
+/** Attempts per call, the first included, when backends keep refusing it unprocessed. */
+const MAX_ATTEMPTS = 3;
+
 /** Relays one call; construct it from the listener's stream and call {@link start}. */
 export class ProxiedCall implements StreamHandler, TimerEntry {
   /** See {@link TimerEntry}: the call's deadline. */
@@ -73,6 +84,15 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   #upstreamOpen = false;
   /** Request data that arrived before the backend stream opened (copies). */
   #early: Uint8Array[] | undefined;
+  /** Copies of the request data sent so far, while a transparent retry is still possible. */
+  #replay: Uint8Array[] | undefined = [];
+  #replayBytes = 0;
+  /** Request bytes credited back to the client so far. */
+  #requestCredited = 0;
+  /** Replayed bytes whose flush must not credit the client a second time. */
+  #creditDebt = 0;
+  #attempts = 0;
+  #deadlineMs: number | undefined;
   #requestEnded: boolean;
   /** The backend ended its side (trailers or END_STREAM). */
   #responseEnded = false;
@@ -164,28 +184,40 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       return;
     }
     this.#cluster = cluster;
+    this.#deadlineMs = deadlineMs;
+    this.#pick();
+  }
+
+  /** Picks a backend, waiting for one while none is ready, then opens the backend stream. */
+  #pick(): void {
+    const cluster = this.#cluster!;
     const pick = cluster.pick();
     if (pick.kind === "queue") {
       // While no backend is ready the call waits up to its deadline (or the cluster's
       // default) and then fails with UNAVAILABLE, as gRPC's pickers do.
-      const waitMs = Math.min(deadlineMs ?? cluster.config.waitForReadyTimeout, MAX_TIMER_MS);
+      const deadlineMs = this.#deadlineMs;
+      const waitMs = deadlineMs === undefined
+        ? cluster.config.waitForReadyTimeout
+        : this.#startedAt + deadlineMs - Date.now();
       this.#pickWait = new AbortController();
-      cluster.waitForPick(waitMs, this.#pickWait.signal).then((result) => {
-        this.#pickWait = undefined;
-        if (this.#decided) return; // the client cancelled while waiting
-        try {
-          this.#picked(result, deadlineMs);
-        } catch (error) {
-          this.#internalError(error);
-        }
-      });
+      cluster.waitForPick(Math.min(Math.max(0, waitMs), MAX_TIMER_MS), this.#pickWait.signal)
+        .then((result) => {
+          this.#pickWait = undefined;
+          if (this.#decided) return; // the client cancelled while waiting
+          try {
+            this.#picked(result);
+          } catch (error) {
+            this.#internalError(error);
+          }
+        });
       return;
     }
-    this.#picked(pick, deadlineMs);
+    this.#picked(pick);
   }
 
   /** Opens the backend stream for a completed pick, or answers why there is none. */
-  #picked(pick: PickResult, deadlineMs: number | undefined): void {
+  #picked(pick: PickResult): void {
+    const deadlineMs = this.#deadlineMs;
     const cluster = this.#cluster!;
     const headers = this.#requestHeaders;
     if (pick.kind !== "complete") {
@@ -222,13 +254,29 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     }
     this.#upstream = upstream;
     this.#upstreamOpen = true;
-    const early = this.#early;
+    this.#attempts++;
+    let chunks = this.#early;
     this.#early = undefined;
-    if (early !== undefined) {
-      for (let i = 0; i < early.length; i++) {
-        upstream.sendData(early[i], this.#requestEnded && i === early.length - 1);
+    if (this.#attempts > 1) {
+      // A replay: the bytes that went out before were credited to the client then.
+      chunks = this.#replay;
+      this.#creditDebt = this.#requestCredited;
+    } else if (chunks !== undefined) {
+      for (const chunk of chunks) this.#keepForReplay(chunk);
+    }
+    if (chunks !== undefined && chunks.length > 0) {
+      for (let i = 0; i < chunks.length; i++) {
+        upstream.sendData(chunks[i], this.#requestEnded && i === chunks.length - 1);
       }
     } else if (this.#requestEnded) upstream.sendData(EMPTY, true);
+  }
+
+  /** Keeps a copy of request data for a transparent retry, while one is still possible. */
+  #keepForReplay(chunk: Uint8Array): void {
+    if (this.#replay === undefined) return;
+    this.#replayBytes += chunk.length;
+    if (this.#replayBytes > REPLAY_BUFFER_BYTES) this.#replay = undefined;
+    else this.#replay.push(chunk);
   }
 
   // --- StreamHandler: events of both streams ----------------------------------------------
@@ -245,6 +293,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     if (this.#decided) return;
     if (!endStream) {
       this.#responded = true;
+      this.#replay = undefined; // the backend processed the call: no transparent retry now
       this.#downstream.sendHeaders(headers, false);
       return;
     }
@@ -267,6 +316,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       this.#bytesIn += data.length;
       if (endStream) this.#requestEnded = true;
       if (this.#upstreamOpen) {
+        if (this.#replay !== undefined && data.length > 0) this.#keepForReplay(data.slice());
         this.#upstream!.sendData(data, endStream);
       } else if (this.#decided) {
         stream.consume(data.length);
@@ -288,8 +338,19 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
 
   /** See {@link StreamHandler.onFlushed}: what one side wrote on is credited to the other. */
   onFlushed(stream: TransportStream, bytes: number): void {
-    if (stream === this.#downstream) this.#upstream?.consume(bytes);
-    else this.#downstream.consume(bytes);
+    if (stream === this.#downstream) {
+      this.#upstream?.consume(bytes);
+      return;
+    }
+    if (this.#creditDebt > 0) {
+      const replayed = Math.min(this.#creditDebt, bytes);
+      this.#creditDebt -= replayed;
+      bytes -= replayed;
+    }
+    if (bytes > 0) {
+      this.#requestCredited += bytes;
+      this.#downstream.consume(bytes);
+    }
   }
 
   /** See {@link StreamHandler.onClose}. */
@@ -334,6 +395,11 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       if (!this.#decided) this.#endedWithoutTrailers();
       return;
     }
+    if (this.#retryable(upstream, cause)) {
+      this.#upstream = undefined;
+      this.#pick();
+      return;
+    }
     const backend = this.#backend!.address;
     const cluster = this.#cluster!.name;
     switch (cause) {
@@ -373,6 +439,18 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       ? `connection to backend ${backend} lost: ${reason}`
       : `backend ${backend} unavailable: ${reason}`;
     this.#finishByProxy(GrpcStatus.UNAVAILABLE, `cluster ${cluster}: ${message}`);
+  }
+
+  /**
+   * A call the backend never processed, whose request so far is kept, goes to a fresh pick:
+   * streams above a GOAWAY's last stream id, refused with REFUSED_STREAM (RFC 9113 §8.7), or
+   * queued on a connection that never came up.
+   */
+  #retryable(upstream: TransportStream, cause: CloseCause): boolean {
+    const unprocessed = cause === CloseCause.UNPROCESSED ||
+      (cause === CloseCause.PEER_RESET && upstream.resetCode === REFUSED_STREAM);
+    return unprocessed && !this.#responded && this.#replay !== undefined &&
+      this.#attempts < MAX_ATTEMPTS;
   }
 
   #endedWithoutTrailers(): void {

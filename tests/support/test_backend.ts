@@ -110,6 +110,11 @@ export interface TestBackend {
   release(): void;
   /** Stops the server at once, cancelling calls in flight. */
   stop(): Promise<void>;
+  /**
+   * Stops gracefully, as a rolling restart does (grpc-js `tryShutdown`): GOAWAY on every
+   * connection, and calls in flight finish.
+   */
+  shutDownGracefully(): Promise<void>;
 }
 
 function metadataPrefixed(source: grpc.Metadata, prefix: string): grpc.Metadata {
@@ -234,6 +239,7 @@ export async function startTestBackend(name: string, port = 0): Promise<TestBack
       server.forceShutdown();
       return Promise.resolve();
     },
+    shutDownGracefully: () => new Promise((resolve) => server.tryShutdown(() => resolve())),
   };
 }
 
