@@ -113,7 +113,7 @@ function answer(stream, headers) {
  * @returns {Promise<number>}
  */
 export async function startFastBackend(port) {
-  // Deno's node:http2 needs the GOAWAY teardown workaround (docs: shared/deno-http2.md).
+  // Deno's node:http2 needs the GOAWAY teardown workaround (docs/deno-http2.md).
   const deferClose = "Deno" in globalThis
     ? (await import("../src/health/node_http2_goaway.ts")).deferCloseDuringGoaway
     : undefined;

@@ -8,7 +8,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { ejectionDurationMs, mayEject } from "../src/health/ejection_policy.ts";
 import { deferGoawayCloseOnAllClientSessions } from "../src/health/node_http2_goaway.ts";
 import { HealthVerdict, type ProbeOutcome } from "../src/health/verdict.ts";
-import { freePort, type ProxyProcess, startProxy, waitFor } from "./support/harness.ts";
+import { freePort, GRPC_JS, type ProxyProcess, startProxy, waitFor } from "./support/harness.ts";
 import {
   type HealthBackend,
   type HealthKind,
@@ -16,12 +16,11 @@ import {
 } from "./support/health_backends.ts";
 import { greeterClient, healthLogs, sayHello, Traffic } from "./support/health_traffic.ts";
 
-// The test's own grpc-js clients see the proxy's GOAWAY at shutdown (shared/deno-http2.md).
+// The test's own grpc-js clients see the proxy's GOAWAY at shutdown (docs/deno-http2.md).
 deferGoawayCloseOnAllClientSessions();
 
 const INTERVAL_MS = 100;
 const TIMEOUT_MS = 1_000;
-const grpcTest = { sanitizeOps: false, sanitizeResources: false };
 
 /** Everything a test started, so that cleanup is one call whatever fails. */
 interface Setup {
@@ -131,7 +130,7 @@ function reasonOf(logLine: Record<string, unknown>): string {
 
 Deno.test(
   "a backend that flips to NOT_SERVING gets no new calls and returns after healthyThreshold passes",
-  grpcTest,
+  GRPC_JS,
   async () => {
     const setup = await setUp({
       kinds: ["standard", "standard"],
@@ -181,7 +180,7 @@ Deno.test(
 
 Deno.test(
   "a killed backend is marked unhealthy after the threshold; calls keep succeeding",
-  grpcTest,
+  GRPC_JS,
   async () => {
     // The victim runs in its own process, so that it can be killed for real (SIGKILL).
     const port = await freePort();
@@ -245,7 +244,7 @@ Deno.test(
 
 Deno.test(
   "a backend without a health service counts as healthy when whenUnimplemented is healthy, warned once",
-  grpcTest,
+  GRPC_JS,
   async () => {
     const setup = await setUp({
       kinds: ["standard", "none"],
@@ -266,7 +265,7 @@ Deno.test(
 
 Deno.test(
   "a backend without a health service gets no calls when whenUnimplemented is unhealthy",
-  grpcTest,
+  GRPC_JS,
   async () => {
     const setup = await setUp({
       kinds: ["standard", "none"],
@@ -289,7 +288,7 @@ Deno.test(
 
 Deno.test(
   "a backend whose Check hangs becomes unhealthy after unhealthyThreshold timeouts",
-  grpcTest,
+  GRPC_JS,
   async () => {
     const setup = await setUp({
       kinds: ["standard", "hangable"],
@@ -315,7 +314,7 @@ Deno.test(
 
 Deno.test(
   "a backend that returns UNAVAILABLE is ejected after consecutiveFailures and readmitted",
-  grpcTest,
+  GRPC_JS,
   async () => {
     const setup = await setUp({
       kinds: ["standard", "standard"],
@@ -359,7 +358,7 @@ Deno.test(
 
 Deno.test(
   "panic threshold 50: with most backends unhealthy, traffic goes to all of them",
-  grpcTest,
+  GRPC_JS,
   async () => {
     const setup = await setUp({
       kinds: ["standard", "standard", "standard", "standard"],
@@ -380,7 +379,7 @@ Deno.test(
 
 Deno.test(
   "panic threshold 0: with every backend unhealthy, calls fail fast with UNAVAILABLE",
-  grpcTest,
+  GRPC_JS,
   async () => {
     const setup = await setUp({
       kinds: ["standard", "standard"],
@@ -406,7 +405,7 @@ Deno.test(
 
 Deno.test(
   "pick_first fails over to the second backend when the first is NOT_SERVING",
-  grpcTest,
+  GRPC_JS,
   async () => {
     const setup = await setUp({
       kinds: ["standard", "standard"],

@@ -1,5 +1,5 @@
 /**
- * Runtime probes: release gates for the pinned Deno version (see `shared/deno-http2.md`).
+ * Runtime probes: release gates for the pinned Deno version (see `docs/deno-http2.md`).
  * Each one drives the real proxy process through something that has crashed or bloated
  * Deno's `node:http2` before, then checks that the process is alive and still serving.
  * Measured numbers are printed as `probe …` lines.

@@ -14,6 +14,7 @@ import {
   type BalancerHost,
   type BalancerState,
   type ConnectivityState,
+  failingPicker,
   type PickResult,
   QUEUE_PICKER,
 } from "../balancer/types.ts";
@@ -246,7 +247,7 @@ export class Cluster implements BalancerHost {
     for (const backend of this.#backends.values()) backend.upstream.close();
     this.updateState({
       state: "TRANSIENT_FAILURE",
-      picker: { pick: () => ({ kind: "fail", message: `cluster ${this.name} is shut down` }) },
+      picker: failingPicker(`cluster ${this.name} is shut down`),
     });
   }
 

@@ -6,27 +6,25 @@
  */
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { deferCloseDuringGoaway } from "../../src/health/node_http2_goaway.ts";
+import {
+  deferCloseDuringGoaway,
+  deferGoawayCloseOnAllClientSessions,
+} from "../../src/health/node_http2_goaway.ts";
 
 let guardInstalled = false;
 
 /**
- * Installs the GOAWAY deferral (see `shared/deno-http2.md`) on every `node:http2` session
- * this process creates from now on, including the ones inside `@grpc/grpc-js`. Without it
- * the *test process* can abort when the proxy drains or closes its upstream connections,
- * which would look like a test failure of the proxy. Idempotent.
+ * Installs the GOAWAY deferral (see `docs/deno-http2.md`) on every `node:http2` session
+ * this process creates from now on, client sessions (the proxy's own wrapper, which covers
+ * the ones inside `@grpc/grpc-js`) and server sessions alike. Without it the *test process*
+ * can abort when the proxy drains or closes its upstream connections, which would look like
+ * a test failure of the proxy. Idempotent.
  */
 export function installGoawayGuard(): void {
   if (guardInstalled) return;
   guardInstalled = true;
-  // grpc-js calls `require("http2").connect(...)` at call time, which is this same object.
+  deferGoawayCloseOnAllClientSessions();
   const module = http2 as unknown as Record<string, unknown>;
-  const connect = http2.connect;
-  module.connect = (...args: Parameters<typeof http2.connect>) => {
-    const session = connect(...args);
-    deferCloseDuringGoaway(session);
-    return session;
-  };
   for (const name of ["createServer", "createSecureServer"] as const) {
     const create = module[name] as (...args: unknown[]) => http2.Http2Server;
     module[name] = (...args: unknown[]) => {
