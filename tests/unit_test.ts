@@ -1,9 +1,10 @@
 /**
  * Fast unit tests of pure data-plane helpers: routing, grpc-timeout, durations and
- * grpc-message encoding, grpc-status and content-type parsing.
+ * grpc-message encoding, grpc-status and content-type parsing, URL redaction.
  */
 import assert from "node:assert/strict";
 import { parseDuration } from "../src/config/duration.ts";
+import { redactUrl } from "../src/log/redact.ts";
 import type { RouteConfig } from "../src/config/schema.ts";
 import { formatGrpcTimeout, parseGrpcTimeout } from "../src/proxy/deadline.ts";
 import {
@@ -111,4 +112,16 @@ Deno.test("content-type: application/grpc, +subtype or ;params only", () => {
   ) {
     assert.ok(!isGrpcContentType(bad), bad);
   }
+});
+
+Deno.test("redactUrl: the password, or a lone username, never shows", () => {
+  const cases: [string, string][] = [
+    // Redis reads a lone username as the password (AUTH <password>), so it is a secret too.
+    ["redis://secret@127.0.0.1:6379", "redis://%5Bredacted%5D@127.0.0.1:6379"],
+    ["redis://user:secret@127.0.0.1:6379/0", "redis://user:%5Bredacted%5D@127.0.0.1:6379/0"],
+    ["redis://:secret@127.0.0.1:6379", "redis://:%5Bredacted%5D@127.0.0.1:6379"],
+    ["rediss://redis.example:6380/2", "rediss://redis.example:6380/2"],
+  ];
+  for (const [url, redacted] of cases) assert.equal(redactUrl(url), redacted, url);
+  assert.doesNotMatch(redactUrl("not a url: secret"), /secret/);
 });
