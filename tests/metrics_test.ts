@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { adminRequest, startAdminProxy } from "./support/admin_client.ts";
 import { clusterConfig, GRPC_JS, waitFor } from "./support/harness.ts";
 import { parsePrometheusText, type Sample, sumSamples } from "./support/prometheus.ts";
+import { closeRaw, connectRaw, rawCall, startRawBackend } from "./support/raw_h2.ts";
 import {
   expectServiceError,
   FAIL_STATUS,
@@ -197,6 +198,59 @@ Deno.test(
       }
     } finally {
       await backend.stop();
+    }
+  },
+);
+
+Deno.test(
+  "a backend grpc-status outside 0-16 or not a number is counted and logged as UNKNOWN",
+  GRPC_JS,
+  async () => {
+    // gRPC clients map a status they do not know to UNKNOWN (PROTOCOL-HTTP2, "Status"); the
+    // record says what the client saw. The values cover out of range, non-numeric, empty
+    // (Number("") is 0) and forms Number() accepts but the grammar (1*DIGIT) does not.
+    const statuses = ["99", "17", "-1", "abc", "", "0x1", "1e1", "+3"];
+    const backend = await startRawBackend((stream, headers) => {
+      stream.respond({
+        ":status": 200,
+        "content-type": "application/grpc",
+        "grpc-status": String(headers["x-status"]),
+      }, { endStream: true });
+    });
+    const path = await Deno.makeTempFile({ prefix: "switchyard-access-", suffix: ".log" });
+    try {
+      const proxy = await startAdminProxy({
+        ...clusterConfig([backend.address]),
+        accessLog: { enabled: true, path },
+      });
+      try {
+        const session = await connectRaw(proxy.address);
+        try {
+          for (const status of statuses) {
+            await rawCall(session, TestMethod.echo, undefined, { "x-status": status });
+          }
+        } finally {
+          await closeRaw(session);
+        }
+        const samples = await waitFor(async () => {
+          const samples = parsePrometheusText((await adminRequest(proxy, "/metrics")).body);
+          const counted = sumSamples(samples, "switchyard_calls_total") === statuses.length;
+          return counted ? samples : undefined;
+        }, { what: "every call to be counted" });
+        const labels = samples
+          .filter((sample) => sample.name === "switchyard_calls_total")
+          .map((sample) => sample.labels.grpc_status);
+        assert.deepEqual(labels, [String(grpc.status.UNKNOWN)]);
+      } finally {
+        await proxy.stop();
+      }
+      const logged = (await Deno.readTextFile(path)).trim().split("\n").map((line) =>
+        JSON.parse(line).grpcStatus
+      );
+      assert.deepEqual(logged, statuses.map(() => grpc.status.UNKNOWN));
+    } finally {
+      await backend.close();
+      await Deno.remove(path);
     }
   },
 );

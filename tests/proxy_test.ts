@@ -19,6 +19,7 @@ import {
   closeRaw,
   connectRaw,
   grpcFrame,
+  type RawBackend,
   rawCall,
   respondOk,
   startRawBackend,
@@ -314,27 +315,90 @@ Deno.test({
     }),
 });
 
+/**
+ * Runs `body` with a raw client session to a fresh proxy in front of a fresh raw backend
+ * (`onStream` and `settings` as {@link startRawBackend} takes them), and cleans all up.
+ */
+async function withRawBackendProxy(
+  onStream: (stream: http2.ServerHttp2Stream) => void,
+  settings: http2.Settings,
+  body: (ctx: { backend: RawBackend; session: http2.ClientHttp2Session }) => Promise<void>,
+): Promise<void> {
+  const backend = await startRawBackend(onStream, settings);
+  try {
+    const proxy = await startProxy(clusterConfig([backend.address]));
+    try {
+      const session = await connectRaw(proxy.address);
+      try {
+        await body({ backend, session });
+      } finally {
+        await closeRaw(session);
+      }
+    } finally {
+      await proxy.stop();
+    }
+  } finally {
+    await backend.close();
+  }
+}
+
 Deno.test({
   name: "a backend's SETTINGS_MAX_CONCURRENT_STREAMS makes the proxy open more connections",
   ...GRPC_JS,
-  fn: async () => {
+  fn: () => {
     const held: http2.ServerHttp2Stream[] = [];
-    const backend = await startRawBackend((stream) => held.push(stream), {
-      maxConcurrentStreams: 2,
-    });
-    const proxy = await startProxy(clusterConfig([backend.address]));
-    const client = await connectRaw(proxy.address);
-    try {
-      const calls = Array.from({ length: 5 }, () => rawCall(client, "/test.Test/Echo"));
-      await waitFor(() => held.length === 5, { what: "all 5 calls to reach the backend" });
-      assert.equal(backend.sessions.size, 3, "2 + 2 + 1 streams need 3 connections");
-      for (const stream of held) respondOk(stream);
-      const results = await Promise.all(calls);
-      assert.deepEqual(results.map((result) => result.grpcStatus), [0, 0, 0, 0, 0]);
-    } finally {
-      await closeRaw(client);
-      await proxy.stop();
-      await backend.close();
-    }
+    return withRawBackendProxy(
+      (stream) => held.push(stream),
+      { maxConcurrentStreams: 2 },
+      async ({ backend, session }) => {
+        const calls = Array.from({ length: 5 }, () => rawCall(session, "/test.Test/Echo"));
+        await waitFor(() => held.length === 5, { what: "all 5 calls to reach the backend" });
+        assert.equal(backend.sessions.size, 3, "2 + 2 + 1 streams need 3 connections");
+        for (const stream of held) respondOk(stream);
+        const results = await Promise.all(calls);
+        assert.deepEqual(results.map((result) => result.grpcStatus), [0, 0, 0, 0, 0]);
+      },
+    );
   },
+});
+
+Deno.test({
+  name: "an empty grpc-timeout gets INTERNAL whose grpc-message has no trailing whitespace",
+  ...GRPC_JS,
+  fn: () =>
+    withRawBackendProxy(respondOk, {}, async ({ session }) => {
+      const result = await rawCall(session, TestMethod.echo, undefined, { "grpc-timeout": "" });
+      assert.equal(result.grpcStatus, grpc.status.INTERNAL);
+      // RFC 9113 §8.2.1: a field value must not start or end with whitespace; a client's
+      // HTTP/2 stack may drop such a field, and the message with it.
+      const message = result.headers?.["grpc-message"];
+      assert.equal(typeof message, "string", "the client received a grpc-message");
+      assert.doesNotMatch(String(message), /^[ \t]|[ \t]$/, JSON.stringify(message));
+      assert.match(result.grpcMessage ?? "", /malformed grpc-timeout ""/);
+    }),
+});
+
+Deno.test({
+  name: "content-type: only application/grpc, +subtype or ;params is gRPC",
+  ...GRPC_JS,
+  fn: () =>
+    withRawBackendProxy(respondOk, {}, async ({ session }) => {
+      const expected: [string, number][] = [
+        ["application/grpcfoo", 415],
+        ["application/grpc-web", 415],
+        ["text/plain", 415],
+        ["application/grpc", 200],
+        ["application/grpc+proto", 200],
+        ["application/grpc+json", 200],
+        ["application/grpc;charset=utf-8", 200],
+      ];
+      for (const [contentType, httpStatus] of expected) {
+        const result = await rawCall(session, TestMethod.echo, undefined, {
+          "content-type": contentType,
+        });
+        assert.equal(result.headers?.[":status"], httpStatus, contentType);
+        const grpcStatus = httpStatus === 200 ? grpc.status.OK : grpc.status.INTERNAL;
+        assert.equal(result.grpcStatus, grpcStatus, contentType);
+      }
+    }),
 });

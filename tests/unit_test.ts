@@ -1,12 +1,18 @@
 /**
  * Fast unit tests of pure data-plane helpers: routing, grpc-timeout, durations and
- * grpc-message encoding.
+ * grpc-message encoding, grpc-status and content-type parsing, URL redaction.
  */
 import assert from "node:assert/strict";
 import { parseDuration } from "../src/config/duration.ts";
+import { redactUrl } from "../src/log/redact.ts";
 import type { RouteConfig } from "../src/config/schema.ts";
 import { formatGrpcTimeout, parseGrpcTimeout } from "../src/proxy/deadline.ts";
-import { encodeGrpcMessage } from "../src/proxy/grpc_status.ts";
+import {
+  encodeGrpcMessage,
+  GrpcStatus,
+  isGrpcContentType,
+  parseGrpcStatus,
+} from "../src/proxy/grpc_status.ts";
 import { Router } from "../src/proxy/router.ts";
 
 Deno.test("router: method beats service beats catch-all; first rule of a kind wins", () => {
@@ -80,4 +86,42 @@ Deno.test("grpc-message: only '%' and non-printable or non-ASCII bytes are escap
   // What grpc-js clients do with it: decodeURI must restore the original exactly.
   const message = "cluster a/b: ünïcødé 100% & more\t!";
   assert.equal(decodeURI(encodeGrpcMessage(message)), message);
+});
+
+Deno.test("grpc-status: 1*DIGIT up to 16, anything else is UNKNOWN", () => {
+  for (const [value, code] of [["0", 0], ["16", 16], ["13", 13], ["007", 7]] as const) {
+    assert.equal(parseGrpcStatus(value), code, value);
+  }
+  for (const bad of [undefined, "", "17", "99", "-1", "+3", "1e1", "0x1", " 5", "abc", "NaN"]) {
+    assert.equal(parseGrpcStatus(bad), GrpcStatus.UNKNOWN, JSON.stringify(bad));
+  }
+});
+
+Deno.test("content-type: application/grpc, +subtype or ;params only", () => {
+  for (const good of ["application/grpc", "application/grpc+proto", "application/grpc;x=y"]) {
+    assert.ok(isGrpcContentType(good), good);
+  }
+  for (
+    const bad of [
+      "",
+      "application/grpcfoo",
+      "application/grpc-web",
+      "application/grpc+",
+      "text/plain",
+    ]
+  ) {
+    assert.ok(!isGrpcContentType(bad), bad);
+  }
+});
+
+Deno.test("redactUrl: the password, or a lone username, never shows", () => {
+  const cases: [string, string][] = [
+    // Redis reads a lone username as the password (AUTH <password>), so it is a secret too.
+    ["redis://secret@127.0.0.1:6379", "redis://%5Bredacted%5D@127.0.0.1:6379"],
+    ["redis://user:secret@127.0.0.1:6379/0", "redis://user:%5Bredacted%5D@127.0.0.1:6379/0"],
+    ["redis://:secret@127.0.0.1:6379", "redis://:%5Bredacted%5D@127.0.0.1:6379"],
+    ["rediss://redis.example:6380/2", "rediss://redis.example:6380/2"],
+  ];
+  for (const [url, redacted] of cases) assert.equal(redactUrl(url), redacted, url);
+  assert.doesNotMatch(redactUrl("not a url: secret"), /secret/);
 });

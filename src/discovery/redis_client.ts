@@ -59,14 +59,3 @@ export function describeRedisError(error: unknown): string {
   }
   return error instanceof Error ? error.message || error.name : String(error);
 }
-
-/** The URL without its password, for logs. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "(unparsable redis url)";
-  }
-}

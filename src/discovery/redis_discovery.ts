@@ -8,6 +8,7 @@
 import type { Cluster } from "../cluster/cluster.ts";
 import type { Config, RedisConfig } from "../config/schema.ts";
 import { componentLogger } from "../log/logger.ts";
+import { redactUrl } from "../log/redact.ts";
 import { ensureKeyspaceEvents, requiredKeyspaceFlags } from "./keyspace_events.ts";
 import { heartbeatChannelPattern, keyspaceChannel } from "./keys.ts";
 import { listMember, unlistMember } from "./member_writes.ts";
@@ -15,7 +16,6 @@ import {
   clientDatabase,
   createRedisClient,
   describeRedisError,
-  redactUrl,
   type RedisClient,
 } from "./redis_client.ts";
 import { SerialTask } from "./serial_task.ts";

@@ -8,13 +8,9 @@ import { UsageError } from "../cli.ts";
 import { parseHostPort } from "../config/address.ts";
 import { parseDuration } from "../config/duration.ts";
 import { componentLogger } from "../log/logger.ts";
+import { redactUrl } from "../log/redact.ts";
 import { listMember, unlistMember } from "./member_writes.ts";
-import {
-  createRedisClient,
-  describeRedisError,
-  redactUrl,
-  type RedisClient,
-} from "./redis_client.ts";
+import { createRedisClient, describeRedisError, type RedisClient } from "./redis_client.ts";
 
 const log = componentLogger("discovery");
 

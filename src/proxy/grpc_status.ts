@@ -16,6 +16,37 @@ export const GrpcStatus = {
   UNAVAILABLE: 14,
 } as const;
 
+/** The highest status code gRPC defines (UNAUTHENTICATED). */
+const MAX_STATUS = 16;
+
+/** `grpc-status` is `1*DIGIT` (PROTOCOL-HTTP2, "Status"). */
+const STATUS_PATTERN = /^[0-9]+$/;
+
+/**
+ * The status a `grpc-status` value stands for. A missing value, one that is not `1*DIGIT`
+ * (`Number()` would read `""` as OK and `"1e1"` as 10) or a code past 16 is UNKNOWN, as
+ * gRPC clients map a status they cannot interpret (PROTOCOL-HTTP2, "Status").
+ */
+export function parseGrpcStatus(value: string | undefined): number {
+  if (value === undefined || !STATUS_PATTERN.test(value)) return GrpcStatus.UNKNOWN;
+  const code = Number(value);
+  return code <= MAX_STATUS ? code : GrpcStatus.UNKNOWN;
+}
+
+const GRPC_MEDIA_TYPE = "application/grpc";
+
+/**
+ * True for a gRPC request `content-type`: `application/grpc`, optionally followed by
+ * `+<subtype>` or `;<params>` (PROTOCOL-HTTP2, "Content-Type"); `application/grpcfoo` and
+ * `application/grpc-web` are other media types.
+ */
+export function isGrpcContentType(value: string): boolean {
+  if (!value.startsWith(GRPC_MEDIA_TYPE)) return false;
+  if (value.length === GRPC_MEDIA_TYPE.length) return true;
+  const next = value[GRPC_MEDIA_TYPE.length];
+  return next === ";" || (next === "+" && value.length > GRPC_MEDIA_TYPE.length + 1);
+}
+
 /**
  * Percent-encodes a `grpc-message` value as the gRPC HTTP/2 spec requires: only `%` and
  * bytes outside printable ASCII. Escaping more (as `encodeURIComponent` does with `/`) is

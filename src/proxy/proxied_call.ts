@@ -27,7 +27,7 @@ import {
 } from "../transport/stream.ts";
 import type { CallObserver, CallOrigin } from "./call_record.ts";
 import { formatGrpcTimeout, MAX_TIMER_MS, parseGrpcTimeout } from "./deadline.ts";
-import { GrpcStatus, statusTrailers } from "./grpc_status.ts";
+import { GrpcStatus, isGrpcContentType, parseGrpcStatus, statusTrailers } from "./grpc_status.ts";
 import { upstreamRequestHeaders } from "./headers.ts";
 import type { Router } from "./router.ts";
 
@@ -165,7 +165,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       else if (name === "content-type") contentType = headers[i + 1];
       else if (name === "grpc-timeout") timeoutHeader = headers[i + 1];
     }
-    if (method !== "POST" || !contentType.startsWith("application/grpc")) {
+    if (method !== "POST" || !isGrpcContentType(contentType)) {
       this.#rejectNonGrpc(method, contentType);
       return;
     }
@@ -173,7 +173,12 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     if (timeoutHeader !== undefined) {
       deadlineMs = parseGrpcTimeout(timeoutHeader);
       if (deadlineMs === undefined) {
-        this.#finishByProxy(GrpcStatus.INTERNAL, `malformed grpc-timeout ${timeoutHeader}`);
+        // Quoted: an empty value would otherwise leave trailing whitespace in grpc-message,
+        // which RFC 9113 §8.2.1 forbids and clients' HTTP/2 stacks drop.
+        this.#finishByProxy(
+          GrpcStatus.INTERNAL,
+          `malformed grpc-timeout ${JSON.stringify(timeoutHeader)}`,
+        );
         return;
       }
     }
@@ -542,13 +547,10 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   }
 }
 
-/** The `grpc-status` of a trailer list; UNKNOWN when missing or not a number. */
+/** The `grpc-status` of a trailer list, as {@link parseGrpcStatus} reads it. */
 function grpcStatusOf(headers: HeaderList): number {
   for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i] === "grpc-status") {
-      const code = Number(headers[i + 1]);
-      return Number.isInteger(code) ? code : GrpcStatus.UNKNOWN;
-    }
+    if (headers[i] === "grpc-status") return parseGrpcStatus(headers[i + 1]);
   }
   return GrpcStatus.UNKNOWN;
 }
