@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { createPickFirstBalancer, type PickFirstOptions } from "../src/balancer/pick_first.ts";
 import { createRoundRobinBalancer } from "../src/balancer/round_robin.ts";
+import { configSchema } from "../src/config/schema.ts";
 import type {
   Balancer,
   BalancerHost,
@@ -236,6 +237,27 @@ Deno.test("pick_first with no members fails calls and close cancels its timer", 
   assert.equal(timers.live, 1);
   balancer.close();
   assert.equal(timers.live, 0);
+});
+
+Deno.test("clusters.NAME.pickFirst: defaults, and a zero delay is refused", () => {
+  const config = (pickFirst?: unknown) =>
+    configSchema.safeParse({
+      clusters: { a: { backends: ["127.0.0.1:1"], ...(pickFirst ? { pickFirst } : {}) } },
+      routes: [{ cluster: "a" }],
+    });
+  const defaults = config();
+  assert.ok(defaults.success, String(defaults.error));
+  assert.deepEqual(defaults.data.clusters.a.pickFirst, {
+    shuffleAddressList: false,
+    connectionDelay: 250,
+  });
+  const set = config({ shuffleAddressList: true, connectionDelay: "1s" });
+  assert.deepEqual(set.data?.clusters.a.pickFirst, {
+    shuffleAddressList: true,
+    connectionDelay: 1000,
+  });
+  assert.equal(config({ connectionDelay: "0ms" }).success, false);
+  assert.equal(config({ shuffle: true }).success, false, "unknown keys are refused");
 });
 
 Deno.test("round_robin connects every member and rotates over READY ones only", () => {
