@@ -5,6 +5,7 @@
 import type * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { clusterConfig, GRPC_JS, startProxy, waitFor } from "./support/harness.ts";
+import { startTcpBackend } from "./support/tcp_backend.ts";
 import {
   servedBy,
   startTestBackend,
@@ -61,6 +62,68 @@ Deno.test({
       }
     } finally {
       for (const backend of backends) await backend.stop();
+    }
+  },
+});
+
+/** A backend that accepts TCP and never speaks HTTP/2; it notices when the proxy hangs up. */
+interface SilentBackend {
+  readonly address: string;
+  /** Connections accepted. */
+  readonly accepted: number;
+  /** Connections the proxy has closed. */
+  readonly hungUp: number;
+  close(): Promise<void>;
+}
+
+function startSilentBackend(): SilentBackend {
+  let hungUp = 0;
+  const backend = startTcpBackend(async (conn) => {
+    const buffer = new Uint8Array(4096);
+    try {
+      while (await conn.read(buffer) !== null) { /* swallow the preface, answer nothing */ }
+    } catch { /* reset by the proxy */ }
+    hungUp++;
+  });
+  return {
+    address: backend.address,
+    get accepted() {
+      return backend.conns.length;
+    },
+    get hungUp() {
+      return hungUp;
+    },
+    close: () => backend.close(),
+  };
+}
+
+Deno.test({
+  name: "pick_first: a first backend that never speaks HTTP/2 costs the connection delay, " +
+    "and its connection is closed once another is chosen",
+  ...GRPC_JS,
+  fn: async () => {
+    const silent = startSilentBackend();
+    const healthy = await startTestBackend("b2");
+    // connectTimeout far beyond the call's deadline: only the connection delay can save it.
+    const proxy = await startProxy(clusterConfig([silent.address, healthy.address], {
+      picker: "pick_first",
+      connectTimeout: "60s",
+      pickFirst: { connectionDelay: "250ms" },
+    }));
+    const client = testClient(proxy.address);
+    try {
+      const { headers } = await unaryCall(client, TestMethod.echo, undefined, { timeoutMs: 5_000 });
+      assert.equal(String(headers.get("x-backend")[0]), "b2");
+      assert.deepEqual(await tally(client, 10), new Map([["b2", 10]]));
+      assert.ok(silent.accepted >= 1, "the silent backend was tried first");
+      await waitFor(() => silent.hungUp === silent.accepted, {
+        what: "the proxy to close its attempt on the silent backend",
+      });
+    } finally {
+      client.close();
+      await proxy.stop();
+      await healthy.stop();
+      await silent.close();
     }
   },
 });

@@ -34,6 +34,7 @@ import {
   respondOk,
   startRawBackend,
 } from "./support/raw_h2.ts";
+import { startTcpBackend } from "./support/tcp_backend.ts";
 
 const ECHO = "/test.Test/Echo";
 const OK = 0;
@@ -141,8 +142,6 @@ interface BlackholeBackend {
  * raw-frame backend of `support/h2_raw_backend.ts` answers every PING, so it cannot do this).
  */
 function startBlackholeBackend(): BlackholeBackend {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0, transport: "tcp" });
-  const conns: Deno.Conn[] = [];
   let quietSince: number | undefined;
   const handshake = async (conn: Deno.Conn) => {
     const buffer = new Uint8Array(4096);
@@ -158,31 +157,18 @@ function startBlackholeBackend(): BlackholeBackend {
     for (let at = 0; at < reply.length;) at += await conn.write(reply.subarray(at));
     quietSince = Date.now();
   };
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) {
-        conns.push(conn);
-        if (conns.length === 1) handshake(conn).catch(() => {});
-      }
-    } catch { /* the listener was closed */ }
-  })();
+  const backend = startTcpBackend((conn, index) => {
+    if (index === 0) handshake(conn).catch(() => {});
+  });
   return {
-    address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    address: backend.address,
     get quietSince() {
       return quietSince;
     },
     get accepted() {
-      return conns.length;
+      return backend.conns.length;
     },
-    async close() {
-      listener.close();
-      await accepting;
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch { /* the proxy closed it */ }
-      }
-    },
+    close: () => backend.close(),
   };
 }
 
@@ -433,50 +419,55 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "one lost backend connection costs exactly one redial, and calls keep working",
-  ...GRPC_JS,
-  fn: async (t) => {
-    const backend = startH2RawBackend({ onStream: (connection, id) => connection.respond(id) });
-    const proxy = await startProxy(clusterConfig([backend.address]));
-    const client = await connectRaw(proxy.address);
-    const lostCount = () => logMessages(proxy, /^backend connection lost /).length;
-    try {
-      await connected(proxy, backend.address);
-      await waitFor(() => backend.connections.length === 1, { what: "the first connection" });
+// Both policies ask the pool to connect when it reports IDLE after the loss, synchronously
+// inside the pool's own loss handling; the pool's redial must then not dial a second time.
+for (const picker of ["round_robin", "pick_first"]) {
+  Deno.test({
+    name:
+      `one lost backend connection costs exactly one redial, and calls keep working (${picker})`,
+    ...GRPC_JS,
+    fn: async (t) => {
+      const backend = startH2RawBackend({ onStream: (connection, id) => connection.respond(id) });
+      const proxy = await startProxy(clusterConfig([backend.address], { picker }));
+      const client = await connectRaw(proxy.address);
+      const lostCount = () => logMessages(proxy, /^backend connection lost /).length;
+      try {
+        await connected(proxy, backend.address);
+        await waitFor(() => backend.connections.length === 1, { what: "the first connection" });
 
-      await t.step("a fresh connection that never carried a call", async () => {
-        backend.connections[0].close();
-        // The loss of a connection that never proved itself is a failure: the backend is
-        // TRANSIENT_FAILURE until the redial, after a backoff, completes.
-        await connected(proxy, backend.address, 2);
-        const result = await rawCall(client, ECHO, undefined, { "grpc-timeout": "5S" });
-        assert.equal(result.grpcStatus, OK, JSON.stringify(result.grpcMessage));
-        await backend.connections[1].ping();
-        assert.equal(backend.connections.length, 2, "one lost connection, one redial");
-      });
+        await t.step("a fresh connection that never carried a call", async () => {
+          backend.connections[0].close();
+          // The loss of a connection that never proved itself is a failure: the backend is
+          // TRANSIENT_FAILURE until the redial, after a backoff, completes.
+          await connected(proxy, backend.address, 2);
+          const result = await rawCall(client, ECHO, undefined, { "grpc-timeout": "5S" });
+          assert.equal(result.grpcStatus, OK, JSON.stringify(result.grpcMessage));
+          await backend.connections[1].ping();
+          assert.equal(backend.connections.length, 2, "one lost connection, one redial");
+        });
 
-      await t.step(
-        "a connection that carried calls, with calls arriving during the redial",
-        async () => {
-          const lostBefore = lostCount();
-          backend.connections[1].close();
-          await waitFor(() => lostCount() > lostBefore, { what: "the proxy to see the loss" });
-          const results = await Promise.all(concurrentCalls(client, 5, "5S"));
-          assert.deepEqual(statusCounts(results), { [OK]: 5 }, failureMessages(results));
-          await backend.connections[2].ping();
-          assert.equal(backend.connections.length, 3, "one lost connection, one redial");
-          assert.ok(!backend.connections[2].closed);
-          assert.equal(backend.connections[2].streams.length, 5, "all on the new connection");
-        },
-      );
-    } finally {
-      client.destroy();
-      await proxy.stop();
-      await backend.close();
-    }
-  },
-});
+        await t.step(
+          "a connection that carried calls, with calls arriving during the redial",
+          async () => {
+            const lostBefore = lostCount();
+            backend.connections[1].close();
+            await waitFor(() => lostCount() > lostBefore, { what: "the proxy to see the loss" });
+            const results = await Promise.all(concurrentCalls(client, 5, "5S"));
+            assert.deepEqual(statusCounts(results), { [OK]: 5 }, failureMessages(results));
+            await backend.connections[2].ping();
+            assert.equal(backend.connections.length, 3, "one lost connection, one redial");
+            assert.ok(!backend.connections[2].closed);
+            assert.equal(backend.connections[2].streams.length, 5, "all on the new connection");
+          },
+        );
+      } finally {
+        client.destroy();
+        await proxy.stop();
+        await backend.close();
+      }
+    },
+  });
+}
 
 Deno.test({
   name:

@@ -6,9 +6,9 @@ import { createPickFirstBalancer } from "./pick_first.ts";
 import { createRoundRobinBalancer } from "./round_robin.ts";
 import type { BalancerFactory } from "./types.ts";
 
-const FACTORIES: ReadonlyMap<string, BalancerFactory> = new Map([
-  ["pick_first", createPickFirstBalancer],
-  ["round_robin", createRoundRobinBalancer],
+const FACTORIES: ReadonlyMap<string, BalancerFactory> = new Map<string, BalancerFactory>([
+  ["pick_first", (host, config) => createPickFirstBalancer(host, config.pickFirst)],
+  ["round_robin", (host) => createRoundRobinBalancer(host)],
 ]);
 
 /** The names of all registered policies. */

@@ -21,6 +21,12 @@ export interface SubConn {
   readonly state: ConnectivityState;
   /** Asks for a connection; a no-op while connecting or connected. */
   connect(): void;
+  /**
+   * Stops wanting a connection: in-flight calls finish, nothing is redialled, and the
+   * backend reports IDLE until the next {@link connect}. pick_first calls it for the members
+   * it left (grpc-go's `SubConn.Shutdown` in `shutdownRemainingLocked`).
+   */
+  disconnect(): void;
 }
 
 /** The outcome of one pick. */
@@ -59,8 +65,22 @@ export interface Balancer {
   close(): void;
 }
 
+/** `pick_first`'s per-cluster settings (`clusters.NAME.pickFirst`). */
+export interface PickFirstConfig {
+  /** Shuffle the members before connecting (gRPC A62); default false. */
+  readonly shuffleAddressList?: boolean;
+  /** How long one attempt runs alone before the next member is tried too; default 250. */
+  readonly connectionDelayMs?: number;
+}
+
+/** Per-cluster policy settings; each policy reads its own section. */
+export interface PolicyConfig {
+  /** Settings for `pick_first`. */
+  readonly pickFirst?: PickFirstConfig;
+}
+
 /** Builds a balancer that publishes through `host`. */
-export type BalancerFactory = (host: BalancerHost) => Balancer;
+export type BalancerFactory = (host: BalancerHost, config: PolicyConfig) => Balancer;
 
 /** A picker that queues every call, used while connecting. */
 export const QUEUE_PICKER: Picker = { pick: () => ({ kind: "queue" }) };

@@ -104,4 +104,9 @@ export class Backend implements SubConn {
   connect(): void {
     this.upstream.connect();
   }
+
+  /** Lets the pool go IDLE; see {@link SubConn.disconnect}. */
+  disconnect(): void {
+    this.upstream.disconnect();
+  }
 }

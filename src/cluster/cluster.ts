@@ -254,7 +254,8 @@ export class Cluster implements BalancerHost {
   #createBalancer(name: string): Balancer {
     const factory = balancerFactory(name);
     if (!factory) throw new Error(`unknown picker ${JSON.stringify(name)}`);
-    return factory(this);
+    const { shuffleAddressList, connectionDelay } = this.config.pickFirst;
+    return factory(this, { pickFirst: { shuffleAddressList, connectionDelayMs: connectionDelay } });
   }
 
   #reconcileMembership(): void {

@@ -66,10 +66,17 @@ const backoffSchema = z.strictObject({
   jitter: z.number().min(0).max(1).default(0.2),
 });
 
+/** `pick_first` settings, as gRPC's pick_first LB config (gRFC A62) plus its Happy Eyeballs delay. */
+const pickFirstSchema = z.strictObject({
+  shuffleAddressList: z.boolean().default(false),
+  connectionDelay: positiveDurationSchema.prefault("250ms"),
+});
+
 /** One cluster: a set of interchangeable backends behind one picker. */
 const clusterSchema = z
   .strictObject({
     picker: z.string().default("round_robin"),
+    pickFirst: pickFirstSchema.prefault({}),
     backends: z.array(addressSchema).default([]),
     discovery: discoverySchema.optional(),
     connectTimeout: positiveDurationSchema.prefault("5s"),

@@ -153,12 +153,35 @@ export class Upstream implements ConnectionListener {
   /** Stops reconnecting and closes every connection once its in-flight streams finish. */
   close(): void {
     this.#closed = true;
+    this.#release("closed");
+  }
+
+  /**
+   * Stops wanting the backend (pick_first chose another one): connections close once their
+   * in-flight streams finish, nothing is redialled, and the state is IDLE until the next
+   * {@link connect}, which dials afresh. grpc-go shuts such a SubConn down.
+   */
+  disconnect(): void {
+    if (this.#closed || !this.#wanted) return;
+    this.#release("no longer wanted");
+    this.#backoff.reset();
+    this.#lastError = undefined;
+    this.#setState("IDLE");
+  }
+
+  #release(reason: string): void {
     this.#wanted = false;
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     for (const pooled of this.#pool) {
-      if (pooled.connected) pooled.connection.drain();
-      else pooled.abort.abort();
+      if (pooled.connected) {
+        pooled.connection.drain();
+      } else {
+        // A dial whose TCP connect already completed is past its abort signal: a backend that
+        // accepted but has not sent SETTINGS must not turn READY later.
+        pooled.abort.abort();
+        pooled.connection.destroy(reason);
+      }
     }
   }
 
@@ -290,7 +313,8 @@ export class Upstream implements ConnectionListener {
   }
 
   #onConnectionLost(pooled: PooledConnection, reason: string): void {
-    if (this.#closed || this.#hasUsableConnection()) return;
+    // A connection released by disconnect() or close() going away is no failure.
+    if (!this.#wanted || this.#hasUsableConnection()) return;
     this.#lastError = pooled.lastError ?? `connection ${reason}`;
     log.warn("backend connection lost {cluster} {address}: {reason}", {
       ...this.#logContext(),
@@ -309,7 +333,7 @@ export class Upstream implements ConnectionListener {
   }
 
   #onDialFailed(error: string | undefined): void {
-    if (this.#closed || this.#hasUsableConnection()) return;
+    if (!this.#wanted || this.#hasUsableConnection()) return;
     this.#lastError = error ?? "connection closed before it was established";
     if (this.#state !== "TRANSIENT_FAILURE") {
       log.warn("backend unreachable {cluster} {address}: {reason}", {
