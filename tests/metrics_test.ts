@@ -5,7 +5,7 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { adminRequest, startAdminProxy } from "./support/admin_client.ts";
-import { clusterConfig, GRPC_JS, waitFor } from "./support/harness.ts";
+import { clusterConfig, GRPC_JS, type ProxyProcess, waitFor } from "./support/harness.ts";
 import { parsePrometheusText, type Sample, sumSamples } from "./support/prometheus.ts";
 import { closeRaw, connectRaw, rawCall, startRawBackend } from "./support/raw_h2.ts";
 import {
@@ -262,3 +262,92 @@ Deno.test("the exposition parser rejects malformed lines", () => {
   const [sample] = parsePrometheusText('# TYPE x gauge\nx{a="q\\"uote"} +Inf\n');
   assert.deepEqual(sample, { name: "x", labels: { a: 'q"uote' }, value: Infinity });
 });
+
+/** The samples of `/metrics` that name `backend`. */
+async function seriesOf(proxy: ProxyProcess, backend: string): Promise<Sample[]> {
+  const response = await adminRequest(proxy, "/metrics");
+  return parsePrometheusText(response.body).filter((sample) => sample.labels.backend === backend);
+}
+
+Deno.test(
+  "a backend that leaves its cluster leaves the per-call metrics too",
+  GRPC_JS,
+  async () => {
+    const staying = await startTestBackend("b1");
+    const leaving = await startTestBackend("b2");
+    try {
+      const proxy = await startAdminProxy(clusterConfig([staying.address]));
+      try {
+        const added = await adminRequest(proxy, "/clusters/echo/backends", {
+          method: "POST",
+          json: { address: leaving.address },
+        });
+        assert.equal(added.status, 201, JSON.stringify(added.body));
+        // round_robin spreads calls once the new member is READY.
+        await waitFor(async () => {
+          await makeCalls(proxy.address);
+          return (await seriesOf(proxy, leaving.address)).some((sample) =>
+            sample.name === "switchyard_calls_total"
+          );
+        }, { what: "calls counted for the added backend" });
+        const removed = await adminRequest(proxy, `/clusters/echo/backends/${leaving.address}`, {
+          method: "DELETE",
+        });
+        assert.equal(removed.status, 200, JSON.stringify(removed.body));
+        await waitFor(async () => (await seriesOf(proxy, leaving.address)).length === 0, {
+          what: "the removed backend's series to go",
+        });
+        assert.ok((await seriesOf(proxy, staying.address)).length > 0, "the others stay");
+      } finally {
+        await proxy.stop();
+      }
+    } finally {
+      await staying.stop();
+      await leaving.stop();
+    }
+  },
+);
+
+Deno.test(
+  "an access log sink that stops reading costs bounded memory and never blocks calls or shutdown",
+  GRPC_JS,
+  async () => {
+    const backend = await startTestBackend("b1");
+    const dir = await Deno.makeTempDir({ prefix: "switchyard-fifo-" });
+    const fifo = `${dir}/access.log`;
+    await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    // A reader that opens the pipe and never reads: once the pipe's buffer is full, every
+    // write to it blocks.
+    const reader = new Deno.Command("bash", { args: ["-c", `exec sleep 60 < ${fifo}`] }).spawn();
+    try {
+      const proxy = await startAdminProxy({
+        ...clusterConfig([backend.address]),
+        accessLog: { enabled: true, path: fifo, maxBufferedBytes: 65_536 },
+      });
+      let code: number | undefined;
+      try {
+        const session = await connectRaw(proxy.address);
+        try {
+          // About 250 bytes a line: enough lines to fill the pipe and the buffer twice over.
+          await waitFor(async () => {
+            const results = await Promise.all(
+              Array.from({ length: 200 }, () => rawCall(session, TestMethod.echo)),
+            );
+            assert.ok(results.every((result) => result.grpcStatus === 0), "calls keep working");
+            return proxy.output().includes("dropping lines past 65536 bytes");
+          }, { what: "the access log to drop lines", timeoutMs: 20_000 });
+        } finally {
+          await closeRaw(session);
+        }
+      } finally {
+        code = await proxy.stop();
+      }
+      assert.equal(code, 0, "shutdown does not wait for the stalled sink");
+    } finally {
+      reader.kill("SIGKILL");
+      await reader.status;
+      await backend.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

@@ -44,8 +44,16 @@ function methodLabeler(): (method: string, routed: boolean) => string {
   };
 }
 
-/** Registers the call metrics on `registry` and returns the observer that updates them. */
-export function registerCallMetrics(registry: Registry): CallObserver {
+/** The per-call metrics' entry points. */
+export interface CallMetrics {
+  /** Updates the metrics for one finished call. */
+  readonly observe: CallObserver;
+  /** Deletes every series of a backend that left its cluster. */
+  readonly forgetBackend: (cluster: string, backend: string) => Promise<void>;
+}
+
+/** Registers the call metrics on `registry`. */
+export function registerCallMetrics(registry: Registry): CallMetrics {
   const registers = [registry];
   const calls = new Counter({
     name: "switchyard_calls_total",
@@ -75,7 +83,7 @@ export function registerCallMetrics(registry: Registry): CallObserver {
   });
   const methodLabel = methodLabeler();
 
-  return (record) => {
+  const observe: CallObserver = (record) => {
     // Unrouted calls have no cluster or backend; Prometheus treats "" as an absent label.
     const cluster = record.cluster ?? "";
     const backend = record.backend ?? "";
@@ -85,4 +93,14 @@ export function registerCallMetrics(registry: Registry): CallObserver {
     bytesReceived.inc({ cluster, backend }, record.bytesIn);
     bytesSent.inc({ cluster, backend }, record.bytesOut);
   };
+  // Series of departed backends would otherwise stay forever: membership from Redis can
+  // churn through any number of addresses.
+  const forgetBackend = async (cluster: string, backend: string) => {
+    for (const counter of [calls, bytesReceived, bytesSent] as Counter<string>[]) {
+      for (const { labels } of (await counter.get()).values) {
+        if (labels.cluster === cluster && labels.backend === backend) counter.remove(labels);
+      }
+    }
+  };
+  return { observe, forgetBackend };
 }

@@ -31,7 +31,14 @@ export class ProxyMetrics {
   constructor(source: MetricsSource) {
     this.#registry = new Registry();
     this.contentType = this.#registry.contentType;
-    this.observeCall = registerCallMetrics(this.#registry);
+    const callMetrics = registerCallMetrics(this.#registry);
+    this.observeCall = callMetrics.observe;
+    for (const cluster of source.clusters.values()) {
+      cluster.addListener({
+        onBackendRemoved: (backend) =>
+          void callMetrics.forgetBackend(cluster.name, backend.address),
+      });
+    }
     const clusters = () => source.clusters.values();
     registerStateMetrics(this.#registry, clusters);
     registerHealthMetrics(this.#registry, clusters, () => source.discovery?.status);
