@@ -85,7 +85,10 @@ export class Switchyard {
     const metrics = new ProxyMetrics(this);
     this.callObservers.push(metrics.observeCall);
     if (this.config.accessLog.enabled) {
-      this.#accessLog = await AccessLog.open(this.config.accessLog.path);
+      this.#accessLog = await AccessLog.open(
+        this.config.accessLog.path,
+        this.config.accessLog.maxBufferedBytes,
+      );
       this.callObservers.push(this.#accessLog.observe);
     }
     this.#admin = AdminServer.start(this, { token: adminToken, metrics });

@@ -15,12 +15,19 @@ export const STDOUT_PATH = "stdout";
 
 const FLUSH_INTERVAL_MS = 200;
 const FLUSH_AT_BYTES = 64 * 1024;
+/** How long shutdown waits for a sink that does not take the last lines. */
+const CLOSE_TIMEOUT_MS = 1_000;
 const encoder = new TextEncoder();
 
 /** A writable sink the access log batches into. */
 interface Sink {
   readonly writable: WritableStream<Uint8Array>;
   readonly closeWhenDone: boolean;
+  /**
+   * Lines held for a sink that does not keep up (a full pipe, a stalled disk). Past this
+   * the log drops lines, counting them, rather than grow the proxy's memory without bound.
+   */
+  readonly maxBufferedBytes: number;
 }
 
 /** An open access log. */
@@ -32,6 +39,10 @@ export class AccessLog {
   readonly #timer: ReturnType<typeof setInterval>;
   #pending: string[] = [];
   #pendingBytes = 0;
+  /** Bytes handed to the sink and not yet written. */
+  #writingBytes = 0;
+  /** Lines dropped since the sink last kept up. */
+  #dropped = 0;
   #writing: Promise<void> = Promise.resolve();
 
   private constructor(sink: Sink) {
@@ -41,6 +52,14 @@ export class AccessLog {
     // The timer only batches; it must not keep a finished process alive.
     Deno.unrefTimer(this.#timer);
     this.observe = (record) => {
+      if (this.#pendingBytes + this.#writingBytes >= sink.maxBufferedBytes) {
+        if (this.#dropped++ === 0) {
+          log.warn("access log sink is not keeping up: dropping lines past {limit} bytes", {
+            limit: sink.maxBufferedBytes,
+          });
+        }
+        return;
+      }
       const line = formatAccessLogLine(record);
       this.#pending.push(line);
       this.#pendingBytes += line.length;
@@ -48,13 +67,20 @@ export class AccessLog {
     };
   }
 
-  /** Opens the log at `path` (`"stdout"` or a file, created and appended to). */
-  static async open(path: string): Promise<AccessLog> {
+  /**
+   * Opens the log at `path` (`"stdout"` or a file, created and appended to), holding at most
+   * `maxBufferedBytes` of lines the sink has not taken yet.
+   */
+  static async open(path: string, maxBufferedBytes: number): Promise<AccessLog> {
     if (path === STDOUT_PATH) {
-      return new AccessLog({ writable: Deno.stdout.writable, closeWhenDone: false });
+      return new AccessLog({
+        writable: Deno.stdout.writable,
+        closeWhenDone: false,
+        maxBufferedBytes,
+      });
     }
     const file = await Deno.open(path, { write: true, append: true, create: true });
-    return new AccessLog({ writable: file.writable, closeWhenDone: true });
+    return new AccessLog({ writable: file.writable, closeWhenDone: true, maxBufferedBytes });
   }
 
   /** Writes everything buffered so far; resolves once it is written. */
@@ -63,18 +89,41 @@ export class AccessLog {
       const chunk = encoder.encode(this.#pending.join(""));
       this.#pending = [];
       this.#pendingBytes = 0;
+      this.#writingBytes += chunk.length;
       // Chained so batches reach the sink in order even when a write is slow.
       this.#writing = this.#writing
         .then(() => this.#writer.write(chunk))
-        .catch((error) => log.error("access log write failed: {error}", { error }));
+        .catch((error) => log.error("access log write failed: {error}", { error }))
+        .finally(() => {
+          this.#writingBytes -= chunk.length;
+          if (this.#dropped > 0 && this.#writingBytes === 0) {
+            log.warn("access log sink caught up; {dropped} lines were dropped", {
+              dropped: this.#dropped,
+            });
+            this.#dropped = 0;
+          }
+        });
     }
     return this.#writing;
   }
 
-  /** Flushes and stops; closes the file (never stdout). */
+  /**
+   * Flushes and stops; closes the file (never stdout). A sink that does not take the last
+   * lines within a second does not hold up shutdown.
+   */
   async close(): Promise<void> {
     clearInterval(this.#timer);
-    await this.flush();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stalled = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), CLOSE_TIMEOUT_MS);
+    });
+    const done = this.flush().then(() => false);
+    const gaveUp = await Promise.race([done, stalled]);
+    clearTimeout(timer);
+    if (gaveUp) {
+      log.warn("access log sink did not take the last lines in time; closing anyway");
+      return;
+    }
     if (this.#closeWhenDone) await this.#writer.close();
     else this.#writer.releaseLock();
   }

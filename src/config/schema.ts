@@ -182,6 +182,8 @@ const http2Schema = z.strictObject({
 const accessLogSchema = z.strictObject({
   enabled: z.boolean().default(false),
   path: z.string().default("stdout"),
+  /** Bytes of lines held for a sink that does not keep up; past it lines are dropped. */
+  maxBufferedBytes: z.int().min(65_536).default(4 * 1024 * 1024),
 });
 
 const configObjectSchema = z
