@@ -80,7 +80,8 @@ Deno.test("/metrics is valid exposition text and counts the calls made", GRPC_JS
         OK_CALLS,
       );
 
-      // Byte counters agree with the per-backend counters the admin API shows.
+      // Bytes, from the client's side: every request is one gRPC frame (5-byte prefix) with
+      // "hello" for Echo and nothing for Fail; Echo answers with the same frame, Fail with none.
       const { body: cluster } = await adminRequest(proxy, "/clusters/echo");
       assert.deepEqual(
         [cluster.calls, cluster.errors],
@@ -88,15 +89,19 @@ Deno.test("/metrics is valid exposition text and counts the calls made", GRPC_JS
         "the cluster counts every call and every non-OK status",
       );
       const [view] = cluster.backends;
-      const bytesIn = sumSamples(samples, "switchyard_bytes_received_total", {
-        backend: backend.address,
-      });
-      const bytesOut = sumSamples(samples, "switchyard_bytes_sent_total", {
-        backend: backend.address,
-      });
-      assert.ok(bytesIn >= OK_CALLS * "hello".length, `bytes received ${bytesIn}`);
-      assert.equal(bytesIn, view.bytesSent);
-      assert.equal(bytesOut, view.bytesReceived);
+      const requestBytes = OK_CALLS * (5 + "hello".length) + FAILED_CALLS * 5;
+      const responseBytes = OK_CALLS * (5 + "hello".length);
+      const perBackendBytes = { backend: backend.address };
+      assert.equal(
+        sumSamples(samples, "switchyard_bytes_received_total", perBackendBytes),
+        requestBytes,
+      );
+      assert.equal(
+        sumSamples(samples, "switchyard_bytes_sent_total", perBackendBytes),
+        responseBytes,
+      );
+      assert.equal(view.bytesReceived, requestBytes);
+      assert.equal(view.bytesSent, responseBytes);
 
       const perBackend = { cluster: "echo", backend: backend.address };
       assert.equal(sumSamples(samples, "switchyard_active_streams", perBackend), 0);
@@ -157,7 +162,8 @@ Deno.test(
       assert.equal(first.backend, backend.address);
       assert.equal(first.grpcStatus, 0);
       assert.equal(typeof first.durationMs, "number");
-      assert.ok(first.bytesIn > 0 && first.bytesOut > 0);
+      assert.equal(first.bytesReceived, 5 + "hello".length);
+      assert.equal(first.bytesSent, 5 + "hello".length);
       assert.match(first.client, /127\.0\.0\.1/);
       assert.ok(!Number.isNaN(Date.parse(first.time)));
       assert.equal(

@@ -20,10 +20,10 @@ export interface AccessLogEntry {
   readonly origin: CallOrigin;
   /** Wall time from arrival to end. */
   readonly durationMs: number;
-  /** Request bytes from the client. */
-  readonly bytesIn: number;
-  /** Response bytes to the client. */
-  readonly bytesOut: number;
+  /** Request bytes received from the client. */
+  readonly bytesReceived: number;
+  /** Response bytes sent to the client. */
+  readonly bytesSent: number;
   /** The client's address, when known. */
   readonly client: string | null;
 }
@@ -38,8 +38,8 @@ export function formatAccessLogLine(record: CallRecord): string {
     grpcStatus: record.grpcStatus,
     origin: record.origin,
     durationMs: record.durationMs,
-    bytesIn: record.bytesIn,
-    bytesOut: record.bytesOut,
+    bytesReceived: record.bytesReceived,
+    bytesSent: record.bytesSent,
     client: record.clientAddress ?? null,
   };
   return JSON.stringify(entry) + "\n";

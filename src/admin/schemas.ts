@@ -52,8 +52,12 @@ export const backendSchema = z
     activeStreams: z.int(),
     calls: z.int(),
     failures: z.int(),
-    bytesSent: z.int().openapi({ description: "Request bytes forwarded to the backend." }),
-    bytesReceived: z.int().openapi({ description: "Response bytes received from it." }),
+    bytesReceived: z.int().openapi({
+      description: "Request bytes received from clients for calls to this backend.",
+    }),
+    bytesSent: z.int().openapi({
+      description: "Response bytes sent to clients from this backend.",
+    }),
   })
   .openapi("Backend");
 

@@ -18,10 +18,10 @@ export interface BackendCounters {
   calls: number;
   /** Calls that failed because of the backend (connection errors, resets, UNAVAILABLE). */
   failures: number;
-  /** Request bytes forwarded to the backend. */
-  bytesSent: number;
-  /** Response bytes received from the backend. */
+  /** Request bytes received from clients for calls to this backend. */
   bytesReceived: number;
+  /** Response bytes sent to clients from this backend. */
+  bytesSent: number;
 }
 
 /**
@@ -52,7 +52,7 @@ export class Backend implements SubConn {
   /** Which sources currently list this member. */
   readonly sources: Set<BackendSource> = new Set();
   /** Counters since the member joined. */
-  readonly counters: BackendCounters = { calls: 0, failures: 0, bytesSent: 0, bytesReceived: 0 };
+  readonly counters: BackendCounters = { calls: 0, failures: 0, bytesReceived: 0, bytesSent: 0 };
   /** Drained members take no new calls; in-flight calls finish. */
   drained = false;
   /** Latest active-health verdict. */

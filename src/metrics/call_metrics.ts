@@ -90,8 +90,8 @@ export function registerCallMetrics(registry: Registry): CallMetrics {
     const method = methodLabel(record.method, record.cluster !== undefined);
     calls.inc({ cluster, backend, method, grpc_status: record.grpcStatus });
     duration.observe({ cluster, method }, record.durationMs / 1000);
-    bytesReceived.inc({ cluster, backend }, record.bytesIn);
-    bytesSent.inc({ cluster, backend }, record.bytesOut);
+    bytesReceived.inc({ cluster, backend }, record.bytesReceived);
+    bytesSent.inc({ cluster, backend }, record.bytesSent);
   };
   // Series of departed backends would otherwise stay forever: membership from Redis can
   // churn through any number of addresses.

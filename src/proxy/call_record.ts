@@ -32,9 +32,9 @@ export interface CallRecord {
   /** True when the backend caused the failure (connection error, reset, UNAVAILABLE). */
   readonly backendFailure: boolean;
   /** Request bytes received from the client. */
-  readonly bytesIn: number;
+  readonly bytesReceived: number;
   /** Response bytes sent to the client. */
-  readonly bytesOut: number;
+  readonly bytesSent: number;
   /** The client's address. */
   readonly clientAddress: string | undefined;
 }

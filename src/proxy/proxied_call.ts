@@ -106,8 +106,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   #resetCode: number | undefined;
   #origin: CallOrigin = "client";
   #backendFailure = false;
-  #bytesIn = 0;
-  #bytesOut = 0;
+  #bytesReceived = 0;
+  #bytesSent = 0;
 
   /** Binds the call to its client stream and becomes its handler. */
   constructor(
@@ -318,7 +318,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   /** See {@link StreamHandler.onData}. */
   onData(stream: TransportStream, data: Uint8Array, endStream: boolean): void {
     if (stream === this.#downstream) {
-      this.#bytesIn += data.length;
+      this.#bytesReceived += data.length;
       if (endStream) this.#requestEnded = true;
       if (this.#upstreamOpen) {
         if (this.#replay !== undefined && data.length > 0) this.#keepForReplay(data.slice());
@@ -331,7 +331,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       }
       return;
     }
-    this.#bytesOut += data.length;
+    this.#bytesSent += data.length;
     if (endStream) this.#responseEnded = true;
     if (this.#decided) {
       stream.consume(data.length);
@@ -523,8 +523,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     }
     const backend = this.#backend;
     if (backend) {
-      backend.counters.bytesSent += this.#bytesIn;
-      backend.counters.bytesReceived += this.#bytesOut;
+      backend.counters.bytesReceived += this.#bytesReceived;
+      backend.counters.bytesSent += this.#bytesSent;
       if (this.#backendFailure) backend.counters.failures++;
     }
     const observers = this.#context.observers;
@@ -539,8 +539,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       resetCode: this.#resetCode,
       origin: this.#origin,
       backendFailure: this.#backendFailure,
-      bytesIn: this.#bytesIn,
-      bytesOut: this.#bytesOut,
+      bytesReceived: this.#bytesReceived,
+      bytesSent: this.#bytesSent,
       clientAddress: this.#clientAddress,
     };
     for (const observe of observers) observe(record);
