@@ -5,7 +5,7 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import denoJson from "../../deno.json" with { type: "json" };
 import type { ProxyMetrics } from "../metrics/metrics.ts";
-import type { Switchyard } from "../switchyard.ts";
+import type { AdminTarget } from "./target.ts";
 import { requireBearer } from "./auth.ts";
 import { renderError, renderNotFound } from "./errors.ts";
 import { renderDocsPage } from "./pages/docs_page.ts";
@@ -39,7 +39,7 @@ const OPENAPI_INFO = {
 };
 
 /** Builds the admin application for `switchyard`. */
-export function createAdminApp(switchyard: Switchyard, options: AdminAppOptions): OpenAPIHono {
+export function createAdminApp(switchyard: AdminTarget, options: AdminAppOptions): OpenAPIHono {
   const app = createAdminRouter();
   app.onError(renderError);
   app.notFound(renderNotFound);
