@@ -1,0 +1,104 @@
+/**
+ * The admin Hono application in process, through `app.request()`: no proxy, no sockets.
+ * The app runs against a fake {@link AdminTarget} holding one real, memberless cluster.
+ */
+import assert from "node:assert/strict";
+import type { OpenAPIHono } from "@hono/zod-openapi";
+import { createAdminApp } from "../src/admin/app.ts";
+import type { AdminTarget } from "../src/admin/target.ts";
+import { Cluster } from "../src/cluster/cluster.ts";
+import { type Config, configSchema } from "../src/config/schema.ts";
+import { connectionOptions } from "../src/h2/options.ts";
+import { ProxyMetrics } from "../src/metrics/metrics.ts";
+
+const ADMIN = "http://127.0.0.1:9901";
+
+/** A fake proxy: cluster `echo` without members (so nothing dials), and a drain counter. */
+interface FakeTarget extends AdminTarget {
+  drains: number;
+}
+
+/** Builds the admin app over a fake proxy whose config has `admin` merged in. */
+function adminApp(
+  admin: Record<string, unknown> = {},
+  token?: string,
+): { app: OpenAPIHono; target: FakeTarget; [Symbol.dispose](): void } {
+  const config: Config = configSchema.parse({
+    admin: { listen: "127.0.0.1:9901", ...admin },
+    clusters: { echo: { backends: ["127.0.0.1:1"] } },
+    routes: [{ cluster: "echo" }],
+  });
+  const upstream = {
+    connection: connectionOptions(config.http2, "client"),
+    maxConnectionsPerBackend: 1,
+  };
+  const echo = new Cluster("echo", { ...config.clusters.echo, backends: [] }, upstream);
+  const target: FakeTarget = {
+    config,
+    clusters: new Map([["echo", echo]]),
+    discovery: undefined,
+    draining: false,
+    drains: 0,
+    drain() {
+      target.drains++;
+      return Promise.resolve();
+    },
+  };
+  const metrics = new ProxyMetrics({ clusters: target.clusters, discovery: undefined });
+  return {
+    app: createAdminApp(target, { token, metrics }),
+    target,
+    [Symbol.dispose]: () => echo.close(),
+  };
+}
+
+/** Sends `init` to `url` (relative to the loopback admin address) and parses the JSON answer. */
+async function send(
+  app: OpenAPIHono,
+  url: string,
+  init: RequestInit & { json?: unknown } = {},
+  // deno-lint-ignore no-explicit-any -- tests assert on the shape field by field
+): Promise<{ status: number; contentType: string; body: any }> {
+  const headers = new Headers(init.headers);
+  let body = init.body;
+  if (init.json !== undefined) {
+    headers.set("content-type", "application/json");
+    body = typeof init.json === "string" ? init.json : JSON.stringify(init.json);
+  }
+  const response = await app.request(new URL(url, ADMIN).href, { ...init, headers, body });
+  const contentType = response.headers.get("content-type") ?? "";
+  const text = await response.text();
+  return {
+    status: response.status,
+    contentType,
+    body: contentType.includes("json") ? JSON.parse(text) : text,
+  };
+}
+
+Deno.test("unknown clusters are 404 and unknown pickers 400, as JSON naming the choices", async () => {
+  using fake = adminApp();
+  const cases: [string, string, unknown, number, RegExp, string[]][] = [
+    ["GET", "/clusters/nope", undefined, 404, /unknown cluster "nope"/, ["echo"]],
+    ["PUT", "/clusters/nope/picker", { name: "pick_first" }, 404, /unknown cluster/, ["echo"]],
+    [
+      "PUT",
+      "/clusters/echo/picker",
+      { name: "fastest" },
+      400,
+      /unknown picker "fastest"/,
+      ["pick_first", "round_robin"],
+    ],
+  ];
+  for (const [method, path, json, status, error, known] of cases) {
+    const response = await send(fake.app, path, { method, json });
+    const label = `${method} ${path}`;
+    assert.equal(response.status, status, label);
+    assert.match(response.contentType, /application\/json/, label);
+    assert.match(response.body.error, error, label);
+    assert.deepEqual(response.body.known, known, label);
+  }
+  const notJson = await send(fake.app, "/clusters/echo/picker", { method: "PUT", json: "{" });
+  assert.equal(notJson.status, 400);
+  assert.match(notJson.body.error, /Malformed JSON/);
+  assert.equal(fake.target.clusters.get("echo")!.policy, "round_robin", "nothing changed");
+});
