@@ -102,3 +102,62 @@ Deno.test("unknown clusters are 404 and unknown pickers 400, as JSON naming the 
   assert.match(notJson.body.error, /Malformed JSON/);
   assert.equal(fake.target.clusters.get("echo")!.policy, "round_robin", "nothing changed");
 });
+
+Deno.test("backend addresses: RFC 1123 names, dotted quads and bracketed IPv6 only", async () => {
+  using fake = adminApp();
+  const long = (length: number) => "a".repeat(length);
+  const rejected = [
+    "no-port",
+    "127.0.0.1:99999",
+    "127.0.0.1:0",
+    "127.1:50051", // inet_aton shorthand for 127.0.0.1
+    "0x7f.1:50051", // hex
+    "0x7f000001:50051",
+    "2130706433:50051", // one 32-bit number
+    "0177.0.0.1:50051", // a leading zero reads as octal
+    "256.0.0.1:50051",
+    "1.2.3.4.5:50051",
+    "-backend:50051",
+    "backend-:50051",
+    "back_end:50051",
+    "a..b:50051",
+    ".a:50051",
+    `${long(64)}:50051`,
+    `${[long(63), long(63), long(63), long(63)].join(".")}:50051`, // 255 characters
+    "[::1:50051",
+    "[not:v6]:50051",
+    "[127.0.0.1]:50051",
+    "::1:50051",
+  ];
+  for (const address of rejected) {
+    const response = await send(fake.app, "/clusters/echo/backends", {
+      method: "POST",
+      json: { address },
+    });
+    assert.equal(response.status, 400, address);
+    assert.match(response.body.error, /is not a host:port address/, address);
+    const deleted = await send(fake.app, `/clusters/echo/backends/${encodeURIComponent(address)}`, {
+      method: "DELETE",
+    });
+    assert.equal(deleted.status, 400, `DELETE ${address}`);
+  }
+  // Well-formed addresses pass validation and only then miss: 404, not 400.
+  const accepted = [
+    "127.0.0.1:1",
+    "backend-1.svc.cluster.local:50051",
+    "B1:50051",
+    "[::1]:50051",
+    "[2001:db8::1]:50051",
+    `${long(63)}.example:50051`,
+    `${[long(63), long(63), long(63), long(61)].join(".")}:50051`, // 253 characters
+    "1e100.net:443",
+  ];
+  for (const address of accepted) {
+    const response = await send(fake.app, `/clusters/echo/backends/${address}/drain`, {
+      method: "POST",
+    });
+    assert.equal(response.status, 404, address);
+    assert.match(response.body.error, /has no backend/, address);
+  }
+  assert.deepEqual(fake.target.clusters.get("echo")!.backends(), [], "nothing was added");
+});

@@ -43,6 +43,11 @@ const BAD_CONFIGS: readonly {
     expected: 'clusters.echo.backends[1]: "127.0.0.1" is not host:port',
   },
   {
+    name: "a backend in inet_aton shorthand",
+    edit: (c) => c.clusters = { echo: { backends: ["127.1:50051"] } },
+    expected: 'clusters.echo.backends[0]: "127.1:50051" is not host:port',
+  },
+  {
     name: "an unknown field",
     edit: (c) => c.clusters = { echo: { backends: ["127.0.0.1:50051"], retries: 3 } },
     expected: 'clusters.echo: unknown field "retries"',
