@@ -161,3 +161,45 @@ Deno.test("backend addresses: RFC 1123 names, dotted quads and bracketed IPv6 on
   }
   assert.deepEqual(fake.target.clusters.get("echo")!.backends(), [], "nothing was added");
 });
+
+/** A 50 MiB body produced on demand, counting what the server pulled. */
+function hugeBody(): { stream: ReadableStream<Uint8Array>; pulled: () => number } {
+  const chunk = new Uint8Array(64 * 1024).fill(0x20);
+  let pulled = 0;
+  const stream = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (pulled >= 50 * 1024 * 1024) return controller.close();
+      pulled += chunk.length;
+      controller.enqueue(chunk);
+    },
+  }, { highWaterMark: 0 });
+  return { stream, pulled: () => pulled };
+}
+
+Deno.test("a body over 64 KiB is refused with 413 JSON before it is read whole", async () => {
+  using fake = adminApp();
+  for (const declared of [true, false]) {
+    const { stream, pulled } = hugeBody();
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (declared) headers["content-length"] = String(50 * 1024 * 1024);
+    const response = await send(fake.app, "/clusters/echo/backends", {
+      method: "POST",
+      headers,
+      body: stream,
+      duplex: "half",
+    } as RequestInit);
+    const label = declared ? "with content-length" : "streamed";
+    assert.equal(response.status, 413, label);
+    assert.match(response.contentType, /application\/json/, label);
+    assert.match(response.body.error, /larger than 65536 bytes/, label);
+    assert.ok(pulled() <= 128 * 1024, `${label}: read ${pulled()} bytes`);
+  }
+  // Exactly at the limit is still served.
+  const json = JSON.stringify({ name: "fastest" });
+  const atLimit = await send(fake.app, "/clusters/echo/picker", {
+    method: "PUT",
+    json: json + " ".repeat(64 * 1024 - json.length),
+  });
+  assert.equal(atLimit.status, 400);
+  assert.match(atLimit.body.error, /unknown picker/);
+});

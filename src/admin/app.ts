@@ -3,6 +3,8 @@
  * @module
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import denoJson from "../../deno.json" with { type: "json" };
 import type { ProxyMetrics } from "../metrics/metrics.ts";
 import type { AdminTarget } from "./target.ts";
@@ -11,6 +13,7 @@ import { renderError, renderNotFound } from "./errors.ts";
 import { renderDocsPage } from "./pages/docs_page.ts";
 import { renderStatusPage } from "./pages/status_page.ts";
 import { createAdminRouter } from "./router.ts";
+import type { ErrorBody } from "./schemas.ts";
 import { refuseCrossOriginMutations } from "./same_origin.ts";
 import { clusterRoutes } from "./routes/clusters.ts";
 import { configRoutes } from "./routes/config.ts";
@@ -29,6 +32,19 @@ export interface AdminAppOptions {
 // browser can load it before it has a way to send the header.
 const PUBLIC_PATHS: ReadonlySet<string> = new Set(["/"]);
 
+/**
+ * The largest request body the admin API takes. Its bodies are a picker name or one address,
+ * so this is generous; beyond it the request is refused from `Content-Length` alone, or as
+ * soon as a chunked body crosses it, so no client can make the proxy buffer more.
+ */
+export const MAX_ADMIN_BODY_BYTES = 64 * 1024;
+
+const tooLarge = (c: Context): Response =>
+  c.json(
+    { error: `request body larger than ${MAX_ADMIN_BODY_BYTES} bytes` } satisfies ErrorBody,
+    413,
+  );
+
 const OPENAPI_INFO = {
   openapi: "3.1.0",
   info: {
@@ -45,6 +61,7 @@ export function createAdminApp(switchyard: AdminTarget, options: AdminAppOptions
   app.notFound(renderNotFound);
   app.use("*", refuseCrossOriginMutations());
   if (options.token !== undefined) app.use("*", requireBearer(options.token, PUBLIC_PATHS));
+  app.use("*", bodyLimit({ maxSize: MAX_ADMIN_BODY_BYTES, onError: tooLarge }));
   app.get("/", (c) => c.html(renderStatusPage()));
   app.route("/", lifecycleRoutes(switchyard));
   app.route("/", clusterRoutes(switchyard));
