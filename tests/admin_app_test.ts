@@ -10,8 +10,15 @@ import { Cluster } from "../src/cluster/cluster.ts";
 import { type Config, configSchema } from "../src/config/schema.ts";
 import { connectionOptions } from "../src/h2/options.ts";
 import { ProxyMetrics } from "../src/metrics/metrics.ts";
+import {
+  adminRequestInit,
+  type AdminRequestOptions,
+  type AdminResponse,
+  readAdminResponse,
+} from "./support/admin_client.ts";
 
 const ADMIN = "http://127.0.0.1:9901";
+const TOKEN = "s3cret-admin-token-0123456789";
 
 /** A fake proxy: cluster `echo` without members (so nothing dials), and a drain counter. */
 interface FakeTarget extends AdminTarget {
@@ -52,27 +59,15 @@ function adminApp(
   };
 }
 
-/** Sends `init` to `url` (relative to the loopback admin address) and parses the JSON answer. */
+/** Sends a request to `url` (relative to the loopback admin address); `init` overrides. */
 async function send(
   app: OpenAPIHono,
   url: string,
-  init: RequestInit & { json?: unknown } = {},
-  // deno-lint-ignore no-explicit-any -- tests assert on the shape field by field
-): Promise<{ status: number; contentType: string; body: any }> {
-  const headers = new Headers(init.headers);
-  let body = init.body;
-  if (init.json !== undefined) {
-    headers.set("content-type", "application/json");
-    body = typeof init.json === "string" ? init.json : JSON.stringify(init.json);
-  }
-  const response = await app.request(new URL(url, ADMIN).href, { ...init, headers, body });
-  const contentType = response.headers.get("content-type") ?? "";
-  const text = await response.text();
-  return {
-    status: response.status,
-    contentType,
-    body: contentType.includes("json") ? JSON.parse(text) : text,
-  };
+  options: AdminRequestOptions = {},
+  init: RequestInit = {},
+): Promise<AdminResponse> {
+  const request = { ...adminRequestInit(options), ...init };
+  return await readAdminResponse(await app.request(new URL(url, ADMIN).href, request));
 }
 
 Deno.test("unknown clusters are 404 and unknown pickers 400, as JSON naming the choices", async () => {
@@ -182,9 +177,7 @@ Deno.test("a body over 64 KiB is refused with 413 JSON before it is read whole",
     const { stream, pulled } = hugeBody();
     const headers: Record<string, string> = { "content-type": "application/json" };
     if (declared) headers["content-length"] = String(50 * 1024 * 1024);
-    const response = await send(fake.app, "/clusters/echo/backends", {
-      method: "POST",
-      headers,
+    const response = await send(fake.app, "/clusters/echo/backends", { method: "POST", headers }, {
       body: stream,
       duplex: "half",
     } as RequestInit);
@@ -202,4 +195,82 @@ Deno.test("a body over 64 KiB is refused with 413 JSON before it is read whole",
   });
   assert.equal(atLimit.status, 400);
   assert.match(atLimit.body.error, /unknown picker/);
+});
+
+/** The status of `method url` with `token` as bearer (if any); 403s must name the Host. */
+async function statusFor(
+  app: OpenAPIHono,
+  url: string,
+  { method = "GET", token }: { method?: string; token?: string } = {},
+): Promise<number> {
+  const headers = { origin: new URL(url).origin };
+  const response = await send(app, url, { method, token, headers });
+  if (response.status === 403) assert.match(response.body.error, /Host "[^"]+" is not allowed/);
+  return response.status;
+}
+
+Deno.test("without a token, a DNS-rebound Host is refused with 403 JSON", async () => {
+  using fake = adminApp();
+  // The rebinding attack: the page's own origin, so the cross-origin check passes.
+  const evil = "http://evil.example:9901";
+  assert.equal(await statusFor(fake.app, `${evil}/drain`, { method: "POST" }), 403);
+  const register = await send(fake.app, `${evil}/clusters/echo/backends`, {
+    method: "POST",
+    headers: { origin: evil },
+    json: { address: "127.0.0.1:1" },
+  });
+  assert.equal(register.status, 403);
+  assert.match(register.contentType, /application\/json/);
+  assert.match(register.body.error, /Host "evil\.example" is not allowed/);
+  assert.equal(await statusFor(fake.app, `${evil}/clusters`), 403, "reads too");
+  assert.equal(await statusFor(fake.app, "http://127.0.0.1.evil.example:9901/live"), 403);
+  assert.equal(await statusFor(fake.app, "http://0.0.0.0:9901/live"), 403);
+  assert.equal(fake.target.drains, 0);
+  assert.deepEqual(fake.target.clusters.get("echo")!.backends(), []);
+
+  for (const host of ["localhost", "LocalHost", "127.0.0.1", "127.9.8.7", "[::1]"]) {
+    assert.equal(await statusFor(fake.app, `http://${host}:9901/live`), 200, host);
+  }
+  assert.equal(await statusFor(fake.app, `http://localhost:9901/drain`, { method: "POST" }), 202);
+  assert.equal(fake.target.drains, 1);
+});
+
+Deno.test("admin.allowedHosts and the admin.listen host are answered", async () => {
+  using fake = adminApp({
+    listen: "localhost:9901",
+    allowedHosts: ["Admin.Internal", "[fd00::1]"],
+  });
+  for (const host of ["admin.internal", "ADMIN.internal", "[fd00::1]", "127.0.0.1"]) {
+    assert.equal(await statusFor(fake.app, `http://${host}:9901/live`), 200, host);
+  }
+  assert.equal(await statusFor(fake.app, "http://evil.example:9901/live"), 403);
+});
+
+Deno.test("with a token, Host is checked only when admin.allowedHosts is set", async () => {
+  {
+    // The token is the protection: a rebound page cannot send it, and probes and proxies
+    // reach the API by names nobody listed (pod IP, Service DNS).
+    using fake = adminApp({ listen: "0.0.0.0:9901" }, TOKEN);
+    assert.equal(await statusFor(fake.app, "http://10.1.2.3:9901/live", { token: TOKEN }), 200);
+    assert.equal(
+      await statusFor(fake.app, "http://evil.example:9901/drain", { method: "POST" }),
+      401,
+    );
+  }
+  {
+    using fake = adminApp(
+      { listen: "0.0.0.0:9901", allowedHosts: ["switchyard-admin.prod.svc"] },
+      TOKEN,
+    );
+    const allowed = "http://switchyard-admin.prod.svc:9901/live";
+    assert.equal(await statusFor(fake.app, allowed, { token: TOKEN }), 200);
+    assert.equal(await statusFor(fake.app, "http://localhost:9901/live", { token: TOKEN }), 200);
+    for (const host of ["evil.example", "10.1.2.3", "0.0.0.0"]) {
+      assert.equal(
+        await statusFor(fake.app, `http://${host}:9901/live`, { token: TOKEN }),
+        403,
+        host,
+      );
+    }
+  }
 });

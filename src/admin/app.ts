@@ -10,6 +10,7 @@ import type { ProxyMetrics } from "../metrics/metrics.ts";
 import type { AdminTarget } from "./target.ts";
 import { requireBearer } from "./auth.ts";
 import { renderError, renderNotFound } from "./errors.ts";
+import { refuseForeignHosts } from "./host_check.ts";
 import { renderDocsPage } from "./pages/docs_page.ts";
 import { renderStatusPage } from "./pages/status_page.ts";
 import { createAdminRouter } from "./router.ts";
@@ -59,6 +60,13 @@ export function createAdminApp(switchyard: AdminTarget, options: AdminAppOptions
   const app = createAdminRouter();
   app.onError(renderError);
   app.notFound(renderNotFound);
+  // Without a token, a DNS-rebound page is the one caller the cross-origin check misses. With
+  // one, that page cannot send the bearer header, and proxies and Kubernetes probes reach the
+  // API by names (Service DNS, pod IP) nobody listed, so Host is checked only when asked.
+  const admin = switchyard.config.admin;
+  if (options.token === undefined || admin.allowedHosts !== undefined) {
+    app.use("*", refuseForeignHosts(admin));
+  }
   app.use("*", refuseCrossOriginMutations());
   if (options.token !== undefined) app.use("*", requireBearer(options.token, PUBLIC_PATHS));
   app.use("*", bodyLimit({ maxSize: MAX_ADMIN_BODY_BYTES, onError: tooLarge }));
