@@ -43,6 +43,16 @@ const BAD_CONFIGS: readonly {
     expected: 'clusters.echo.backends[1]: "127.0.0.1" is not host:port',
   },
   {
+    name: "a backend in inet_aton shorthand",
+    edit: (c) => c.clusters = { echo: { backends: ["127.1:50051"] } },
+    expected: 'clusters.echo.backends[0]: "127.1:50051" is not host:port',
+  },
+  {
+    name: "an admin.allowedHosts entry that is not a host name",
+    edit: (c) => c.admin = { allowedHosts: ["admin.internal", "evil_example"] },
+    expected: 'admin.allowedHosts[1]: "evil_example" is not a host name or IP address',
+  },
+  {
     name: "an unknown field",
     edit: (c) => c.clusters = { echo: { backends: ["127.0.0.1:50051"], retries: 3 } },
     expected: 'clusters.echo: unknown field "retries"',

@@ -3,14 +3,18 @@
  * @module
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import denoJson from "../../deno.json" with { type: "json" };
 import type { ProxyMetrics } from "../metrics/metrics.ts";
-import type { Switchyard } from "../switchyard.ts";
+import type { AdminTarget } from "./target.ts";
 import { requireBearer } from "./auth.ts";
 import { renderError, renderNotFound } from "./errors.ts";
+import { refuseForeignHosts } from "./host_check.ts";
 import { renderDocsPage } from "./pages/docs_page.ts";
 import { renderStatusPage } from "./pages/status_page.ts";
 import { createAdminRouter } from "./router.ts";
+import type { ErrorBody } from "./schemas.ts";
 import { refuseCrossOriginMutations } from "./same_origin.ts";
 import { clusterRoutes } from "./routes/clusters.ts";
 import { configRoutes } from "./routes/config.ts";
@@ -29,6 +33,19 @@ export interface AdminAppOptions {
 // browser can load it before it has a way to send the header.
 const PUBLIC_PATHS: ReadonlySet<string> = new Set(["/"]);
 
+/**
+ * The largest request body the admin API takes. Its bodies are a picker name or one address,
+ * so this is generous; beyond it the request is refused from `Content-Length` alone, or as
+ * soon as a chunked body crosses it, so no client can make the proxy buffer more.
+ */
+export const MAX_ADMIN_BODY_BYTES = 64 * 1024;
+
+const tooLarge = (c: Context): Response =>
+  c.json(
+    { error: `request body larger than ${MAX_ADMIN_BODY_BYTES} bytes` } satisfies ErrorBody,
+    413,
+  );
+
 const OPENAPI_INFO = {
   openapi: "3.1.0",
   info: {
@@ -39,12 +56,20 @@ const OPENAPI_INFO = {
 };
 
 /** Builds the admin application for `switchyard`. */
-export function createAdminApp(switchyard: Switchyard, options: AdminAppOptions): OpenAPIHono {
+export function createAdminApp(switchyard: AdminTarget, options: AdminAppOptions): OpenAPIHono {
   const app = createAdminRouter();
   app.onError(renderError);
   app.notFound(renderNotFound);
+  // Without a token, a DNS-rebound page is the one caller the cross-origin check misses. With
+  // one, that page cannot send the bearer header, and proxies and Kubernetes probes reach the
+  // API by names (Service DNS, pod IP) nobody listed, so Host is checked only when asked.
+  const admin = switchyard.config.admin;
+  if (options.token === undefined || admin.allowedHosts !== undefined) {
+    app.use("*", refuseForeignHosts(admin));
+  }
   app.use("*", refuseCrossOriginMutations());
   if (options.token !== undefined) app.use("*", requireBearer(options.token, PUBLIC_PATHS));
+  app.use("*", bodyLimit({ maxSize: MAX_ADMIN_BODY_BYTES, onError: tooLarge }));
   app.get("/", (c) => c.html(renderStatusPage()));
   app.route("/", lifecycleRoutes(switchyard));
   app.route("/", clusterRoutes(switchyard));

@@ -6,7 +6,7 @@
 import { formatHostPort, parseHostPort } from "../config/address.ts";
 import { componentLogger } from "../log/logger.ts";
 import type { ProxyMetrics } from "../metrics/metrics.ts";
-import type { Switchyard } from "../switchyard.ts";
+import type { AdminTarget } from "./target.ts";
 import { createAdminApp } from "./app.ts";
 
 const log = componentLogger("admin");
@@ -24,7 +24,7 @@ export class AdminServer {
 
   /** Binds `switchyard.config.admin.listen` and serves the admin API. */
   static start(
-    switchyard: Switchyard,
+    switchyard: AdminTarget,
     options: { readonly token: string | undefined; readonly metrics: ProxyMetrics },
   ): AdminServer {
     const app = createAdminApp(switchyard, options);

@@ -4,13 +4,21 @@
  * @module
  */
 import { z } from "zod";
-import { parseHostPort } from "./address.ts";
+import { parseHost, parseHostPort } from "./address.ts";
 import { parseDuration } from "./duration.ts";
 
 /** A `host:port` string. */
 const addressSchema = z.string().refine((text) => parseHostPort(text) !== undefined, {
   error: (issue) => `${JSON.stringify(issue.input)} is not host:port`,
 });
+
+/** A host as a `Host` header names it: RFC 1123 name, dotted quad or `[IPv6]`; lowercased. */
+const hostSchema = z
+  .string()
+  .refine((text) => parseHost(text) !== undefined, {
+    error: (issue) => `${JSON.stringify(issue.input)} is not a host name or IP address`,
+  })
+  .transform((text) => parseHost(text)!.toLowerCase());
 
 /** Timers cannot wait longer: Node-style timers fire at once past 2^31-1 ms (about 24 days). */
 const MAX_DURATION_MS = 2 ** 31 - 1;
@@ -112,11 +120,13 @@ const redisSchema = z.strictObject({
   pollInterval: positiveDurationSchema.prefault("5s"),
 });
 
-/** Admin API listener and its optional bearer token. */
+/** Admin API listener, its optional bearer token, and the `Host` names it answers to. */
 const adminSchema = z.strictObject({
   listen: addressSchema.prefault("127.0.0.1:9901"),
   token: z.string().min(16, { error: "must be at least 16 characters" }).optional(),
   tokenEnv: z.string().default("SWITCHYARD_ADMIN_TOKEN"),
+  /** Extra `Host` names the admin API answers to, besides loopback and the listen host. */
+  allowedHosts: z.array(hostSchema).optional(),
 });
 
 /** TLS for the downstream listener (ALPN `h2`). */

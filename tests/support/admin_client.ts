@@ -42,6 +42,11 @@ export async function adminRequest(
   path: string,
   options: AdminRequestOptions = {},
 ): Promise<AdminResponse> {
+  return await readAdminResponse(await fetch(adminUrl(proxy, path), adminRequestInit(options)));
+}
+
+/** The request {@link AdminRequestOptions} describe, for `fetch` or Hono's `app.request`. */
+export function adminRequestInit(options: AdminRequestOptions): RequestInit {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
   let body: string | undefined;
@@ -49,11 +54,11 @@ export async function adminRequest(
     headers["content-type"] ??= "application/json";
     body = typeof options.json === "string" ? options.json : JSON.stringify(options.json);
   }
-  const response = await fetch(adminUrl(proxy, path), {
-    method: options.method ?? "GET",
-    headers,
-    body,
-  });
+  return { method: options.method ?? "GET", headers, body };
+}
+
+/** Reads an admin answer, parsing its body when it is JSON. */
+export async function readAdminResponse(response: Response): Promise<AdminResponse> {
   const contentType = response.headers.get("content-type") ?? "";
   const text = await response.text();
   return {

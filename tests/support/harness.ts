@@ -182,11 +182,16 @@ export interface SwitchyardRun {
   readonly stderr: string;
 }
 
+// Every caller expects an early exit; a config the proxy wrongly accepts would otherwise run
+// (and hang the test) forever, so it is killed and the test fails on its exit code.
+const RUN_TIMEOUT_MS = 60_000;
+
 /** Runs `main.ts` with `args` until it exits (for command-line and config-error tests). */
 export async function runSwitchyard(args: string[]): Promise<SwitchyardRun> {
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, ...args],
     stdin: "null",
+    signal: AbortSignal.timeout(RUN_TIMEOUT_MS),
   }).output();
   const decoder = new TextDecoder();
   return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };

@@ -8,9 +8,9 @@ import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
 import { registeredPolicies } from "../../balancer/registry.ts";
 import type { Cluster } from "../../cluster/cluster.ts";
 import { formatHostPort, parseHostPort } from "../../config/address.ts";
-import { type RedisDiscovery, RedisUnavailableError } from "../../discovery/redis_discovery.ts";
+import { RedisUnavailableError } from "../../discovery/redis_discovery.ts";
 import { componentLogger } from "../../log/logger.ts";
-import type { Switchyard } from "../../switchyard.ts";
+import type { AdminTarget } from "../target.ts";
 import { backendView, clusterView } from "../cluster_view.ts";
 import { AdminError } from "../errors.ts";
 import { createAdminRouter, jsonContent } from "../router.ts";
@@ -139,7 +139,7 @@ const undrainRoute = createRoute({
 });
 
 /** The `/clusters` endpoints. */
-export function clusterRoutes(switchyard: Switchyard): OpenAPIHono {
+export function clusterRoutes(switchyard: AdminTarget): OpenAPIHono {
   const findCluster = (name: string): Cluster => {
     const cluster = switchyard.clusters.get(name);
     if (!cluster) {
@@ -156,7 +156,7 @@ export function clusterRoutes(switchyard: Switchyard): OpenAPIHono {
     return backendView(cluster.backend(canonical)!);
   };
   // Membership of a cluster fed by a Redis set is written there, so every proxy sees it.
-  const redisOf = (cluster: Cluster): RedisDiscovery | undefined =>
+  const redisOf = (cluster: Cluster): AdminTarget["discovery"] =>
     cluster.config.discovery ? switchyard.discovery : undefined;
 
   return createAdminRouter()

@@ -3,7 +3,7 @@
  * @module
  */
 import { createRoute, type OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Switchyard } from "../../switchyard.ts";
+import type { AdminTarget } from "../target.ts";
 import { redactConfig } from "../redact.ts";
 import { createAdminRouter, jsonContent } from "../router.ts";
 
@@ -21,7 +21,7 @@ const configRoute = createRoute({
 });
 
 /** The `/config` endpoint. */
-export function configRoutes(switchyard: Switchyard): OpenAPIHono {
+export function configRoutes(switchyard: AdminTarget): OpenAPIHono {
   return createAdminRouter().openapi(
     configRoute,
     (c) => c.json(redactConfig(switchyard.config) as Record<string, unknown>, 200),

@@ -5,7 +5,7 @@
  */
 import { createRoute, type OpenAPIHono, type z } from "@hono/zod-openapi";
 import { componentLogger } from "../../log/logger.ts";
-import type { Switchyard } from "../../switchyard.ts";
+import type { AdminTarget } from "../target.ts";
 import { createAdminRouter, jsonContent } from "../router.ts";
 import { readinessSchema, statusSchema } from "../schemas.ts";
 
@@ -49,7 +49,7 @@ const drainRoute = createRoute({
 });
 
 /** `/live`, `/ready` and `POST /drain`. */
-export function lifecycleRoutes(switchyard: Switchyard): OpenAPIHono {
+export function lifecycleRoutes(switchyard: AdminTarget): OpenAPIHono {
   return createAdminRouter()
     .openapi(liveRoute, (c) => c.json({ status: "live" }, 200))
     .openapi(readyRoute, (c) => {
@@ -64,7 +64,7 @@ export function lifecycleRoutes(switchyard: Switchyard): OpenAPIHono {
 }
 
 /** Why the proxy is or is not ready. */
-function assessReadiness(switchyard: Switchyard): z.infer<typeof readinessSchema> {
+function assessReadiness(switchyard: AdminTarget): z.infer<typeof readinessSchema> {
   if (switchyard.draining) return { ready: false, reason: "draining" };
   const routed = new Set(switchyard.config.routes.map((route) => route.cluster));
   for (const name of routed) {

@@ -1,0 +1,24 @@
+/**
+ * What the admin API reads and changes in the running proxy. A running `Switchyard`
+ * satisfies it; the admin modules depend on this interface rather than on `Switchyard`,
+ * so the admin app can be built around a fake in tests and `switchyard.ts` → `admin/` stays
+ * the only direction of import.
+ * @module
+ */
+import type { Cluster } from "../cluster/cluster.ts";
+import type { Config } from "../config/schema.ts";
+import type { RedisDiscovery } from "../discovery/redis_discovery.ts";
+
+/** The proxy as the admin API sees it. */
+export interface AdminTarget {
+  /** The effective config, shown by `/config`; `admin` settings also shape the API itself. */
+  readonly config: Config;
+  /** Clusters by name. */
+  readonly clusters: ReadonlyMap<string, Cluster>;
+  /** Redis membership writes, when some cluster uses Redis discovery. */
+  readonly discovery: Pick<RedisDiscovery, "addMember" | "removeMember"> | undefined;
+  /** True once draining has begun. */
+  readonly draining: boolean;
+  /** Starts a graceful drain; settles when it has finished. */
+  drain(): Promise<void>;
+}
