@@ -1556,19 +1556,21 @@ export class H2Connection implements StreamOwner, TimerEntry {
       // A peer that stops reading must not hold the socket open: close it regardless soon.
       timers.schedule(this, Date.now() + this.#options.settingsTimeoutMs);
     }
-    const reason = error ?? "connection closed";
-    for (const stream of [...this.#pending.splice(0), ...this.#streams.values()]) {
-      stream.closeReason = reason;
-      this.#close(stream, stream.id === 0 ? CloseCause.UNPROCESSED : CloseCause.CONNECTION_LOST);
-    }
-    this.#pending.length = 0;
+    const streams = [...this.#pending.splice(0), ...this.#streams.values()];
     this.#blocked.length = 0;
     const resume = this.#readPaused;
     this.#readPaused = undefined;
     resume?.();
     if (!flushFirst || (!this.#writing && this.#out.length === 0)) this.#closeSocket();
     else if (!this.#writing) this.flush();
+    // The owner hears first, so that a call replayed from one of these streams already sees
+    // the backend's new state (a failed dial is TRANSIENT_FAILURE) and goes elsewhere.
     this.#listener.onClose(this, error);
+    const reason = error ?? "connection closed";
+    for (const stream of streams) {
+      stream.closeReason = reason;
+      this.#close(stream, stream.id === 0 ? CloseCause.UNPROCESSED : CloseCause.CONNECTION_LOST);
+    }
   }
 
   #closeSocket(): void {
