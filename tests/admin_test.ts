@@ -3,7 +3,13 @@
  * `fetch` against the admin listener.
  */
 import assert from "node:assert/strict";
-import { adminRequest, adminUrl, callsByBackend, startAdminProxy } from "./support/admin_client.ts";
+import {
+  adminRequest,
+  adminUrl,
+  callsByBackend,
+  rawAdminRequest,
+  startAdminProxy,
+} from "./support/admin_client.ts";
 import {
   clusterConfig,
   freePort,
@@ -397,6 +403,24 @@ Deno.test("POST /drain answers 202 and /ready flips to 503", GRPC_JS, async () =
       });
       assert.equal(crossSite.status, 403, "a cross-origin form post is refused");
       assert.match(crossSite.contentType, /application\/json/);
+      assert.equal((await adminRequest(proxy, "/ready")).status, 200, "and drains nothing");
+
+      // DNS rebinding: the attacker's page is same-origin with itself, only Host gives it away.
+      const evil = `evil.example:${new URL(adminUrl(proxy)).port}`;
+      const rebound = await rawAdminRequest(proxy, "POST /drain", {
+        host: evil,
+        origin: `http://${evil}`,
+        "content-length": "0",
+      });
+      assert.equal(rebound.status, 403, rebound.body);
+      assert.match(rebound.body, /Host \\"evil\.example\\" is not allowed/);
+      // A body announced as 50 MiB is refused from its Content-Length, before it arrives.
+      const huge = await rawAdminRequest(proxy, "POST /clusters/echo/backends", {
+        host: new URL(adminUrl(proxy)).host,
+        "content-type": "application/json",
+        "content-length": String(50 * 1024 * 1024),
+      }, '{"address": "');
+      assert.equal(huge.status, 413, huge.body);
       assert.equal((await adminRequest(proxy, "/ready")).status, 200, "and drains nothing");
 
       const drain = await adminRequest(proxy, "/drain", { method: "POST" });

@@ -68,6 +68,49 @@ export async function readAdminResponse(response: Response): Promise<AdminRespon
   };
 }
 
+const RAW_ANSWER_TIMEOUT_MS = 10_000;
+
+/**
+ * Sends one HTTP/1.1 request to the admin listener over a raw socket, with `headers` exactly
+ * as given (`fetch` replaces `Host`); returns the status code and the body text. The answer
+ * is read by its `Content-Length`, not to EOF: a server refusing a body it has not read may
+ * keep the connection open. A server that never answers fails the call after 10 s.
+ */
+export async function rawAdminRequest(
+  proxy: ProxyProcess,
+  requestLine: string,
+  headers: Record<string, string>,
+  body = "",
+): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(adminUrl(proxy));
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const deadline = setTimeout(() => conn.close(), RAW_ANSWER_TIMEOUT_MS);
+  try {
+    const head = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("");
+    await conn.write(new TextEncoder().encode(`${requestLine} HTTP/1.1\r\n${head}\r\n${body}`));
+    const decoder = new TextDecoder();
+    let text = "";
+    for await (const chunk of conn.readable) {
+      text += decoder.decode(chunk, { stream: true });
+      const end = text.indexOf("\r\n\r\n");
+      if (end < 0) continue;
+      const length = Number(/\r\ncontent-length:\s*(\d+)/i.exec(text.slice(0, end))?.[1] ?? 0);
+      const received = text.slice(end + 4);
+      if (new TextEncoder().encode(received).length >= length) {
+        return { status: Number(text.split(" ", 2)[1]), body: received };
+      }
+    }
+    throw new Error(`connection closed before a full answer: ${JSON.stringify(text)}`);
+  } finally {
+    clearTimeout(deadline);
+    try {
+      conn.close();
+    } catch {
+      // Already closed by the readable's end.
+    }
+  }
+}
+
 /** Starts the proxy and waits until its admin listener answers (401 counts: it is up). */
 export async function startAdminProxy(
   config: Record<string, unknown>,
