@@ -16,6 +16,7 @@ import { ProxyMetrics } from "./metrics/metrics.ts";
 import type { CallObserver } from "./proxy/call_record.ts";
 import { ProxyListener } from "./proxy/listener.ts";
 import { Router } from "./proxy/router.ts";
+import { DialGate } from "./upstream/dial_gate.ts";
 
 const log = componentLogger("lifecycle");
 
@@ -57,6 +58,7 @@ export class Switchyard {
     const upstream = {
       connection: connectionOptions(config.http2, "client"),
       maxConnectionsPerBackend: config.http2.upstream.maxConnectionsPerBackend,
+      dialGate: new DialGate(config.http2.upstream.maxConcurrentDials),
     };
     const clusters = new Map(
       Object.entries(config.clusters).map((

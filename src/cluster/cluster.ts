@@ -21,6 +21,7 @@ import {
 import type { ClusterConfig } from "../config/schema.ts";
 import { componentLogger } from "../log/logger.ts";
 import type { ConnectionOptions } from "../h2/connection.ts";
+import type { DialGate } from "../upstream/dial_gate.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import { Backend, type BackendSource, type HealthStatus } from "./backend.ts";
 
@@ -43,6 +44,8 @@ export interface UpstreamSettings {
   readonly connection: ConnectionOptions;
   /** Connections per backend at most. */
   readonly maxConnectionsPerBackend: number;
+  /** The process-wide cap on dials in flight. */
+  readonly dialGate: DialGate;
 }
 
 interface PickWaiter {
@@ -292,6 +295,7 @@ export class Cluster implements BalancerHost {
         backoff: this.config.reconnectBackoff,
         connection: this.#upstream.connection,
         maxConnections: this.#upstream.maxConnectionsPerBackend,
+        dialGate: this.#upstream.dialGate,
         onStateChange: () => this.#refresh(backend),
       }),
     );

@@ -64,6 +64,8 @@ const outlierDetectionSchema = z.strictObject({
 const discoverySchema = z.strictObject({
   redisSet: z.string().min(1),
   requireHeartbeat: z.boolean().default(false),
+  /** A set listing more members than this is not applied; the last-known members stay. */
+  maxMembers: z.int().min(1).default(10_000),
 });
 
 /** Reconnect backoff for upstream connections (gRPC connection-backoff shape). */
@@ -182,6 +184,11 @@ const http2Schema = z.strictObject({
     initialConnectionWindowSize: windowSchema.default(16 * 1024 * 1024),
     /** Connections to one backend; more open only at its SETTINGS_MAX_CONCURRENT_STREAMS. */
     maxConnectionsPerBackend: z.int().min(1).default(8),
+    /**
+     * Dials in flight at once across every backend of the process; more wait in order, so a
+     * huge membership change cannot exhaust file descriptors or starve the event loop.
+     */
+    maxConcurrentDials: z.int().min(1).default(64),
     /** Keepalive PING interval on an upstream connection; a lost PONG closes it. */
     keepaliveInterval: positiveDurationSchema.prefault("30s"),
     keepaliveTimeout: positiveDurationSchema.prefault("10s"),

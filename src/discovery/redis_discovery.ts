@@ -95,7 +95,14 @@ export class RedisDiscovery {
     const watches = [...clusters.values()].flatMap((cluster) => {
       const discovery = cluster.config.discovery;
       return discovery
-        ? [new SetWatch(cluster, discovery.redisSet, discovery.requireHeartbeat)]
+        ? [
+          new SetWatch(
+            cluster,
+            discovery.redisSet,
+            discovery.requireHeartbeat,
+            discovery.maxMembers,
+          ),
+        ]
         : [];
     });
     // The schema guarantees a redis section whenever a cluster has discovery.

@@ -20,19 +20,29 @@ export class SetWatch {
   readonly setKey: string;
   /** Whether members need a live heartbeat key. */
   readonly requireHeartbeat: boolean;
+  /** A set listing more members than this is not applied. */
+  readonly maxMembers: number;
   readonly #invalid = new NewArrivals();
   readonly #withoutHeartbeat = new NewArrivals();
   #synced = false;
+  /** True while the set is over {@link SetWatch.maxMembers}, so that is logged once. */
+  #overCap = false;
 
   /** Watches `setKey` for `cluster`. */
-  constructor(cluster: Cluster, setKey: string, requireHeartbeat: boolean) {
+  constructor(cluster: Cluster, setKey: string, requireHeartbeat: boolean, maxMembers: number) {
     this.cluster = cluster;
     this.setKey = setKey;
     this.requireHeartbeat = requireHeartbeat;
+    this.maxMembers = maxMembers;
   }
 
-  /** Reads the set and applies it. Throws on Redis errors, leaving membership unchanged. */
+  /**
+   * Reads the set and applies it. Throws on Redis errors, leaving membership unchanged; a set
+   * over {@link SetWatch.maxMembers} leaves it unchanged too.
+   */
   async sync(client: RedisClient): Promise<void> {
+    // SCARD first: an oversized set is neither transferred nor parsed on every poll.
+    if (this.#overMaxMembers(await client.sCard(this.setKey))) return;
     const { valid, invalid } = partitionMembers(await client.sMembers(this.setKey));
     const live = this.requireHeartbeat ? await this.#withLiveHeartbeat(client, valid) : valid;
     for (const member of this.#invalid.update(invalid)) {
@@ -42,7 +52,8 @@ export class SetWatch {
         member,
       });
     }
-    const stale = valid.filter((address) => !live.includes(address));
+    const liveSet = new Set(live);
+    const stale = valid.filter((address) => !liveSet.has(address));
     for (const address of this.#withoutHeartbeat.update(stale)) {
       log.info("member {address} of redis set {set} has no heartbeat: ignored", {
         set: this.setKey,
@@ -51,6 +62,26 @@ export class SetWatch {
       });
     }
     this.#apply(live);
+  }
+
+  #overMaxMembers(count: number): boolean {
+    const over = count > this.maxMembers;
+    if (over && !this.#overCap) {
+      log.error(
+        "redis set {set} lists {count} members, more than " +
+          "clusters.{cluster}.discovery.maxMembers ({maxMembers}): keeping the last-known " +
+          "members of {cluster} until the set shrinks or the setting is raised",
+        { set: this.setKey, cluster: this.cluster.name, count, maxMembers: this.maxMembers },
+      );
+    } else if (!over && this.#overCap) {
+      log.info("redis set {set} is back within maxMembers: {count} members", {
+        set: this.setKey,
+        cluster: this.cluster.name,
+        count,
+      });
+    }
+    this.#overCap = over;
+    return over;
   }
 
   async #withLiveHeartbeat(client: RedisClient, addresses: string[]): Promise<string[]> {
@@ -63,7 +94,9 @@ export class SetWatch {
   #apply(live: string[]): void {
     const current = new Set(this.cluster.membersFrom("redis"));
     const added = live.filter((address) => !current.has(address));
-    const removed = [...current].filter((address) => !live.includes(address));
+    const listed = new Set(live);
+    // Sets, not Array.includes: with thousands of members the diff would be quadratic.
+    const removed = [...current].filter((address) => !listed.has(address));
     const firstSync = !this.#synced;
     this.#synced = true;
     if (added.length === 0 && removed.length === 0 && !firstSync) return;

@@ -18,6 +18,7 @@ import { type ConnectionListener, type ConnectionOptions, H2Connection } from ".
 import { componentLogger } from "../log/logger.ts";
 import type { HeaderList, StreamHandler, TransportStream } from "../transport/stream.ts";
 import { Backoff } from "./backoff.ts";
+import type { DialGate } from "./dial_gate.ts";
 
 const log = componentLogger("upstream");
 
@@ -35,6 +36,8 @@ export interface UpstreamOptions {
   readonly connection: ConnectionOptions;
   /** Connections to this backend at most. */
   readonly maxConnections: number;
+  /** The process-wide cap on dials in flight, shared by every backend. */
+  readonly dialGate: DialGate;
   /** Called on every connectivity change. */
   readonly onStateChange: (state: ConnectivityState) => void;
 }
@@ -49,6 +52,8 @@ interface PooledConnection {
   connectTimer: ReturnType<typeof setTimeout> | undefined;
   /** The backend's SETTINGS arrived. */
   connected: boolean;
+  /** The dial started and holds a {@link DialGate} slot until it settles. */
+  holdsDialSlot: boolean;
   connectedAt: number;
   /** Streams that ran to their end on this connection. */
   finishedStreams: number;
@@ -186,13 +191,14 @@ export class Upstream implements ConnectionListener {
   }
 
   #dial(): PooledConnection {
-    const { address, connectTimeoutMs } = this.#options;
+    const { address } = this.#options;
     const connection = new H2Connection(this.#options.connection, this, address);
     const pooled: PooledConnection = {
       connection,
       abort: new AbortController(),
       connectTimer: undefined,
       connected: false,
+      holdsDialSlot: false,
       connectedAt: 0,
       finishedStreams: 0,
       lastError: undefined,
@@ -200,6 +206,18 @@ export class Upstream implements ConnectionListener {
     this.#pool.push(pooled);
     this.#byConnection.set(connection, pooled);
     if (this.#state === "IDLE") this.#setState("CONNECTING");
+    // The connection is in the pool while it waits for a dial slot, so the pool's bookkeeping
+    // counts it as dialling and calls can wait on it as on any dial.
+    this.#options.dialGate.enter(() => this.#startDial(pooled));
+    return pooled;
+  }
+
+  /** Opens the socket once the gate allows; false when the dial was abandoned meanwhile. */
+  #startDial(pooled: PooledConnection): boolean {
+    const { address, connectTimeoutMs } = this.#options;
+    const connection = pooled.connection;
+    if (connection.closed) return false;
+    pooled.holdsDialSlot = true;
     const { host, port } = parseHostPort(address)!;
     // READY comes with the backend's SETTINGS, not the TCP connect (as in gRPC): a peer that
     // is not an HTTP/2 server never gets there, and its dial fails on this timeout.
@@ -224,7 +242,14 @@ export class Upstream implements ConnectionListener {
         connection.failToConnect(pooled.lastError ?? `connect ${code}${address}: ${error.message}`);
       },
     );
-    return pooled;
+    return true;
+  }
+
+  /** Frees the dial slot once the dial settles, either way. */
+  #releaseDialSlot(pooled: PooledConnection): void {
+    if (!pooled.holdsDialSlot) return;
+    pooled.holdsDialSlot = false;
+    this.#options.dialGate.release();
   }
 
   /** See {@link ConnectionListener.onReady}. */
@@ -232,6 +257,7 @@ export class Upstream implements ConnectionListener {
     const pooled = this.#byConnection.get(connection);
     if (pooled === undefined) return;
     clearTimeout(pooled.connectTimer);
+    this.#releaseDialSlot(pooled);
     pooled.connected = true;
     pooled.connectedAt = Date.now();
     this.#peerMaxStreams = connection.peerMaxStreams;
@@ -296,6 +322,7 @@ export class Upstream implements ConnectionListener {
     const pooled = this.#byConnection.get(connection);
     if (pooled === undefined) return;
     clearTimeout(pooled.connectTimer);
+    this.#releaseDialSlot(pooled);
     this.#byConnection.delete(connection);
     this.#pool.splice(this.#pool.indexOf(pooled), 1);
     pooled.lastError ??= error;
