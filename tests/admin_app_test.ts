@@ -9,6 +9,7 @@ import type { AdminTarget } from "../src/admin/target.ts";
 import { Cluster } from "../src/cluster/cluster.ts";
 import { type Config, configSchema } from "../src/config/schema.ts";
 import { connectionOptions } from "../src/h2/options.ts";
+import { DialGate } from "../src/upstream/dial_gate.ts";
 import { ProxyMetrics } from "../src/metrics/metrics.ts";
 import {
   adminRequestInit,
@@ -38,6 +39,7 @@ function adminApp(
   const upstream = {
     connection: connectionOptions(config.http2, "client"),
     maxConnectionsPerBackend: 1,
+    dialGate: new DialGate(1),
   };
   const echo = new Cluster("echo", { ...config.clusters.echo, backends: [] }, upstream);
   const target: FakeTarget = {
