@@ -4,7 +4,6 @@
  * `http2.upstream.maxConcurrentDials` at a time. Real `redis-server`, real proxy process;
  * every dialled address is on loopback.
  */
-import type * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { adminUrl } from "./support/admin_client.ts";
 import {
@@ -15,12 +14,9 @@ import {
   waitFor,
 } from "./support/harness.ts";
 import { type RedisServer, startRedis } from "./support/redis.ts";
-import {
-  servedBy,
-  startTestBackend,
-  type TestBackend,
-  testClient,
-} from "./support/test_backend.ts";
+import { type H2RawBackend, startH2RawBackend } from "./support/h2_raw_backend.ts";
+import { expectCallThrough } from "./support/h2_wire.ts";
+import { TestMethod } from "./support/test_backend.ts";
 
 const SET = "switchyard:test:scale";
 const OVER_CAP = "more than clusters.echo.discovery.maxMembers";
@@ -58,13 +54,34 @@ async function assertLiveWithin(proxy: ProxyProcess, withinMs: number): Promise<
   console.log(`/live answered in ${Math.round(performance.now() - start)}ms`);
 }
 
-/** A call answers within `withinMs`; returns the backend that served it. */
-async function callWithin(client: grpc.Client, withinMs: number): Promise<string> {
+/** Streams a raw backend has seen, over all its connections. */
+function streamsSeen(backend: H2RawBackend): number {
+  return backend.connections.reduce((total, connection) => total + connection.streams.length, 0);
+}
+
+/**
+ * A call through the proxy answers within `withinMs`; returns the name of the backend that
+ * served it. The test process speaks HTTP/2 through its own raw frame client and raw-frame
+ * backends only: the calls' GOAWAYs never reach a `node:http2` session here.
+ */
+async function callWithin(
+  proxy: ProxyProcess,
+  backends: Readonly<Record<string, H2RawBackend>>,
+  withinMs: number,
+): Promise<string> {
+  const before = Object.entries(backends).map(([name, backend]) => [name, streamsSeen(backend)]);
   const start = performance.now();
-  const name = await servedBy(client);
+  await expectCallThrough(proxy.address, TestMethod.echo, new Uint8Array(1), withinMs);
   const elapsed = performance.now() - start;
   assert.ok(elapsed < withinMs, `a call took ${Math.round(elapsed)}ms`);
-  return name;
+  const served = before.find(([name, count]) => streamsSeen(backends[name]) > Number(count));
+  assert.ok(served, "a backend saw the call");
+  return String(served[0]);
+}
+
+/** A raw-frame backend that answers every call with OK. */
+function okBackend(): H2RawBackend {
+  return startH2RawBackend({ onStream: (connection, id) => connection.respond(id) });
 }
 
 /** SIGTERM exits 0 within `withinMs`. */
@@ -79,26 +96,26 @@ async function assertStopsWithin(proxy: ProxyProcess, withinMs: number): Promise
 
 interface ScaleFixture {
   readonly redis: RedisServer;
-  readonly b1: TestBackend;
-  readonly b2: TestBackend;
+  readonly b1: H2RawBackend;
+  readonly b2: H2RawBackend;
 }
 
 async function withScaleFixture(body: (fixture: ScaleFixture) => Promise<void>): Promise<void> {
   const redis = await startRedis();
-  const b1 = await startTestBackend("b1");
-  const b2 = await startTestBackend("b2");
+  const b1 = okBackend();
+  const b2 = okBackend();
   try {
     await body({ redis, b1, b2 });
   } finally {
-    await b1.stop();
-    await b2.stop();
+    await b1.close();
+    await b2.close();
     await redis.stop();
   }
 }
 
 function scaleConfig(
   redis: RedisServer,
-  b1: TestBackend,
+  b1: H2RawBackend,
   discovery: Record<string, unknown>,
   http2: Record<string, unknown> = {},
 ): Record<string, unknown> {
@@ -121,9 +138,11 @@ Deno.test({
     withScaleFixture(async ({ redis, b1, b2 }) => {
       await redis.client.sAdd(SET, b2.address);
       const proxy = await startProxy(scaleConfig(redis, b1, {}));
-      const client = testClient(proxy.address);
+      const backends = { b1, b2 };
       try {
-        await waitFor(async () => (await servedBy(client)) === "b2", { what: "b2 from redis" });
+        await waitFor(async () => (await callWithin(proxy, backends, 5_000)) === "b2", {
+          what: "b2 from redis",
+        });
         await addMembers(redis, loopbackMembers(100_000, 10_000));
         await waitFor(() => logCount(proxy, OVER_CAP) > 0, { what: "the over-cap error" });
         const line = proxy.logs().find((l) => String(l.message).includes("maxMembers"))!;
@@ -134,7 +153,7 @@ Deno.test({
         // Both the static member and the last-known Redis member still serve, promptly.
         const served = new Set<string>();
         await waitFor(async () => {
-          served.add(await callWithin(client, 1_000));
+          served.add(await callWithin(proxy, backends, 1_000));
           return served.has("b1") && served.has("b2");
         }, { intervalMs: 1, what: "calls served by b1 and b2" });
 
@@ -148,7 +167,6 @@ Deno.test({
         assert.equal(logCount(proxy, OVER_CAP), 1, "the error is logged once per episode");
         await assertStopsWithin(proxy, 5_000);
       } finally {
-        client.close();
         if (!proxy.hasExited()) await proxy.stop();
       }
     }),
@@ -229,7 +247,6 @@ Deno.test({
           upstream: { maxConcurrentDials: maxDials },
         }),
       );
-      const client = testClient(proxy.address);
       try {
         // Closed ports give their slot back at once; each silent member holds one for 400ms,
         // so without the cap all 40 would be open together. They queue for 2s in all, longer
@@ -240,7 +257,7 @@ Deno.test({
           what: "the 5,000 members applied",
         });
         await assertLiveWithin(proxy, 1_000);
-        assert.equal(await callWithin(client, 1_000), "b1");
+        assert.equal(await callWithin(proxy, { b1 }, 1_000), "b1");
         // Every silent member gets its dial in turn: the queue moves as slots free.
         await waitFor(() => silent.reached === silent.addresses.length, {
           timeoutMs: 15_000,
@@ -252,7 +269,6 @@ Deno.test({
         assert.equal(logCount(proxy, "connect timeout"), 0, "no dial timed out in the queue");
         await assertStopsWithin(proxy, 5_000);
       } finally {
-        client.close();
         if (!proxy.hasExited()) await proxy.stop();
         silent.close();
       }
