@@ -359,9 +359,11 @@ export class H2Connection implements StreamOwner, TimerEntry {
     const stream = new H2Stream(this, handler);
     stream.pendingHeaders = headers;
     if (this.#closed) {
+      // Never sent: the caller hears so once it holds the stream, and may send it elsewhere.
       stream.closed = true;
-      stream.cause = CloseCause.UNPROCESSED;
+      stream.handler = undefined;
       stream.closeReason = "connection closed";
+      queueMicrotask(() => handler.onClose(stream, CloseCause.UNPROCESSED));
       return stream;
     }
     if (this.hasCapacity) this.#activate(stream);
@@ -1463,7 +1465,6 @@ export class H2Connection implements StreamOwner, TimerEntry {
   #close(stream: H2Stream, cause: CloseCause): void {
     if (stream.closed || stream.owner !== this) return;
     stream.closed = true;
-    stream.cause = cause;
     if (stream.id !== 0 && this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
     else {
       const index = this.#pending.indexOf(stream);

@@ -4,12 +4,7 @@
  * {@link StreamOwner}; a stream only forwards to it, so the two files import one way.
  * @module
  */
-import {
-  CloseCause,
-  type HeaderList,
-  type StreamHandler,
-  type TransportStream,
-} from "../transport/stream.ts";
+import type { HeaderList, StreamHandler, TransportStream } from "../transport/stream.ts";
 
 /** What a stream needs from its connection. */
 export interface StreamOwner {
@@ -39,8 +34,6 @@ export class H2Stream implements TransportStream {
   headersDone = false;
   /** See {@link TransportStream.queuedBytes}. */
   queuedBytes = 0;
-  /** How the stream ended, once {@link closed}. */
-  cause: CloseCause = CloseCause.DONE;
   /** The stream left its connection; nothing more is sent or delivered. */
   closed = false;
   /** This side sent END_STREAM (or has it queued behind data). */
