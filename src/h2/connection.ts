@@ -697,7 +697,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
       this.#markDirty();
       return;
     }
-    if (!this.#isServer && !stream.responseStarted) {
+    if (!this.#isServer && !stream.headersDone) {
       // DATA before the response HEADERS is a malformed response (RFC 9113 §8.1).
       this.#creditConnection(length);
       return this.#streamError(stream, ErrorCode.PROTOCOL_ERROR, "DATA before response headers");
@@ -910,14 +910,13 @@ export class H2Connection implements StreamOwner, TimerEntry {
       );
     }
     let problem: string | undefined;
-    if (!this.#isServer && !stream.responseStarted) {
+    if (!this.#isServer && !stream.headersDone) {
       problem = responseHeadersProblem(headers);
       // Informational responses (1xx) precede the real one and never end the stream (§8.1).
       if (problem === undefined && headers[1].charCodeAt(0) === 0x31) {
         if (!endStream) return;
         problem = "informational response with END_STREAM";
       }
-      stream.responseStarted = true;
       stream.headersDone = true;
     } else {
       if (!endStream) problem = "trailers without END_STREAM";

@@ -30,7 +30,10 @@ export class H2Stream implements TransportStream {
   resetCode = 0;
   /** See {@link TransportStream.closeReason}. */
   closeReason = "";
-  /** See {@link TransportStream.headersDone}. */
+  /**
+   * Response headers were sent (server side: rapid-reset accounting) or received (client
+   * side: later HEADERS are trailers, and DATA before them is malformed).
+   */
   headersDone = false;
   /** See {@link TransportStream.queuedBytes}. */
   queuedBytes = 0;
@@ -64,8 +67,6 @@ export class H2Stream implements TransportStream {
   expectedLength = -1;
   /** Data bytes received, checked against {@link expectedLength}. */
   receivedLength = 0;
-  /** Response HEADERS received, on a client stream: later ones are trailers. */
-  responseStarted = false;
   /**
    * The connection the stream is on. A client stream still waiting for a slot (id 0) may
    * move to another connection of the same backend that frees one first.

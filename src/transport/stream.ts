@@ -52,8 +52,6 @@ export interface TransportStream {
   readonly resetCode: number;
   /** A human-readable reason when the stream ended other than cleanly. */
   readonly closeReason: string;
-  /** Response headers were sent (server side) or received (client side). */
-  readonly headersDone: boolean;
   /** Bytes handed to {@link sendData} that wait for flow-control window. */
   readonly queuedBytes: number;
   /** Sends a HEADERS block (with CONTINUATION as needed); `endStream` ends this side. */
