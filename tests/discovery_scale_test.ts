@@ -14,6 +14,7 @@ import {
   waitFor,
 } from "./support/harness.ts";
 import { type RedisServer, startRedis } from "./support/redis.ts";
+import { startTcpBackend, type TcpBackend } from "./support/tcp_backend.ts";
 import { type H2RawBackend, startH2RawBackend } from "./support/h2_raw_backend.ts";
 import { expectCallThrough } from "./support/h2_wire.ts";
 import { TestMethod } from "./support/test_backend.ts";
@@ -183,54 +184,31 @@ interface SilentListeners {
   readonly peak: number;
   /** Listeners that have accepted at least one connection. */
   readonly reached: number;
-  close(): void;
+  close(): Promise<void>;
 }
 
 function silentListeners(count: number, holdMs: number): SilentListeners {
-  const listeners = Array.from(
-    { length: count },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
-  const conns = new Set<Deno.Conn>();
-  const reached = new Set<Deno.Listener>();
   let open = 0;
   let peak = 0;
   const hold = async (conn: Deno.Conn) => {
-    open++;
-    peak = Math.max(peak, open);
-    conns.add(conn);
+    peak = Math.max(peak, ++open);
     await new Promise((resolve) => setTimeout(resolve, holdMs));
     open--;
-    conns.delete(conn);
     try {
       conn.close();
     } catch { /* closed */ }
   };
-  for (const listener of listeners) {
-    (async () => {
-      try {
-        for await (const conn of listener) {
-          reached.add(listener);
-          hold(conn);
-        }
-      } catch { /* closed */ }
-    })();
-  }
+  const backends: TcpBackend[] = Array.from({ length: count }, () => startTcpBackend(hold));
   return {
-    addresses: listeners.map((l) => `127.0.0.1:${(l.addr as Deno.NetAddr).port}`),
+    addresses: backends.map((backend) => backend.address),
     get peak() {
       return peak;
     },
     get reached() {
-      return reached.size;
+      return backends.filter((backend) => backend.conns.length > 0).length;
     },
-    close() {
-      for (const listener of listeners) listener.close();
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      }
+    async close() {
+      await Promise.all(backends.map((backend) => backend.close()));
     },
   };
 }
@@ -270,7 +248,7 @@ Deno.test({
         await assertStopsWithin(proxy, 5_000);
       } finally {
         if (!proxy.hasExited()) await proxy.stop();
-        silent.close();
+        await silent.close();
       }
     }),
 });
