@@ -10,6 +10,7 @@
  * apart by their order.
  * @module
  */
+import { startTcpBackend } from "./tcp_backend.ts";
 import { waitFor } from "./harness.ts";
 import {
   CLIENT_PREFACE,
@@ -277,21 +278,16 @@ export interface H2RawBackend {
 
 /** Starts a raw-frame HTTP/2 (h2c) backend on a free loopback port. */
 export function startH2RawBackend(options: RawBackendOptions = {}): H2RawBackend {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0, transport: "tcp" });
   const connections: RawBackendConnection[] = [];
   const served: Promise<void>[] = [];
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) {
-        conn.setNoDelay(true);
-        const connection = new RawBackendConnection(conn, connections.length);
-        connections.push(connection);
-        served.push(connection.serve(options));
-      }
-    } catch { /* the listener was closed */ }
-  })();
+  const tcp = startTcpBackend((conn, index) => {
+    (conn as Deno.TcpConn).setNoDelay(true);
+    const connection = new RawBackendConnection(conn as Deno.TcpConn, index);
+    connections.push(connection);
+    served.push(connection.serve(options));
+  });
   return {
-    address: `127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    address: tcp.address,
     connections,
     streamsOn: (count, index = 0) =>
       waitFor(
@@ -299,11 +295,8 @@ export function startH2RawBackend(options: RawBackendOptions = {}): H2RawBackend
         { what: `${count} streams on backend connection ${index}` },
       ),
     async close() {
-      try {
-        listener.close();
-      } catch { /* closed already */ }
-      await accepting;
       for (const connection of connections) connection.close();
+      await tcp.close();
       await Promise.all(served);
     },
   };
