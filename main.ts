@@ -11,6 +11,7 @@ import { registeredPolicies } from "./src/balancer/registry.ts";
 import { parseCli, type RunOptions, USAGE, UsageError } from "./src/cli.ts";
 import { ConfigError, parseConfig, readConfigJson } from "./src/config/load.ts";
 import { runRegister } from "./src/discovery/register.ts";
+import { keepServingOnUncaughtErrors } from "./src/log/keep_serving.ts";
 import { componentLogger, configureLogging } from "./src/log/logger.ts";
 import { Switchyard } from "./src/switchyard.ts";
 
@@ -30,23 +31,6 @@ function applyOverrides(raw: unknown, options: RunOptions): unknown {
   return config;
 }
 
-/**
- * A proxy carries many independent calls: an unexpected exception in one call's callbacks
- * is logged, not allowed to end every other call by killing the process.
- */
-function keepServingOnUncaughtErrors(): void {
-  globalThis.addEventListener("error", (event) => {
-    event.preventDefault();
-    log.error("uncaught error (still serving): {error}", { error: String(event.error?.stack) });
-  });
-  globalThis.addEventListener("unhandledrejection", (event) => {
-    event.preventDefault();
-    log.error("unhandled rejection (still serving): {error}", {
-      error: String(event.reason?.stack ?? event.reason),
-    });
-  });
-}
-
 async function run(options: RunOptions): Promise<number> {
   const source = options.config ?? "(embedded config.json)";
   const fileConfig = options.config === undefined
@@ -56,7 +40,11 @@ async function run(options: RunOptions): Promise<number> {
   const config = parseConfig(raw, source, { pickers: registeredPolicies() });
   configureLogging(config.log.level);
   log.info("starting switchyard {version} with {source}", { version: denoJson.version, source });
-  const proxy = await Switchyard.start(config);
+  const debugHooks = Deno.env.get("SWITCHYARD_DEBUG_HOOKS") === "1";
+  const proxy = await Switchyard.start(config, { logLevel: config.log.level, debugHooks });
+  if (debugHooks) {
+    (await import("./src/dataplane/debug_hooks.ts")).installDebugHooks(proxy.dataPlanes);
+  }
   keepServingOnUncaughtErrors();
 
   const stopped = Promise.withResolvers<void>();

@@ -1,24 +1,36 @@
 /**
- * The composition root: builds clusters, the router and the listener from a validated
- * config, and owns the process-wide lifecycle (drain, shutdown).
+ * The composition root: builds the control plane (clusters, health, discovery, admin) and
+ * the data planes from a validated config, and owns the process-wide lifecycle (drain,
+ * shutdown). The two planes meet only at {@link DataPlanes}: snapshots go out, passive
+ * health signals, stats and metrics come back.
  * @module
  */
-import { AccessLog } from "./access_log/access_log.ts";
 import { resolveAdminToken } from "./admin/auth.ts";
 import { AdminServer } from "./admin/server.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import type { Config } from "./config/schema.ts";
+import { DataPlanes } from "./dataplane/data_planes.ts";
+import type { DataPlaneStats } from "./dataplane/stats.ts";
 import { RedisDiscovery } from "./discovery/redis_discovery.ts";
-import { connectionOptions } from "./h2/options.ts";
 import { HealthSupervisor } from "./health/supervisor.ts";
-import { componentLogger } from "./log/logger.ts";
+import { componentLogger, type LogLevel } from "./log/logger.ts";
+import type { MetricsJson } from "./metrics/data_plane_metrics.ts";
 import { ProxyMetrics } from "./metrics/metrics.ts";
-import type { CallObserver } from "./proxy/call_record.ts";
-import { ProxyListener } from "./proxy/listener.ts";
-import { Router } from "./proxy/router.ts";
-import { DialGate } from "./upstream/dial_gate.ts";
 
 const log = componentLogger("lifecycle");
+
+/** How the process runs, beyond the config. */
+export interface RunSettings {
+  /** The data-plane workers' log level. */
+  readonly logLevel: LogLevel;
+  /** Let tests crash a worker (`SWITCHYARD_DEBUG_HOOKS=1`). */
+  readonly debugHooks: boolean;
+}
+
+/** The data-plane worker count `workers` asks for: `"auto"` is one per core. */
+export function workerCount(workers: Config["workers"]): number {
+  return workers === "auto" ? Math.max(1, navigator.hardwareConcurrency) : workers;
+}
 
 /** A running proxy. */
 export class Switchyard {
@@ -26,97 +38,101 @@ export class Switchyard {
   readonly config: Config;
   /** Clusters by name. */
   readonly clusters: ReadonlyMap<string, Cluster>;
-  /** Told about every finished call. */
-  readonly callObservers: CallObserver[];
   /** Live membership from Redis; undefined when no cluster has `discovery`. */
   readonly discovery: RedisDiscovery | undefined;
-  readonly #listener: ProxyListener;
+  /** The data planes. */
+  readonly dataPlanes: DataPlanes;
   readonly #health: HealthSupervisor;
   #admin: AdminServer | undefined;
-  #accessLog: AccessLog | undefined;
+  #draining = false;
 
   private constructor(
     config: Config,
     clusters: ReadonlyMap<string, Cluster>,
-    observers: CallObserver[],
-    listener: ProxyListener,
+    dataPlanes: DataPlanes,
     health: HealthSupervisor,
     discovery: RedisDiscovery | undefined,
   ) {
     this.config = config;
     this.clusters = clusters;
-    this.callObservers = observers;
-    this.#listener = listener;
+    this.dataPlanes = dataPlanes;
     this.#health = health;
     this.discovery = discovery;
   }
 
   /** Builds everything and starts listening. */
-  static async start(config: Config): Promise<Switchyard> {
+  static async start(config: Config, settings: RunSettings): Promise<Switchyard> {
     // First, so a missing admin token stops the process before anything binds or connects.
     const adminToken = resolveAdminToken(config.admin);
-    const upstream = {
-      connection: connectionOptions(config.http2, "client"),
-      maxConnectionsPerBackend: config.http2.upstream.maxConnectionsPerBackend,
-      dialGate: new DialGate(config.http2.upstream.maxConcurrentDials),
-    };
+    const dataPlanes = new DataPlanes();
     const clusters = new Map(
       Object.entries(config.clusters).map((
         [name, cluster],
-      ) => [name, new Cluster(name, cluster, upstream)]),
+      ) => [name, new Cluster(name, cluster, dataPlanes)]),
     );
-    const router = new Router(config.routes, (name) => clusters.get(name)!);
-    const observers: CallObserver[] = [];
-    const health = HealthSupervisor.start(clusters.values(), observers);
+    const health = HealthSupervisor.start(clusters.values());
     const discovery = await RedisDiscovery.start(config, clusters);
-    const listener = ProxyListener.start(
-      {
-        listen: config.listen,
-        tls: config.tls && (await readTls(config.tls)),
-        http2: config.http2,
-      },
-      { router, observers },
-    );
-    const proxy = new Switchyard(config, clusters, observers, listener, health, discovery);
-    await proxy.#startAdminPlane(adminToken);
+    for (const cluster of clusters.values()) cluster.flush();
+    const workers = workerCount(config.workers);
+    await dataPlanes.start({
+      config,
+      workers,
+      tls: config.tls && (await readTls(config.tls)),
+      logLevel: settings.logLevel,
+      debugHooks: settings.debugHooks,
+      onOutcomes: (batch) => health.observeOutcomes(batch),
+    });
+    log.info("listening on {address} ({protocol}, {workers} data-plane workers)", {
+      address: config.listen,
+      protocol: config.tls ? "h2 over TLS" : "h2c",
+      workers,
+    });
+    const proxy = new Switchyard(config, clusters, dataPlanes, health, discovery);
+    proxy.#admin = AdminServer.start(proxy, {
+      token: adminToken,
+      metrics: new ProxyMetrics(proxy),
+    });
     return proxy;
-  }
-
-  /** Metrics, the access log and the admin listener: everything operators look at. */
-  async #startAdminPlane(adminToken: string | undefined): Promise<void> {
-    const metrics = new ProxyMetrics(this);
-    this.callObservers.push(metrics.observeCall);
-    if (this.config.accessLog.enabled) {
-      this.#accessLog = await AccessLog.open(
-        this.config.accessLog.path,
-        this.config.accessLog.maxBufferedBytes,
-      );
-      this.callObservers.push(this.#accessLog.observe);
-    }
-    this.#admin = AdminServer.start(this, { token: adminToken, metrics });
   }
 
   /** True once draining has begun. */
   get draining(): boolean {
-    return this.#listener.draining;
+    return this.#draining;
+  }
+
+  /** Every data plane's connectivity and counters. */
+  dataPlaneStats(): Promise<DataPlaneStats[]> {
+    return this.dataPlanes.stats();
+  }
+
+  /** Every data plane's metric series. */
+  dataPlaneMetrics(): Promise<MetricsJson[]> {
+    return this.dataPlanes.metrics();
+  }
+
+  /** Settles once every data plane has applied every change made so far. */
+  settled(): Promise<void> {
+    for (const cluster of this.clusters.values()) cluster.flush();
+    return this.dataPlanes.settled();
   }
 
   /** Stops accepting, sends GOAWAY, and waits for in-flight calls up to `drainTimeout`. */
   async drain(): Promise<void> {
+    this.#draining = true;
     log.info("draining: GOAWAY sent, waiting up to {timeoutMs}ms for in-flight calls", {
       timeoutMs: this.config.drainTimeout,
     });
-    await this.#listener.drain(this.config.drainTimeout);
+    await this.dataPlanes.drain(this.config.drainTimeout);
   }
 
-  /** Drains, stops health checking, then closes every upstream connection. */
+  /** Drains, stops health checking and discovery, then closes every data plane. */
   async shutdown(): Promise<void> {
     await this.drain();
     this.#health.stop();
     this.discovery?.stop();
     for (const cluster of this.clusters.values()) cluster.close();
+    await this.dataPlanes.close();
     await this.#admin?.stop();
-    await this.#accessLog?.close();
     log.info("shutdown complete");
   }
 }

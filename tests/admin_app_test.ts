@@ -1,15 +1,15 @@
 /**
  * The admin Hono application in process, through `app.request()`: no proxy, no sockets.
- * The app runs against a fake {@link AdminTarget} holding one real, memberless cluster.
+ * The app runs against a fake {@link AdminTarget} holding one real, memberless cluster, whose
+ * snapshots are recorded instead of reaching data planes.
  */
 import assert from "node:assert/strict";
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { createAdminApp } from "../src/admin/app.ts";
 import type { AdminTarget } from "../src/admin/target.ts";
 import { Cluster } from "../src/cluster/cluster.ts";
+import type { ClusterSnapshot } from "../src/cluster/snapshot.ts";
 import { type Config, configSchema } from "../src/config/schema.ts";
-import { connectionOptions } from "../src/h2/options.ts";
-import { DialGate } from "../src/upstream/dial_gate.ts";
 import { ProxyMetrics } from "../src/metrics/metrics.ts";
 import {
   adminRequestInit,
@@ -21,9 +21,13 @@ import {
 const ADMIN = "http://127.0.0.1:9901";
 const TOKEN = "s3cret-admin-token-0123456789";
 
-/** A fake proxy: cluster `echo` without members (so nothing dials), and a drain counter. */
+/**
+ * A fake proxy: cluster `echo` without members and without data planes, a drain counter,
+ * and the snapshots the cluster published.
+ */
 interface FakeTarget extends AdminTarget {
   drains: number;
+  readonly published: ClusterSnapshot[];
 }
 
 /** Builds the admin app over a fake proxy whose config has `admin` merged in. */
@@ -36,24 +40,30 @@ function adminApp(
     clusters: { echo: { backends: ["127.0.0.1:1"] } },
     routes: [{ cluster: "echo" }],
   });
-  const upstream = {
-    connection: connectionOptions(config.http2, "client"),
-    maxConnectionsPerBackend: 1,
-    dialGate: new DialGate(1),
-  };
-  const echo = new Cluster("echo", { ...config.clusters.echo, backends: [] }, upstream);
+  const published: ClusterSnapshot[] = [];
+  const echo = new Cluster("echo", { ...config.clusters.echo, backends: [] }, {
+    publish: (snapshot) => published.push(snapshot),
+  });
   const target: FakeTarget = {
     config,
     clusters: new Map([["echo", echo]]),
     discovery: undefined,
     draining: false,
+    dataPlanes: { count: 0, notListening: () => [] },
     drains: 0,
+    published,
     drain() {
       target.drains++;
       return Promise.resolve();
     },
+    dataPlaneStats: () => Promise.resolve([]),
+    settled: () => Promise.resolve(echo.flush()),
   };
-  const metrics = new ProxyMetrics({ clusters: target.clusters, discovery: undefined });
+  const metrics = new ProxyMetrics({
+    clusters: target.clusters,
+    discovery: undefined,
+    dataPlaneMetrics: () => Promise.resolve([]),
+  });
   return {
     app: createAdminApp(target, { token, metrics }),
     target,

@@ -1,24 +1,74 @@
 /**
- * Read-only snapshots of clusters and backends, shared by the JSON API and the status page.
+ * Read-only views of clusters and backends, shared by the JSON API and the status page: the
+ * control plane's membership and verdicts joined with every data plane's connectivity and
+ * counters, summed over workers and also shown per worker.
  * @module
  */
+import type { ConnectivityState } from "../balancer/types.ts";
 import type { Backend } from "../cluster/backend.ts";
 import type { Cluster } from "../cluster/cluster.ts";
+import type { BackendStats, ClusterStats, DataPlaneStats } from "../dataplane/stats.ts";
 import type { BackendView, ClusterView } from "./schemas.ts";
 
-/** Snapshots one backend. */
-export function backendView(backend: Backend): BackendView {
+/** Higher is more usable: a cluster or backend that some worker can use shows that state. */
+const RANK: Readonly<Record<ConnectivityState, number>> = {
+  IDLE: 0,
+  TRANSIENT_FAILURE: 1,
+  CONNECTING: 2,
+  READY: 3,
+};
+
+function mostUsable(states: readonly ConnectivityState[]): ConnectivityState {
+  return states.reduce<ConnectivityState>((best, s) => RANK[s] > RANK[best] ? s : best, "IDLE");
+}
+
+/** One cluster as each data plane reports it (undefined where a worker did not answer). */
+interface ClusterInWorkers {
+  readonly worker: number;
+  readonly stats: ClusterStats | undefined;
+  readonly backends: ReadonlyMap<string, BackendStats>;
+}
+
+function inWorkers(name: string, planes: readonly DataPlaneStats[]): ClusterInWorkers[] {
+  return planes.map((plane) => {
+    const stats = plane.clusters.find((cluster) => cluster.name === name);
+    return {
+      worker: plane.worker,
+      stats,
+      backends: new Map(stats?.backends.map((backend) => [backend.address, backend])),
+    };
+  });
+}
+
+function backendViewIn(backend: Backend, workers: readonly ClusterInWorkers[]): BackendView {
   const ejected = backend.ejected;
   const detail = backend.healthDetail;
+  const perWorker = workers.map(({ worker, backends }) => {
+    const stats = backends.get(backend.address);
+    return {
+      worker,
+      connectivity: stats?.connectivity ?? "IDLE",
+      state: stats?.state ?? "IDLE",
+      lastConnectionError: stats?.lastConnectionError ?? null,
+      activeStreams: stats?.activeStreams ?? 0,
+      calls: stats?.calls ?? 0,
+      failures: stats?.failures ?? 0,
+      bytesReceived: stats?.bytesReceived ?? 0,
+      bytesSent: stats?.bytesSent ?? 0,
+    };
+  });
+  const sum = (field: "activeStreams" | "calls" | "failures" | "bytesReceived" | "bytesSent") =>
+    perWorker.reduce((total, stats) => total + stats[field], 0);
   return {
     address: backend.address,
     sources: [...backend.sources],
-    connectivity: backend.upstream.state,
-    state: backend.effectiveState,
+    connectivity: mostUsable(perWorker.map((stats) => stats.connectivity)),
+    state: mostUsable(perWorker.map((stats) => stats.state)),
     health: backend.health,
     lastCheckAt: detail.lastCheckAt > 0 ? new Date(detail.lastCheckAt).toISOString() : null,
     lastHealthError: detail.lastError ?? null,
-    lastConnectionError: backend.upstream.lastError ?? null,
+    lastConnectionError: perWorker.find((stats) => stats.lastConnectionError !== null)
+      ?.lastConnectionError ?? null,
     lastTransitionReason: detail.lastTransitionReason ?? null,
     healthChecksPassed: detail.checksPassed,
     healthChecksFailed: detail.checksFailed,
@@ -26,24 +76,42 @@ export function backendView(backend: Backend): BackendView {
     ejected,
     ejectedUntil: ejected ? new Date(backend.ejectedUntil).toISOString() : null,
     drained: backend.drained,
-    activeStreams: backend.upstream.activeStreams,
-    calls: backend.counters.calls,
-    failures: backend.counters.failures,
-    bytesSent: backend.counters.bytesSent,
-    bytesReceived: backend.counters.bytesReceived,
+    activeStreams: sum("activeStreams"),
+    calls: sum("calls"),
+    failures: sum("failures"),
+    bytesSent: sum("bytesSent"),
+    bytesReceived: sum("bytesReceived"),
+    workers: perWorker,
   };
 }
 
-/** Snapshots one cluster with all of its members. */
-export function clusterView(cluster: Cluster): ClusterView {
+/** Views one backend of `cluster`. */
+export function backendView(
+  cluster: Cluster,
+  backend: Backend,
+  planes: readonly DataPlaneStats[],
+): BackendView {
+  return backendViewIn(backend, inWorkers(cluster.name, planes));
+}
+
+/** Views one cluster with all of its members. */
+export function clusterView(cluster: Cluster, planes: readonly DataPlaneStats[]): ClusterView {
+  const workers = inWorkers(cluster.name, planes);
+  const perWorker = workers.map(({ worker, stats }) => ({
+    worker,
+    state: stats?.state ?? "IDLE",
+    calls: stats?.calls ?? 0,
+    errors: stats?.errors ?? 0,
+  }));
   return {
     name: cluster.name,
     picker: cluster.policy,
-    state: cluster.state,
+    state: mostUsable(perWorker.map((stats) => stats.state)),
     panic: cluster.panic,
     redisSet: cluster.config.discovery?.redisSet ?? null,
-    calls: cluster.counters.calls,
-    errors: cluster.counters.errors,
-    backends: cluster.backends().map(backendView),
+    calls: perWorker.reduce((total, stats) => total + stats.calls, 0),
+    errors: perWorker.reduce((total, stats) => total + stats.errors, 0),
+    workers: perWorker,
+    backends: cluster.backends().map((backend) => backendViewIn(backend, workers)),
   };
 }

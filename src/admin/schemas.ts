@@ -21,14 +21,34 @@ export const statusSchema = z
   .object({ status: z.string().openapi({ example: "ok" }) })
   .openapi("Status");
 
+const connectivitySchema = z.enum(["IDLE", "CONNECTING", "READY", "TRANSIENT_FAILURE"]);
+
+/** One backend in one data-plane worker. */
+export const backendInWorkerSchema = z
+  .object({
+    worker: z.int().openapi({ description: "The data-plane worker, from 1." }),
+    connectivity: connectivitySchema,
+    state: connectivitySchema,
+    lastConnectionError: z.string().nullable(),
+    activeStreams: z.int(),
+    calls: z.int(),
+    failures: z.int(),
+    bytesReceived: z.int(),
+    bytesSent: z.int(),
+  })
+  .openapi("BackendInWorker");
+
 /** One backend as operators see it. */
 export const backendSchema = z
   .object({
     address: z.string().openapi({ example: "127.0.0.1:50051" }),
     sources: z.array(z.enum(["static", "redis", "admin"])),
-    connectivity: z.string().openapi({ description: "The connection pool's state." }),
-    state: z.string().openapi({
-      description: "Effective state: connectivity folded with health and ejection.",
+    connectivity: connectivitySchema.openapi({
+      description: "The connection pools' state: the most usable over workers.",
+    }),
+    state: connectivitySchema.openapi({
+      description: "Effective state (connectivity folded with health and ejection): the most " +
+        "usable over workers.",
     }),
     health: z.enum(["unknown", "healthy", "unhealthy"]),
     lastCheckAt: z.string().nullable().openapi({
@@ -38,7 +58,8 @@ export const backendSchema = z
       description: "Why the last active health check failed; null after a pass.",
     }),
     lastConnectionError: z.string().nullable().openapi({
-      description: "The connection pool's last dial or connection error.",
+      description: "A connection pool's last dial or connection error (the first worker's " +
+        "that has one).",
     }),
     lastTransitionReason: z.string().nullable().openapi({
       description: "Why the latest health or ejection change happened.",
@@ -49,7 +70,7 @@ export const backendSchema = z
     ejected: z.boolean(),
     ejectedUntil: z.string().nullable().openapi({ description: "ISO time, while ejected." }),
     drained: z.boolean(),
-    activeStreams: z.int(),
+    activeStreams: z.int().openapi({ description: "Summed over workers, as the counters." }),
     calls: z.int(),
     failures: z.int(),
     bytesReceived: z.int().openapi({
@@ -57,6 +78,9 @@ export const backendSchema = z
     }),
     bytesSent: z.int().openapi({
       description: "Response bytes sent to clients from this backend.",
+    }),
+    workers: z.array(backendInWorkerSchema).openapi({
+      description: "The same, as each data-plane worker sees it.",
     }),
   })
   .openapi("Backend");
@@ -79,11 +103,21 @@ export const clusterSchema = z
   .object({
     name: z.string().openapi({ example: "echo" }),
     picker: z.string().openapi({ example: "round_robin" }),
-    state: z.string(),
+    state: connectivitySchema.openapi({
+      description: "The balancer's aggregate state: the most usable over workers.",
+    }),
     panic: z.boolean(),
     redisSet: z.string().nullable(),
     calls: z.int().openapi({ description: "Calls routed to the cluster, picked or not." }),
     errors: z.int().openapi({ description: "Of those, calls that ended with a non-OK status." }),
+    workers: z.array(
+      z.object({
+        worker: z.int(),
+        state: connectivitySchema,
+        calls: z.int(),
+        errors: z.int(),
+      }).openapi("ClusterInWorker"),
+    ).openapi({ description: "State and counters in each data-plane worker." }),
     backends: z.array(backendSchema),
   })
   .openapi("Cluster");

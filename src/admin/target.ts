@@ -7,18 +7,25 @@
  */
 import type { Cluster } from "../cluster/cluster.ts";
 import type { Config } from "../config/schema.ts";
+import type { DataPlaneStats } from "../dataplane/stats.ts";
 import type { RedisDiscovery } from "../discovery/redis_discovery.ts";
 
 /** The proxy as the admin API sees it. */
 export interface AdminTarget {
   /** The effective config, shown by `/config`; `admin` settings also shape the API itself. */
   readonly config: Config;
-  /** Clusters by name. */
+  /** The control plane's clusters by name. */
   readonly clusters: ReadonlyMap<string, Cluster>;
   /** Redis membership writes, when some cluster uses Redis discovery. */
   readonly discovery: Pick<RedisDiscovery, "addMember" | "removeMember"> | undefined;
   /** True once draining has begun. */
   readonly draining: boolean;
+  /** The data planes: how many run, and which are not listening now. */
+  readonly dataPlanes: { readonly count: number; notListening(): number[] };
   /** Starts a graceful drain; settles when it has finished. */
   drain(): Promise<void>;
+  /** Every data plane's connectivity and counters, in worker order. */
+  dataPlaneStats(): Promise<DataPlaneStats[]>;
+  /** Settles once every data plane has applied every change made so far. */
+  settled(): Promise<void>;
 }

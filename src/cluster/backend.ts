@@ -1,28 +1,15 @@
 /**
- * A cluster member: its connection pool plus everything that decides whether it may take
- * new calls (health, ejection, drain), and its counters.
+ * A cluster member as the control plane keeps it: where it came from and every verdict on
+ * whether it may take new calls (health, ejection, drain). Its connections live in each data
+ * plane (`src/upstream/`), which learns the verdicts through {@link ClusterSnapshot}s.
  * @module
  */
-import type { ConnectivityState, SubConn } from "../balancer/types.ts";
-import type { Upstream } from "../upstream/upstream.ts";
+import type { BackendSnapshot, HealthStatus } from "./snapshot.ts";
+
+export type { HealthStatus } from "./snapshot.ts";
 
 /** Where a member came from; a member stays while any source lists it. */
 export type BackendSource = "static" | "redis" | "admin";
-
-/** Active health: `unknown` until the first check answers (or forever, with no checks). */
-export type HealthStatus = "unknown" | "healthy" | "unhealthy";
-
-/** Per-backend counters, read by the admin API and metrics. */
-export interface BackendCounters {
-  /** Calls that were sent to this backend. */
-  calls: number;
-  /** Calls that failed because of the backend (connection errors, resets, UNAVAILABLE). */
-  failures: number;
-  /** Request bytes received from clients for calls to this backend. */
-  bytesReceived: number;
-  /** Response bytes sent to clients from this backend. */
-  bytesSent: number;
-}
 
 /**
  * Health bookkeeping for the admin API and metrics, written only by `src/health`. The
@@ -43,16 +30,12 @@ export interface BackendHealthDetail {
   ejections: number;
 }
 
-/** One member of a cluster, as the balancer (a {@link SubConn}) and operators see it. */
-export class Backend implements SubConn {
+/** One member of a cluster, with its verdicts. */
+export class Backend {
   /** `host:port`. */
   readonly address: string;
-  /** The member's connection pool. */
-  readonly upstream: Upstream;
   /** Which sources currently list this member. */
   readonly sources: Set<BackendSource> = new Set();
-  /** Counters since the member joined. */
-  readonly counters: BackendCounters = { calls: 0, failures: 0, bytesReceived: 0, bytesSent: 0 };
   /** Drained members take no new calls; in-flight calls finish. */
   drained = false;
   /** Latest active-health verdict. */
@@ -68,18 +51,10 @@ export class Backend implements SubConn {
     checksFailed: 0,
     ejections: 0,
   };
-  /** The state last reported to the balancer. */
-  effectiveState: ConnectivityState = "IDLE";
 
-  /** Wraps a connection pool for `address`. */
-  constructor(address: string, upstream: Upstream) {
+  /** A new member at `address`. */
+  constructor(address: string) {
     this.address = address;
-    this.upstream = upstream;
-  }
-
-  /** The effective state the balancer sees (connectivity folded with health and ejection). */
-  get state(): ConnectivityState {
-    return this.effectiveState;
   }
 
   /** True while passive ejection holds the member out. */
@@ -87,26 +62,14 @@ export class Backend implements SubConn {
     return this.ejectedUntil > Date.now();
   }
 
-  /** Why the member cannot take calls now, or `undefined` when it can. */
-  get unusableReason(): string | undefined {
-    if (this.drained) return "drained";
-    if (this.upstream.state !== "READY") {
-      return this.upstream.lastError ?? this.upstream.state.toLowerCase();
-    }
-    if (this.ejected) return "ejected by outlier detection";
-    if (this.health === "unhealthy") {
-      return `unhealthy (${this.healthDetail.lastTransitionReason ?? "health check"})`;
-    }
-    return undefined;
-  }
-
-  /** Asks the pool to connect. */
-  connect(): void {
-    this.upstream.connect();
-  }
-
-  /** Lets the pool go IDLE; see {@link SubConn.disconnect}. */
-  disconnect(): void {
-    this.upstream.disconnect();
+  /** The member's verdicts for the data plane. */
+  snapshot(): BackendSnapshot {
+    return {
+      address: this.address,
+      drained: this.drained,
+      health: this.health,
+      ejected: this.ejected,
+      reason: this.healthDetail.lastTransitionReason,
+    };
   }
 }

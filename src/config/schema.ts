@@ -203,15 +203,28 @@ const accessLogSchema = z.strictObject({
   maxBufferedBytes: z.int().min(65_536).default(4 * 1024 * 1024),
 });
 
+/** `/metrics` settings. */
+const metricsSchema = z.strictObject({
+  /** Label every data-plane series with its `worker`, rather than summing over workers. */
+  workerLabel: z.boolean().default(false),
+});
+
+/** Data-plane workers: a count, or `"auto"` for one per core. */
+const workersSchema = z.union([z.int().min(1).max(1024), z.literal("auto")], {
+  error: 'must be a whole number from 1 to 1024, or "auto"',
+});
+
 const configObjectSchema = z
   .strictObject({
     $schema: z.string().optional(),
     listen: addressSchema.prefault("0.0.0.0:8080"),
+    workers: workersSchema.default("auto"),
     tls: tlsSchema.optional(),
     admin: adminSchema.prefault({}),
     log: z.strictObject({ level: z.enum(["debug", "info", "warning", "error"]).default("info") })
       .prefault({}),
     accessLog: accessLogSchema.prefault({}),
+    metrics: metricsSchema.prefault({}),
     drainTimeout: durationSchema.prefault("30s"),
     http2: http2Schema.prefault({}),
     redis: redisSchema.optional(),

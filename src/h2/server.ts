@@ -28,6 +28,11 @@ export interface ServerOptions {
   readonly hostname: string;
   /** Port to bind; 0 picks a free one. */
   readonly port: number;
+  /**
+   * Bind with SO_REUSEPORT, so that several listeners (one per data-plane worker) share the
+   * address and the kernel spreads connections over them.
+   */
+  readonly reusePort?: boolean;
   /** PEM certificate and key: TLS with ALPN `h2`; h2c without. */
   readonly tls?: { readonly cert: string; readonly key: string };
   /** Client connections open at once. */
@@ -71,16 +76,21 @@ export class H2Server implements ConnectionListener {
         cert: options.tls.cert,
         key: options.tls.key,
         alpnProtocols: ["h2"],
+        reusePort: options.reusePort,
       })
-      : Deno.listen({ hostname: options.hostname, port: options.port });
+      : Deno.listen({
+        hostname: options.hostname,
+        port: options.port,
+        reusePort: options.reusePort,
+      });
     const server = new H2Server(listener, options, acceptor);
     server.#acceptLoop();
     return server;
   }
 
-  /** The bound address. */
-  get addr(): Deno.NetAddr {
-    return this.#listener.addr as Deno.NetAddr;
+  /** Client connections open now. */
+  get connectionCount(): number {
+    return this.#connections.size;
   }
 
   async #acceptLoop(): Promise<void> {

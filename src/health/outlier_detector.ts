@@ -1,15 +1,16 @@
 /**
  * Passive ejection of one cluster's members whose calls keep failing. It learns of calls
- * through the proxy's {@link CallRecord}s; only failures the backend caused count
- * (`backendFailure`), and any call the backend itself answered otherwise resets the streak.
+ * through the data planes' folded {@link BackendOutcome}s; only failures the backend caused
+ * count, and any call the backend itself answered otherwise resets the streak. Ejection is
+ * decided here, once, for every data plane.
  * @module
  */
 import type { Backend } from "../cluster/backend.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import type { OutlierDetectionConfig } from "../config/schema.ts";
 import { componentLogger } from "../log/logger.ts";
-import type { CallRecord } from "../proxy/call_record.ts";
 import { ejectionDurationMs, mayEject } from "./ejection_policy.ts";
+import type { BackendOutcome } from "./outcomes.ts";
 
 const log = componentLogger("health");
 
@@ -28,19 +29,16 @@ export class OutlierDetector {
     cluster.addListener({ onBackendRemoved: (backend) => this.#forget(backend) });
   }
 
-  /** Accounts one finished call of this cluster. */
-  observe(record: CallRecord): void {
-    if (this.#stopped || record.backend === undefined) return;
-    const backend = this.#cluster.backend(record.backend);
+  /** Accounts one backend's calls, folded by a data plane. */
+  observe(outcome: BackendOutcome): void {
+    if (this.#stopped) return;
+    const backend = this.#cluster.backend(outcome.backend);
     // Calls that were already in flight when the member was ejected prove nothing new.
     if (!backend || backend.ejected) return;
-    if (record.backendFailure) {
-      const streak = (this.#streaks.get(backend) ?? 0) + 1;
-      this.#streaks.set(backend, streak);
-      if (streak >= this.#config.consecutiveFailures) this.#eject(backend, streak);
-    } else if (record.origin === "backend") {
-      this.#streaks.delete(backend);
-    }
+    const streak = outcome.failures + (outcome.reset ? 0 : this.#streaks.get(backend) ?? 0);
+    if (streak === 0) this.#streaks.delete(backend);
+    else if (streak >= this.#config.consecutiveFailures) this.#eject(backend, streak);
+    else this.#streaks.set(backend, streak);
   }
 
   /** Cancels readmission timers; ejected members stay out until the cluster closes. */

@@ -11,6 +11,8 @@ import {
   type LogRecord,
 } from "@logtape/logtape";
 
+export type { LogLevel } from "@logtape/logtape";
+
 const encoder = new TextEncoder();
 
 const LEVEL_NAMES: Readonly<Record<LogLevel, string>> = {
@@ -36,23 +38,32 @@ function renderMessage(parts: readonly unknown[]): string {
   return message;
 }
 
-/** Writes synchronously so the last lines before an exit are never lost. */
-function stderrJsonSink(record: LogRecord): void {
-  const line = JSON.stringify({
-    "@timestamp": new Date(record.timestamp).toISOString(),
-    level: LEVEL_NAMES[record.level],
-    message: renderMessage(record.message),
-    logger: record.category.join("."),
-    properties: record.properties,
-  });
-  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+/**
+ * A sink that writes one JSON line per record, with `worker` when a data-plane worker logs.
+ * Writes synchronously so the last lines before an exit are never lost.
+ */
+function stderrJsonSink(worker: number | undefined): (record: LogRecord) => void {
+  return (record) => {
+    const line = JSON.stringify({
+      "@timestamp": new Date(record.timestamp).toISOString(),
+      level: LEVEL_NAMES[record.level],
+      message: renderMessage(record.message),
+      logger: record.category.join("."),
+      worker,
+      properties: record.properties,
+    });
+    Deno.stderr.writeSync(encoder.encode(line + "\n"));
+  };
 }
 
-/** Installs the JSON-lines sink for all `switchyard` loggers at the given level. */
-export function configureLogging(level: LogLevel): void {
+/**
+ * Installs the JSON-lines sink for all `switchyard` loggers at the given level; `worker`
+ * marks the lines of a data-plane worker thread.
+ */
+export function configureLogging(level: LogLevel, worker?: number): void {
   configureSync({
     reset: true,
-    sinks: { stderr: stderrJsonSink },
+    sinks: { stderr: stderrJsonSink(worker) },
     loggers: [
       { category: ["switchyard"], lowestLevel: level, sinks: ["stderr"] },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: ["stderr"] },

@@ -1,24 +1,20 @@
 /**
- * Gauges that read live cluster state at scrape time (collect callbacks), so they can never
- * drift from what the admin API shows.
+ * Gauges that read the control plane's live cluster state at scrape time (collect
+ * callbacks), so they can never drift from what the admin API shows.
  * @module
  */
 import { Gauge, type Registry } from "prom-client";
-import type { ConnectivityState } from "../balancer/types.ts";
 import type { Backend, BackendSource, HealthStatus } from "../cluster/backend.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 
-const CONNECTIVITY_STATES: readonly ConnectivityState[] = [
-  "IDLE",
-  "CONNECTING",
-  "READY",
-  "TRANSIENT_FAILURE",
-];
 const HEALTH_STATES: readonly HealthStatus[] = ["unknown", "healthy", "unhealthy"];
 const SOURCES: readonly BackendSource[] = ["static", "redis", "admin"];
 
-/** Where the gauges read clusters from, at every scrape. */
-export type ClusterSource = () => Iterable<Cluster>;
+/** Where the gauges read clusters from, at every scrape: control-plane or data-plane ones. */
+export type ClusterSource<B extends { readonly address: string } = Backend> = () => Iterable<{
+  readonly name: string;
+  backends(): B[];
+}>;
 
 /** The `{ cluster, backend }` labels of one backend series. */
 export interface BackendLabels {
@@ -29,9 +25,9 @@ export interface BackendLabels {
 }
 
 /** Every backend of every cluster, with its series labels, at scrape time. */
-export function* backendsWithLabels(
-  clusters: ClusterSource,
-): Generator<[Backend, BackendLabels]> {
+export function* backendsWithLabels<B extends { readonly address: string }>(
+  clusters: ClusterSource<B>,
+): Generator<[B, BackendLabels]> {
   for (const cluster of clusters()) {
     for (const backend of cluster.backends()) {
       yield [backend, { cluster: cluster.name, backend: backend.address }];
@@ -39,13 +35,11 @@ export function* backendsWithLabels(
   }
 }
 
-/** Registers the live-state gauges for `clusters` on `registry`. */
-export function registerStateMetrics(registry: Registry, clusters: ClusterSource): void {
-  backendGauge(registry, clusters, {
-    name: "switchyard_active_streams",
-    help: "Calls in flight to each backend.",
-    value: (backend) => backend.upstream.activeStreams,
-  });
+/** Registers the control plane's live-state gauges for `clusters` on `registry`. */
+export function registerStateMetrics(
+  registry: Registry,
+  clusters: () => Iterable<Cluster>,
+): void {
   backendGauge(registry, clusters, {
     name: "switchyard_backend_drained",
     help: "1 while a backend is drained by an operator.",
@@ -57,13 +51,6 @@ export function registerStateMetrics(registry: Registry, clusters: ClusterSource
     label: "status",
     states: HEALTH_STATES,
     current: (backend) => backend.health,
-  });
-  backendStateSet(registry, clusters, {
-    name: "switchyard_backend_connectivity",
-    help: "Connection state of each backend: 1 for its current state, 0 for the others.",
-    label: "state",
-    states: CONNECTIVITY_STATES,
-    current: (backend) => backend.upstream.state,
   });
   new Gauge({
     name: "switchyard_cluster_members",
@@ -91,16 +78,19 @@ export function registerStateMetrics(registry: Registry, clusters: ClusterSource
   });
 }
 
-interface GaugeSpec {
+/** A gauge's name and help text. */
+export interface GaugeSpec {
+  /** The metric name. */
   readonly name: string;
+  /** Its help text. */
   readonly help: string;
 }
 
 /** A gauge with one series per backend. Reset at each scrape so removed backends vanish. */
-function backendGauge(
+export function backendGauge<B extends { readonly address: string }>(
   registry: Registry,
-  clusters: ClusterSource,
-  spec: GaugeSpec & { readonly value: (backend: Backend) => number },
+  clusters: ClusterSource<B>,
+  spec: GaugeSpec & { readonly value: (backend: B) => number },
 ): void {
   new Gauge({
     name: spec.name,
@@ -117,13 +107,13 @@ function backendGauge(
 }
 
 /** A state set (one 0/1 series per possible state), so every state is queryable by label. */
-function backendStateSet<S extends string>(
+export function backendStateSet<B extends { readonly address: string }, S extends string>(
   registry: Registry,
-  clusters: ClusterSource,
+  clusters: ClusterSource<B>,
   spec: GaugeSpec & {
     readonly label: string;
     readonly states: readonly S[];
-    readonly current: (backend: Backend) => S;
+    readonly current: (backend: B) => S;
   },
 ): void {
   new Gauge({

@@ -26,13 +26,14 @@ export interface ListenerOptions {
   readonly tls?: { readonly cert: string; readonly key: string };
   /** The engine's limits. */
   readonly http2: Http2Config;
+  /** Share the address with other listeners (data-plane workers); see {@link H2Server}. */
+  readonly reusePort: boolean;
 }
 
 /** A running downstream listener. */
 export class ProxyListener implements StreamAcceptor {
   readonly #context: CallContext;
   #server: H2Server | undefined;
-  #draining = false;
 
   private constructor(context: CallContext) {
     this.#context = context;
@@ -45,26 +46,17 @@ export class ProxyListener implements StreamAcceptor {
     listener.#server = H2Server.listen({
       hostname: host,
       port,
+      reusePort: options.reusePort,
       tls: options.tls,
       maxConnections: options.http2.maxConnections,
       connection: connectionOptions(options.http2, "server"),
     }, listener);
-    log.info("listening on {address} ({protocol})", {
-      address: listener.address,
-      protocol: options.tls ? "h2 over TLS" : "h2c",
-    });
     return listener;
   }
 
-  /** The bound `host:port` (with the real port when 0 was requested). */
-  get address(): string {
-    const { hostname, port } = this.#server!.addr;
-    return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
-  }
-
-  /** True once {@link drain} was called. */
-  get draining(): boolean {
-    return this.#draining;
+  /** Client connections open now. */
+  get connections(): number {
+    return this.#server!.connectionCount;
   }
 
   /** See {@link StreamAcceptor.onStream}: every new stream is a call. */
@@ -94,7 +86,6 @@ export class ProxyListener implements StreamAcceptor {
    * have closed or `timeoutMs` passes (then the rest are closed).
    */
   async drain(timeoutMs: number): Promise<void> {
-    this.#draining = true;
     const left = await this.#server!.shutdown(timeoutMs);
     if (left > 0) {
       log.warn("drain timeout: closed {count} connections with calls in flight", { count: left });

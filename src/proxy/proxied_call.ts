@@ -14,9 +14,7 @@
  * UNAVAILABLE naming the backend; a client cancel or disconnect reaches the backend as CANCEL.
  * @module
  */
-import type { Backend } from "../cluster/backend.ts";
 import type { PickResult } from "../balancer/types.ts";
-import type { Cluster } from "../cluster/cluster.ts";
 import { type TimerEntry, timers } from "../timer/timer_queue.ts";
 import { componentLogger } from "../log/logger.ts";
 import {
@@ -28,6 +26,8 @@ import {
 import type { CallObserver, CallOrigin } from "./call_record.ts";
 import { formatGrpcTimeout, MAX_TIMER_MS, parseGrpcTimeout } from "./deadline.ts";
 import { GrpcStatus, isGrpcContentType, parseGrpcStatus, statusTrailers } from "./grpc_status.ts";
+import type { UpstreamBackend } from "../upstream/upstream_backend.ts";
+import type { UpstreamCluster } from "../upstream/upstream_cluster.ts";
 import { upstreamRequestHeaders } from "./headers.ts";
 import type { Router } from "./router.ts";
 
@@ -41,7 +41,7 @@ const log = componentLogger("proxy");
 /** Everything a call needs from the proxy; built once per listener. */
 export interface CallContext {
   /** Maps `:path` to a cluster. */
-  readonly router: Router<Cluster>;
+  readonly router: Router<UpstreamCluster>;
   /** Told about every finished call. */
   readonly observers: readonly CallObserver[];
 }
@@ -78,8 +78,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   readonly #path: string;
   readonly #startedAt = Date.now();
   readonly #clientAddress: string;
-  #cluster: Cluster | undefined;
-  #backend: Backend | undefined;
+  #cluster: UpstreamCluster | undefined;
+  #backend: UpstreamBackend | undefined;
   #upstream: TransportStream | undefined;
   #upstreamOpen = false;
   /** Request data that arrived before the backend stream opened (copies). */
@@ -231,7 +231,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       return;
     }
     // Cluster pickers only ever hand out the cluster's own Backend objects.
-    const backend = pick.subConn as Backend;
+    const backend = pick.subConn as UpstreamBackend;
     this.#backend = backend;
     backend.counters.calls++;
     let grpcTimeout: string | undefined;

@@ -94,8 +94,8 @@ export interface StartProxyOptions {
 }
 
 /**
- * Writes `config` (listen and admin.listen filled with free ports unless given) to a temp
- * file and runs `main.ts --config FILE`. Resolves once the proxy logs that it listens.
+ * Writes `config` (listen and admin.listen filled with free ports unless given, `workers`
+ * 1 unless given) to a temp file and runs `main.ts --config FILE`. Resolves once the proxy logs that it listens.
  */
 export async function startProxy(
   config: Record<string, unknown>,
@@ -107,7 +107,10 @@ export async function startProxy(
     ...(config.admin as Record<string, unknown> | undefined),
   };
   const file = await Deno.makeTempFile({ prefix: "switchyard-", suffix: ".json" });
-  await Deno.writeTextFile(file, JSON.stringify({ ...config, listen, admin }));
+  // One data plane unless a test asks for more: most tests count connections and calls of
+  // one data plane; tests/workers_test.ts covers several.
+  const workers = config.workers ?? 1;
+  await Deno.writeTextFile(file, JSON.stringify({ ...config, workers, listen, admin }));
   const args = ["run", "-A", MAIN, "--config", file, ...(options.args ?? [])];
   const [program, programArgs] = options.fdLimit === undefined
     ? [Deno.execPath(), args]

@@ -149,28 +149,43 @@ export function clusterRoutes(switchyard: AdminTarget): OpenAPIHono {
     }
     return cluster;
   };
+  // Changes reach every data plane before the answer, so it shows them in effect.
+  const viewOf = async (cluster: Cluster) => {
+    await switchyard.settled();
+    return clusterView(cluster, await switchyard.dataPlaneStats());
+  };
+  const viewOfBackend = async (cluster: Cluster, address: string) => {
+    await switchyard.settled();
+    return backendView(cluster, cluster.backend(address)!, await switchyard.dataPlaneStats());
+  };
   const setDrained = (name: string, address: string, drained: boolean) => {
     const cluster = findCluster(name);
     const canonical = canonicalAddress(address);
     if (!cluster.setDrained(canonical, drained)) throw unknownBackend(cluster, canonical);
-    return backendView(cluster.backend(canonical)!);
+    return viewOfBackend(cluster, canonical);
   };
   // Membership of a cluster fed by a Redis set is written there, so every proxy sees it.
   const redisOf = (cluster: Cluster): AdminTarget["discovery"] =>
     cluster.config.discovery ? switchyard.discovery : undefined;
 
   return createAdminRouter()
-    .openapi(listRoute, (c) => c.json([...switchyard.clusters.values()].map(clusterView), 200))
-    .openapi(showRoute, (c) => c.json(clusterView(findCluster(c.req.valid("param").name)), 200))
-    .openapi(pickerRoute, (c) => {
+    .openapi(listRoute, async (c) => {
+      const planes = await switchyard.dataPlaneStats();
+      return c.json([...switchyard.clusters.values()].map((k) => clusterView(k, planes)), 200);
+    })
+    .openapi(showRoute, async (c) => {
+      const cluster = findCluster(c.req.valid("param").name);
+      return c.json(clusterView(cluster, await switchyard.dataPlaneStats()), 200);
+    })
+    .openapi(pickerRoute, async (c) => {
       const cluster = findCluster(c.req.valid("param").name);
       const { name } = c.req.valid("json");
       const known = registeredPolicies();
       if (!known.includes(name)) {
         throw new AdminError(400, `unknown picker ${JSON.stringify(name)}`, known);
       }
-      if (cluster.policy !== name) cluster.switchPolicy(name);
-      return c.json(clusterView(cluster), 200);
+      cluster.switchPolicy(name);
+      return c.json(await viewOf(cluster), 200);
     })
     .openapi(registerRoute, async (c) => {
       const cluster = findCluster(c.req.valid("param").name);
@@ -187,7 +202,7 @@ export function clusterRoutes(switchyard: AdminTarget): OpenAPIHono {
           source,
         });
       }
-      return c.json({ ...backendView(cluster.backend(address)!), source }, added ? 201 : 200);
+      return c.json({ ...await viewOfBackend(cluster, address), source }, added ? 201 : 200);
     })
     .openapi(unregisterRoute, async (c) => {
       const params = c.req.valid("param");
@@ -203,15 +218,15 @@ export function clusterRoutes(switchyard: AdminTarget): OpenAPIHono {
       if (!unlisted && local.length === 0) throw unknownBackend(cluster, address);
       for (const source of local) cluster.removeMember(source, address);
       log.info("unregistered {address} from {cluster}", { cluster: cluster.name, address });
-      return c.json(clusterView(cluster), 200);
+      return c.json(await viewOf(cluster), 200);
     })
-    .openapi(drainRoute, (c) => {
+    .openapi(drainRoute, async (c) => {
       const { name, address } = c.req.valid("param");
-      return c.json(setDrained(name, address, true), 200);
+      return c.json(await setDrained(name, address, true), 200);
     })
-    .openapi(undrainRoute, (c) => {
+    .openapi(undrainRoute, async (c) => {
       const { name, address } = c.req.valid("param");
-      return c.json(setDrained(name, address, false), 200);
+      return c.json(await setDrained(name, address, false), 200);
     });
 }
 

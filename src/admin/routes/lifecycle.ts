@@ -25,11 +25,12 @@ const readyRoute = createRoute({
   method: "get",
   path: "/ready",
   tags: ["lifecycle"],
-  summary: "Readiness: listening, not draining, and some routed cluster has a usable backend",
+  summary: "Readiness: every worker listens, not draining, and some routed cluster has a " +
+    "usable backend in every worker",
   responses: {
     200: { description: "Ready for traffic", content: jsonContent(readinessSchema) },
     503: {
-      description: "Draining, or no routed cluster can serve",
+      description: "Draining, a worker not listening, or no routed cluster can serve",
       content: jsonContent(readinessSchema),
     },
   },
@@ -52,8 +53,8 @@ const drainRoute = createRoute({
 export function lifecycleRoutes(switchyard: AdminTarget): OpenAPIHono {
   return createAdminRouter()
     .openapi(liveRoute, (c) => c.json({ status: "live" }, 200))
-    .openapi(readyRoute, (c) => {
-      const readiness = assessReadiness(switchyard);
+    .openapi(readyRoute, async (c) => {
+      const readiness = await assessReadiness(switchyard);
       return c.json(readiness, readiness.ready ? 200 : 503);
     })
     .openapi(drainRoute, (c) => {
@@ -63,14 +64,26 @@ export function lifecycleRoutes(switchyard: AdminTarget): OpenAPIHono {
     });
 }
 
-/** Why the proxy is or is not ready. */
-function assessReadiness(switchyard: AdminTarget): z.infer<typeof readinessSchema> {
+/**
+ * Why the proxy is or is not ready. A client's connection may land on any worker, so a
+ * cluster counts only when every worker has a usable backend for it.
+ */
+async function assessReadiness(switchyard: AdminTarget): Promise<z.infer<typeof readinessSchema>> {
   if (switchyard.draining) return { ready: false, reason: "draining" };
+  const down = switchyard.dataPlanes.notListening();
+  if (down.length > 0) return { ready: false, reason: `worker ${down.join(", ")} not listening` };
+  const planes = await switchyard.dataPlaneStats();
+  if (planes.length < switchyard.dataPlanes.count) {
+    return { ready: false, reason: "a worker did not answer" };
+  }
   const routed = new Set(switchyard.config.routes.map((route) => route.cluster));
   for (const name of routed) {
     const cluster = switchyard.clusters.get(name);
-    const usable = cluster?.backends().some((backend) =>
-      !backend.drained && backend.effectiveState === "READY"
+    if (!cluster) continue;
+    const usable = planes.every((plane) =>
+      plane.clusters.find((stats) => stats.name === name)?.backends.some((backend) =>
+        backend.state === "READY" && cluster.backend(backend.address)?.drained === false
+      )
     );
     if (usable) return { ready: true, reason: `cluster ${name} has a usable backend` };
   }

@@ -1,0 +1,151 @@
+/**
+ * One data plane: the listener, the relay, the router and a connection pool per backend,
+ * with the pickers that choose among them. It runs in a worker thread, or in the main
+ * thread with `workers: 1`, and knows the control plane only through what it is given:
+ * {@link ClusterSnapshot}s in, {@link BackendOutcome} batches and stats out.
+ * @module
+ */
+import { AccessLog } from "../access_log/access_log.ts";
+import type { ClusterSnapshot } from "../cluster/snapshot.ts";
+import type { Config } from "../config/schema.ts";
+import { connectionOptions } from "../h2/options.ts";
+import { type BackendOutcome, OutcomeBatcher } from "../health/outcomes.ts";
+import { DataPlaneMetrics, type MetricsJson } from "../metrics/data_plane_metrics.ts";
+import type { CallObserver } from "../proxy/call_record.ts";
+import { ProxyListener } from "../proxy/listener.ts";
+import { Router } from "../proxy/router.ts";
+import { DialGate } from "../upstream/dial_gate.ts";
+import { UpstreamCluster } from "../upstream/upstream_cluster.ts";
+import type { DataPlaneStats } from "./stats.ts";
+
+/** What a data plane is built from. */
+export interface DataPlaneInit {
+  /** The worker's number, from 1. */
+  readonly worker: number;
+  /** How many data planes share the listening address. */
+  readonly workers: number;
+  /** The effective config. */
+  readonly config: Config;
+  /** The listener's PEM certificate and key, read once by the control plane. */
+  readonly tls: { readonly cert: string; readonly key: string } | undefined;
+  /** Every cluster's latest snapshot: the members are known before the first call. */
+  readonly snapshots: readonly ClusterSnapshot[];
+}
+
+/** Where a data plane's passive health signals go, and how soon. */
+export interface OutcomeSink {
+  /** Takes one batch. */
+  readonly deliver: (batch: BackendOutcome[]) => void;
+  /** How long a batch collects calls; 0 delivers at the end of the task. */
+  readonly delayMs: number;
+}
+
+/** A running data plane. */
+export class DataPlane {
+  /** The worker's number, from 1. */
+  readonly worker: number;
+  readonly #clusters: ReadonlyMap<string, UpstreamCluster>;
+  readonly #listener: ProxyListener;
+  readonly #metrics: DataPlaneMetrics;
+  readonly #accessLog: AccessLog | undefined;
+
+  private constructor(
+    worker: number,
+    clusters: ReadonlyMap<string, UpstreamCluster>,
+    listener: ProxyListener,
+    metrics: DataPlaneMetrics,
+    accessLog: AccessLog | undefined,
+  ) {
+    this.worker = worker;
+    this.#clusters = clusters;
+    this.#listener = listener;
+    this.#metrics = metrics;
+    this.#accessLog = accessLog;
+  }
+
+  /** Builds the clusters from `init.snapshots`, then binds the listener. */
+  static async start(init: DataPlaneInit, outcomes: OutcomeSink): Promise<DataPlane> {
+    const { config, workers } = init;
+    const upstream = {
+      connection: connectionOptions(config.http2, "client"),
+      maxConnectionsPerBackend: config.http2.upstream.maxConnectionsPerBackend,
+      // Process-wide limits are shared out: each data plane takes its part.
+      dialGate: new DialGate(Math.ceil(config.http2.upstream.maxConcurrentDials / workers)),
+    };
+    const clusters = new Map(
+      Object.entries(config.clusters).map((
+        [name, cluster],
+      ) => [name, new UpstreamCluster(name, cluster, upstream)]),
+    );
+    for (const snapshot of init.snapshots) clusters.get(snapshot.cluster)?.apply(snapshot);
+    const metrics = new DataPlaneMetrics(
+      clusters,
+      config.metrics.workerLabel ? String(init.worker) : undefined,
+    );
+    const observers: CallObserver[] = [metrics.observeCall];
+    const detected = Object.entries(config.clusters)
+      .filter(([, cluster]) => cluster.outlierDetection !== undefined)
+      .map(([name]) => name);
+    if (detected.length > 0) {
+      observers.push(new OutcomeBatcher(detected, outcomes.deliver, outcomes.delayMs).observe);
+    }
+    const accessLog = config.accessLog.enabled
+      ? await AccessLog.open(config.accessLog.path, config.accessLog.maxBufferedBytes)
+      : undefined;
+    if (accessLog) observers.push(accessLog.observe);
+    const router = new Router(config.routes, (name) => clusters.get(name)!);
+    const listener = ProxyListener.start({
+      listen: config.listen,
+      tls: init.tls,
+      http2: {
+        ...config.http2,
+        maxConnections: Math.ceil(config.http2.maxConnections / workers),
+      },
+      reusePort: workers > 1,
+    }, { router, observers });
+    return new DataPlane(init.worker, clusters, listener, metrics, accessLog);
+  }
+
+  /** Applies the control plane's latest snapshots. */
+  apply(snapshots: readonly ClusterSnapshot[]): void {
+    for (const snapshot of snapshots) this.#clusters.get(snapshot.cluster)?.apply(snapshot);
+  }
+
+  /** Connectivity and counters of every cluster and backend. */
+  stats(): DataPlaneStats {
+    return {
+      worker: this.worker,
+      connections: this.#listener.connections,
+      clusters: [...this.#clusters.values()].map((cluster) => ({
+        name: cluster.name,
+        state: cluster.state,
+        calls: cluster.counters.calls,
+        errors: cluster.counters.errors,
+        backends: cluster.backends().map((backend) => ({
+          address: backend.address,
+          connectivity: backend.upstream.state,
+          state: backend.effectiveState,
+          lastConnectionError: backend.upstream.lastError ?? null,
+          activeStreams: backend.upstream.activeStreams,
+          ...backend.counters,
+        })),
+      })),
+    };
+  }
+
+  /** This data plane's metric series. */
+  metrics(): Promise<MetricsJson> {
+    return this.#metrics.json();
+  }
+
+  /** Stops accepting, sends GOAWAY, and waits for in-flight calls up to `timeoutMs`. */
+  drain(timeoutMs: number): Promise<void> {
+    return this.#listener.drain(timeoutMs);
+  }
+
+  /** Closes every backend connection once its calls finish, and the access log. */
+  async close(): Promise<void> {
+    for (const cluster of this.#clusters.values()) cluster.close();
+    await this.#accessLog?.close();
+  }
+}

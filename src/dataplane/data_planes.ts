@@ -1,0 +1,151 @@
+/**
+ * Every data plane of the process, as the control plane drives them together: snapshots go
+ * to all, stats and metrics come from all, drain and close act on all.
+ *
+ * With `workers: 1` the one data plane runs in the main thread. With more, each runs in a
+ * worker thread with its own `SO_REUSEPORT` listener on the same address, and the kernel
+ * spreads new connections over them.
+ * @module
+ */
+import type { SnapshotSink } from "../cluster/cluster.ts";
+import type { ClusterSnapshot } from "../cluster/snapshot.ts";
+import { parseHostPort } from "../config/address.ts";
+import type { Config } from "../config/schema.ts";
+import type { BackendOutcome } from "../health/outcomes.ts";
+import type { LogLevel } from "../log/logger.ts";
+import type { MetricsJson } from "../metrics/data_plane_metrics.ts";
+import type { DataPlaneInit } from "./data_plane.ts";
+import { type DataPlaneHandle, LocalDataPlane } from "./handle.ts";
+import type { DataPlaneStats } from "./stats.ts";
+import { WorkerDataPlane } from "./worker_plane.ts";
+
+/** What the data planes are built from. */
+export interface DataPlanesOptions {
+  /** The effective config. */
+  readonly config: Config;
+  /** How many data planes: 1 runs in the main thread. */
+  readonly workers: number;
+  /** The listener's PEM certificate and key. */
+  readonly tls: { readonly cert: string; readonly key: string } | undefined;
+  /** The workers' log level. */
+  readonly logLevel: LogLevel;
+  /** Let tests crash a worker (see `debug_hooks.ts`). */
+  readonly debugHooks: boolean;
+  /** Where passive health signals go. */
+  readonly onOutcomes: (batch: BackendOutcome[]) => void;
+}
+
+/** The process's data planes. */
+export class DataPlanes implements SnapshotSink {
+  readonly #latest = new Map<string, ClusterSnapshot>();
+  #handles: DataPlaneHandle[] = [];
+  #published: Promise<unknown> = Promise.resolve();
+
+  /** See {@link SnapshotSink.publish}: the snapshot goes to every data plane. */
+  publish(snapshot: ClusterSnapshot): void {
+    this.#latest.set(snapshot.cluster, snapshot);
+    if (this.#handles.length === 0) return;
+    this.#published = Promise.all(this.#handles.map((handle) => handle.apply([snapshot])));
+  }
+
+  /** Settles once every data plane has applied every snapshot published so far. */
+  settled(): Promise<void> {
+    return this.#published.then(() => {});
+  }
+
+  /**
+   * Starts `options.workers` data planes from the latest snapshots; resolves once all of
+   * them listen. Throws, having stopped any that started, when one cannot.
+   */
+  async start(options: DataPlanesOptions): Promise<void> {
+    const { workers } = options;
+    const config = options.config;
+    if (workers > 1) assertNobodyListens(config.listen);
+    const init = (worker: number): DataPlaneInit => ({
+      worker,
+      workers,
+      config,
+      tls: options.tls,
+      snapshots: [...this.#latest.values()],
+    });
+    if (workers === 1) {
+      const local = await LocalDataPlane.start(init(1), options.onOutcomes);
+      this.#handles = [local];
+      // Snapshots published while it started went nowhere.
+      await local.apply([...this.#latest.values()]);
+      return;
+    }
+    // Handles exist before their workers listen, so that no snapshot published meanwhile
+    // is lost: each worker gets the latest of every cluster when it listens.
+    const planes = Array.from({ length: workers }, (_, index) =>
+      new WorkerDataPlane({
+        worker: index + 1,
+        init: () => ({
+          type: "init",
+          init: init(index + 1),
+          logLevel: options.logLevel,
+          debugHooks: options.debugHooks,
+        }),
+        snapshots: () => [...this.#latest.values()],
+        onOutcomes: options.onOutcomes,
+      }));
+    this.#handles = planes;
+    const started = await Promise.allSettled(planes.map((plane) => plane.start()));
+    const failed = started.find((result) => result.status === "rejected");
+    if (failed) {
+      await Promise.all(planes.map((plane) => plane.close()));
+      this.#handles = [];
+      throw (failed as PromiseRejectedResult).reason;
+    }
+  }
+
+  /** How many data planes run. */
+  get count(): number {
+    return this.#handles.length;
+  }
+
+  /** The numbers of the workers that are not listening now (restarting). */
+  notListening(): number[] {
+    return this.#handles.filter((handle) => !handle.listening).map((handle) => handle.worker);
+  }
+
+  /** Every answering data plane's stats, in worker order. */
+  async stats(): Promise<DataPlaneStats[]> {
+    return answered(await Promise.allSettled(this.#handles.map((handle) => handle.stats())));
+  }
+
+  /** Every answering data plane's metric series. */
+  async metrics(): Promise<MetricsJson[]> {
+    return answered(await Promise.allSettled(this.#handles.map((handle) => handle.metrics())));
+  }
+
+  /** Drains every data plane together, up to `timeoutMs`. */
+  async drain(timeoutMs: number): Promise<void> {
+    await Promise.allSettled(this.#handles.map((handle) => handle.drain(timeoutMs)));
+  }
+
+  /** Closes every data plane. */
+  async close(): Promise<void> {
+    await Promise.all(this.#handles.map((handle) => handle.close()));
+  }
+
+  /** Makes worker `worker` die silently (tests only). */
+  crash(worker: number): void {
+    const handle = this.#handles.find((handle) => handle.worker === worker);
+    if (handle instanceof WorkerDataPlane) handle.crash();
+  }
+}
+
+/**
+ * Binds `listen` once without SO_REUSEPORT, which fails while anything listens there.
+ * Otherwise the workers' shared binds would quietly join another process that listens with
+ * SO_REUSEPORT (another Switchyard, say) and split its connections with it.
+ */
+function assertNobodyListens(listen: string): void {
+  const { host, port } = parseHostPort(listen)!;
+  Deno.listen({ hostname: host, port }).close();
+}
+
+function answered<T>(results: PromiseSettledResult<T>[]): T[] {
+  return results.flatMap((result) => result.status === "fulfilled" ? [result.value] : []);
+}

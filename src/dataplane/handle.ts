@@ -1,0 +1,75 @@
+/**
+ * The control plane's handle on one data plane, wherever it runs (a worker thread, or the
+ * main thread with `workers: 1`).
+ * @module
+ */
+import type { ClusterSnapshot } from "../cluster/snapshot.ts";
+import type { BackendOutcome } from "../health/outcomes.ts";
+import type { MetricsJson } from "../metrics/data_plane_metrics.ts";
+import { DataPlane, type DataPlaneInit } from "./data_plane.ts";
+import type { DataPlaneStats } from "./stats.ts";
+
+/** One data plane as the control plane drives it. */
+export interface DataPlaneHandle {
+  /** The worker's number, from 1. */
+  readonly worker: number;
+  /** True while its listener is bound and it answers. */
+  readonly listening: boolean;
+  /** Applies snapshots; settles once the data plane has them (or is restarting anyway). */
+  apply(snapshots: readonly ClusterSnapshot[]): Promise<void>;
+  /** Its connectivity and counters. */
+  stats(): Promise<DataPlaneStats>;
+  /** Its metric series. */
+  metrics(): Promise<MetricsJson>;
+  /** Drains its listener, waiting up to `timeoutMs` for in-flight calls. */
+  drain(timeoutMs: number): Promise<void>;
+  /** Closes its backend connections and access log, and stops it for good. */
+  close(): Promise<void>;
+}
+
+/** The data plane in the main thread (`workers: 1`): calls go straight through. */
+export class LocalDataPlane implements DataPlaneHandle {
+  /** Always 1. */
+  readonly worker = 1;
+  /** Always true once started. */
+  readonly listening = true;
+  readonly #plane: DataPlane;
+
+  private constructor(plane: DataPlane) {
+    this.#plane = plane;
+  }
+
+  /** Starts the data plane; passive signals reach `onOutcomes` at the end of each task. */
+  static async start(
+    init: DataPlaneInit,
+    onOutcomes: (batch: BackendOutcome[]) => void,
+  ): Promise<LocalDataPlane> {
+    return new LocalDataPlane(await DataPlane.start(init, { deliver: onOutcomes, delayMs: 0 }));
+  }
+
+  /** See {@link DataPlaneHandle.apply}. */
+  apply(snapshots: readonly ClusterSnapshot[]): Promise<void> {
+    this.#plane.apply(snapshots);
+    return Promise.resolve();
+  }
+
+  /** See {@link DataPlaneHandle.stats}. */
+  stats(): Promise<DataPlaneStats> {
+    return Promise.resolve(this.#plane.stats());
+  }
+
+  /** See {@link DataPlaneHandle.metrics}. */
+  metrics(): Promise<MetricsJson> {
+    return this.#plane.metrics();
+  }
+
+  /** See {@link DataPlaneHandle.drain}. */
+  drain(timeoutMs: number): Promise<void> {
+    return this.#plane.drain(timeoutMs);
+  }
+
+  /** See {@link DataPlaneHandle.close}. */
+  close(): Promise<void> {
+    return this.#plane.close();
+  }
+}

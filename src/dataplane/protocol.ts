@@ -1,0 +1,75 @@
+/**
+ * The messages between the control plane and a data-plane worker. Everything is plain data
+ * (structured clone); requests carry an id that their response repeats.
+ * @module
+ */
+import type { ClusterSnapshot } from "../cluster/snapshot.ts";
+import type { BackendOutcome } from "../health/outcomes.ts";
+import type { MetricsJson } from "../metrics/data_plane_metrics.ts";
+import type { LogLevel } from "../log/logger.ts";
+import type { DataPlaneInit } from "./data_plane.ts";
+import type { DataPlaneStats } from "./stats.ts";
+
+/** The first message a worker receives. */
+export interface InitMessage {
+  /** Tag. */
+  readonly type: "init";
+  /** What the data plane is built from. */
+  readonly init: DataPlaneInit;
+  /** The log level. */
+  readonly logLevel: LogLevel;
+  /** Honour the `crash` request (tests only; see `debug_hooks.ts`). */
+  readonly debugHooks: boolean;
+}
+
+/** What the control plane asks of a worker, and what each answer holds. */
+export interface Requests {
+  /** Apply these snapshots. */
+  apply: { readonly args: readonly ClusterSnapshot[]; readonly result: void };
+  /** Report connectivity and counters. */
+  stats: { readonly args: undefined; readonly result: DataPlaneStats };
+  /** Report metric series. */
+  metrics: { readonly args: undefined; readonly result: MetricsJson };
+  /** Drain the listener, waiting up to this many milliseconds. */
+  drain: { readonly args: number; readonly result: void };
+  /** Close every backend connection and the access log. */
+  close: { readonly args: undefined; readonly result: void };
+  /** Answer, to show the event loop turns (the watchdog's heartbeat). */
+  ping: { readonly args: undefined; readonly result: void };
+  /** Die at once, as a crash would (tests only). */
+  crash: { readonly args: undefined; readonly result: void };
+}
+
+/** A request's name. */
+export type RequestName = keyof Requests;
+
+/** A request to a worker. */
+export interface RequestMessage<N extends RequestName = RequestName> {
+  /** Tag. */
+  readonly type: "request";
+  /** Repeated in the response. */
+  readonly id: number;
+  /** What is asked. */
+  readonly name: N;
+  /** Its argument. */
+  readonly args: Requests[N]["args"];
+}
+
+/** Messages to a worker. */
+export type ToWorker = InitMessage | RequestMessage;
+
+/** Messages from a worker. */
+export type FromWorker =
+  /** The data plane listens. */
+  | { readonly type: "listening" }
+  /** The data plane could not start (the address cannot be bound, say). */
+  | { readonly type: "failed"; readonly error: string }
+  /** A request's answer, or why it failed. */
+  | {
+    readonly type: "response";
+    readonly id: number;
+    readonly result?: unknown;
+    readonly error?: string;
+  }
+  /** A batch of passive health signals. */
+  | { readonly type: "outcomes"; readonly batch: BackendOutcome[] };

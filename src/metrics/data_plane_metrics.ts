@@ -1,0 +1,63 @@
+/**
+ * The metrics one data plane keeps: per-call counters and latency, and the gauges of its own
+ * connections. The control plane collects every data plane's series as JSON and sums them
+ * (see {@link ProxyMetrics}); with `metrics.workerLabel` each series keeps a `worker` label.
+ * @module
+ */
+import { Registry } from "prom-client";
+import type { ConnectivityState } from "../balancer/types.ts";
+import type { CallObserver } from "../proxy/call_record.ts";
+import type { UpstreamCluster } from "../upstream/upstream_cluster.ts";
+import { registerCallMetrics } from "./call_metrics.ts";
+import { backendGauge, backendStateSet } from "./state_metrics.ts";
+
+const CONNECTIVITY_STATES: readonly ConnectivityState[] = [
+  "IDLE",
+  "CONNECTING",
+  "READY",
+  "TRANSIENT_FAILURE",
+];
+
+/** One data plane's series, as `Registry.getMetricsAsJSON` returns them. */
+export type MetricsJson = Awaited<ReturnType<Registry["getMetricsAsJSON"]>>;
+
+/** Everything one data plane contributes to `/metrics`. */
+export class DataPlaneMetrics {
+  /** Feeds the per-call metrics; register it with the data plane's call observers. */
+  readonly observeCall: CallObserver;
+  readonly #registry = new Registry();
+
+  /**
+   * Creates the metrics for `clusters`, whose gauges are read at each collection. `worker`,
+   * when given, labels every series.
+   */
+  constructor(clusters: ReadonlyMap<string, UpstreamCluster>, worker?: string) {
+    if (worker !== undefined) this.#registry.setDefaultLabels({ worker });
+    const callMetrics = registerCallMetrics(this.#registry);
+    this.observeCall = callMetrics.observe;
+    for (const cluster of clusters.values()) {
+      cluster.onBackendRemoved((backend) =>
+        void callMetrics.forgetBackend(cluster.name, backend.address)
+      );
+    }
+    const source = () => clusters.values();
+    backendGauge(this.#registry, source, {
+      name: "switchyard_active_streams",
+      help: "Calls in flight to each backend.",
+      value: (backend) => backend.upstream.activeStreams,
+    });
+    backendStateSet(this.#registry, source, {
+      name: "switchyard_backend_connectivity",
+      help: "Connection state of each backend: per state, how many data-plane workers see " +
+        "the backend in it (1 or 0 with one worker).",
+      label: "state",
+      states: CONNECTIVITY_STATES,
+      current: (backend) => backend.upstream.state,
+    });
+  }
+
+  /** The current series, for the control plane to aggregate. */
+  json(): Promise<MetricsJson> {
+    return this.#registry.getMetricsAsJSON();
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * A cluster as one data plane runs it: a connection pool per member, one balancer, and the
+ * picker that calls ask for backends. Membership, verdicts and the policy come only from the
+ * control plane's {@link ClusterSnapshot}s; connectivity is this data plane's own, so the
+ * effective state a balancer sees folds the two.
+ * @module
+ */
+import { balancerFactory } from "../balancer/registry.ts";
+import {
+  type Balancer,
+  type BalancerHost,
+  type BalancerState,
+  type ConnectivityState,
+  failingPicker,
+  type PickResult,
+  QUEUE_PICKER,
+} from "../balancer/types.ts";
+import { type ClusterSnapshot, effectiveState } from "../cluster/snapshot.ts";
+import type { ClusterConfig } from "../config/schema.ts";
+import type { ConnectionOptions } from "../h2/connection.ts";
+import { componentLogger } from "../log/logger.ts";
+import type { DialGate } from "./dial_gate.ts";
+import { Upstream } from "./upstream.ts";
+import { UpstreamBackend } from "./upstream_backend.ts";
+
+const log = componentLogger("cluster");
+
+/** Keeps UNAVAILABLE messages short for large clusters. */
+const MAX_REASONS_IN_MESSAGE = 3;
+
+/** How a cluster's members connect to their backends. */
+export interface UpstreamSettings {
+  /** The engine's settings for backend connections. */
+  readonly connection: ConnectionOptions;
+  /** Connections per backend at most. */
+  readonly maxConnectionsPerBackend: number;
+  /** The data plane's cap on dials in flight. */
+  readonly dialGate: DialGate;
+}
+
+interface PickWaiter {
+  readonly resolve: (result: PickResult) => void;
+  readonly timer: ReturnType<typeof setTimeout>;
+}
+
+/** One named cluster in one data plane. */
+export class UpstreamCluster implements BalancerHost {
+  /** The cluster's name in `config.json`. */
+  readonly name: string;
+  /** Its validated settings. */
+  readonly config: ClusterConfig;
+  /**
+   * Every call routed here, including those that failed before a backend was picked (which
+   * per-backend counters cannot see), and how many of them ended with a non-OK status.
+   */
+  readonly counters: { calls: number; errors: number } = { calls: 0, errors: 0 };
+  readonly #backends = new Map<string, UpstreamBackend>();
+  readonly #waiters = new Set<PickWaiter>();
+  readonly #removed: ((backend: UpstreamBackend) => void)[] = [];
+  readonly #upstream: UpstreamSettings;
+  #balancer: Balancer | undefined;
+  #policy = "";
+  #published: BalancerState = { state: "IDLE", picker: QUEUE_PICKER };
+  #panic = false;
+  #closed = false;
+
+  /** Creates the cluster without members: they come with the first snapshot. */
+  constructor(name: string, config: ClusterConfig, upstream: UpstreamSettings) {
+    this.name = name;
+    this.config = config;
+    this.#upstream = upstream;
+  }
+
+  /** The balancer's aggregate state. */
+  get state(): ConnectivityState {
+    return this.#published.state;
+  }
+
+  /** All members, in membership order. */
+  backends(): UpstreamBackend[] {
+    return [...this.#backends.values()];
+  }
+
+  /** Calls `callback` for every member that leaves (metrics forget its series). */
+  onBackendRemoved(callback: (backend: UpstreamBackend) => void): void {
+    this.#removed.push(callback);
+  }
+
+  /** Picks a backend for a new call. */
+  pick(): PickResult {
+    return this.#published.picker.pick();
+  }
+
+  /**
+   * The `grpc-message` for a call that found no usable backend: the picker's reason plus,
+   * like Envoy's "upstream connect error", why each of the first few members is unusable.
+   */
+  describeUnavailable(reason: string): string {
+    const details = this.backends()
+      .map((backend) => [backend.address, backend.unusableReason])
+      .filter(([, why]) => why !== undefined)
+      .slice(0, MAX_REASONS_IN_MESSAGE)
+      .map(([address, why]) => `${address}: ${why}`);
+    return `cluster ${this.name}: ${reason}${details.length ? ` (${details.join("; ")})` : ""}`;
+  }
+
+  /**
+   * Waits until the picker stops queueing, `timeoutMs` passes, or `signal` aborts (the call
+   * went away; the result is then a failure nobody reads).
+   */
+  waitForPick(timeoutMs: number, signal?: AbortSignal): Promise<PickResult> {
+    return new Promise((resolve) => {
+      const settle = (result: PickResult) => {
+        clearTimeout(waiter.timer);
+        this.#waiters.delete(waiter);
+        signal?.removeEventListener("abort", onAbort);
+        resolve(result);
+      };
+      const onAbort = () => settle({ kind: "fail", message: "the call was cancelled" });
+      const waiter: PickWaiter = {
+        resolve: settle,
+        timer: setTimeout(() =>
+          settle({
+            kind: "fail",
+            message: `no backend of cluster ${this.name} became ready within ${timeoutMs}ms`,
+          }), timeoutMs),
+      };
+      this.#waiters.add(waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /** Publishes a balancer's new state and re-picks for queued calls. */
+  updateState(state: BalancerState): void {
+    if (state.state !== this.#published.state) {
+      log.debug("cluster {cluster} is {state}", { cluster: this.name, state: state.state });
+    }
+    this.#published = state;
+    for (const waiter of this.#waiters) {
+      const result = state.picker.pick();
+      if (result.kind !== "queue") waiter.resolve(result);
+    }
+  }
+
+  /**
+   * Applies the control plane's latest snapshot: members join and leave (a member that
+   * leaves finishes its in-flight calls), verdicts and panic change, the policy switches.
+   */
+  apply(snapshot: ClusterSnapshot): void {
+    if (this.#closed) return;
+    const wanted = new Map(snapshot.backends.map((verdict) => [verdict.address, verdict]));
+    for (const [address, backend] of this.#backends) {
+      if (wanted.has(address)) continue;
+      this.#backends.delete(address);
+      backend.upstream.close();
+      for (const callback of this.#removed) callback(backend);
+    }
+    for (const [address, verdict] of wanted) {
+      const backend = this.#backends.get(address);
+      if (backend) backend.verdict = verdict;
+      else this.#backends.set(address, this.#createBackend(verdict));
+    }
+    this.#panic = snapshot.panic;
+    if (snapshot.policy !== this.#policy) this.#switchPolicy(snapshot.policy);
+    this.#balancer!.updateSubConns(this.backends().filter((backend) => !backend.verdict.drained));
+    for (const backend of this.#backends.values()) this.#refresh(backend);
+  }
+
+  /** Closes every member's connections once their calls finish, and fails queued calls. */
+  close(): void {
+    this.#closed = true;
+    this.#balancer?.close();
+    for (const backend of this.#backends.values()) backend.upstream.close();
+    this.updateState({
+      state: "TRANSIENT_FAILURE",
+      picker: failingPicker(`cluster ${this.name} is shut down`),
+    });
+  }
+
+  #switchPolicy(name: string): void {
+    const factory = balancerFactory(name);
+    // The control plane validates names; an unknown one would mean a version mismatch.
+    if (!factory) throw new Error(`unknown picker ${JSON.stringify(name)}`);
+    const { shuffleAddressList, connectionDelay } = this.config.pickFirst;
+    this.#balancer?.close();
+    this.#balancer = factory(this, {
+      pickFirst: { shuffleAddressList, connectionDelayMs: connectionDelay },
+    });
+    this.#policy = name;
+  }
+
+  #createBackend(verdict: ClusterSnapshot["backends"][number]): UpstreamBackend {
+    const backend: UpstreamBackend = new UpstreamBackend(
+      verdict,
+      new Upstream({
+        cluster: this.name,
+        address: verdict.address,
+        connectTimeoutMs: this.config.connectTimeout,
+        backoff: this.config.reconnectBackoff,
+        connection: this.#upstream.connection,
+        maxConnections: this.#upstream.maxConnectionsPerBackend,
+        dialGate: this.#upstream.dialGate,
+        onStateChange: () => this.#refresh(backend),
+      }),
+    );
+    return backend;
+  }
+
+  #refresh(backend: UpstreamBackend): void {
+    const state = effectiveState(backend.upstream.state, backend.verdict, this.#panic);
+    if (state === backend.effectiveState) return;
+    backend.effectiveState = state;
+    if (this.#backends.get(backend.address) === backend && !backend.verdict.drained) {
+      this.#balancer?.updateSubConnState(backend, state);
+    }
+  }
+}
