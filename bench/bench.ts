@@ -1,7 +1,8 @@
 /**
- * `deno task bench`: starts the backends, then direct / Switchyard / NGINX targets, runs
- * every scenario against every target in the same run (scenario by scenario, so that the
- * figures being compared are measured close together), prints a table and writes JSON.
+ * `deno task bench`: starts the backends, then direct / Switchyard (once per `--workers`
+ * count) / NGINX targets, runs every scenario against every target in the same run (scenario
+ * by scenario, so that the figures being compared are measured close together), prints a
+ * table and writes JSON.
  *
  * Exits 1 when any target fails the correctness gate (for example by losing trailers),
  * 2 for a bad command line.
@@ -25,6 +26,7 @@ import {
 import {
   compare,
   compareMemory,
+  compareWorkers,
   formatHeadline,
   formatMemoryTable,
   formatTable,
@@ -32,8 +34,14 @@ import {
 import { buildScenarios, connectionsHeld, type Scenario } from "./scenarios.ts";
 import { type Backends, startBackends } from "./targets/backends.ts";
 import { nginxVersion, startNginx } from "./targets/nginx.ts";
-import { startSwitchyard } from "./targets/switchyard.ts";
-import { directTarget, type Target, type TargetName } from "./targets/target.ts";
+import { type CurrentSwitchyard, startSwitchyard } from "./targets/switchyard.ts";
+import {
+  directTarget,
+  switchyardWorkersName,
+  type Target,
+  type TargetKind,
+  type TargetName,
+} from "./targets/target.ts";
 import { captureOutput, findExecutable } from "./tools.ts";
 
 /** Which tools this run found, recorded with the results. */
@@ -46,8 +54,21 @@ interface Environment {
   readonly cpus: number;
 }
 
-function wantsTarget(options: BenchOptions, name: TargetName): boolean {
-  return options.targets === undefined || options.targets.includes(name);
+function wantsTarget(options: BenchOptions, kind: TargetKind): boolean {
+  return options.targets === undefined || options.targets.includes(kind);
+}
+
+/**
+ * This checkout's Switchyard targets: one per `--workers` count, or else `switchyard` with
+ * 1 worker, written out so that its figures stay comparable with runs from before `workers`.
+ */
+function currentSwitchyards(options: BenchOptions): CurrentSwitchyard[] {
+  const cpuProfDir = options.cpuProfDir;
+  return options.workers?.map((workers) => ({
+    name: switchyardWorkersName(workers),
+    workers,
+    cpuProfDir,
+  })) ?? [{ name: "switchyard", workers: 1, cpuProfDir }];
 }
 
 function h2loadChoice(options: BenchOptions): string | undefined {
@@ -75,9 +96,9 @@ async function startTargets(
       );
     }
     if (wantsTarget(options, "switchyard")) {
-      targets.push(
-        await startSwitchyard(backends.addresses, workDir, { cpuProfDir: options.cpuProfDir }),
-      );
+      for (const switchyard of currentSwitchyards(options)) {
+        targets.push(await startSwitchyard(backends.addresses, workDir, switchyard));
+      }
     }
     if (wantsTarget(options, "nginx")) {
       if (nginxPath) {
@@ -177,9 +198,10 @@ async function run(options: BenchOptions): Promise<number> {
   const comparisons = compare(measurements, scenarios);
   const memory = memoryFigures(idleRssByTarget, measurements, idleConnections);
   const memoryComparisons = compareMemory(memory);
+  const scaling = compareWorkers(measurements, scenarios, options.workers ?? []);
   console.log(formatTable(measurements, comparisons));
   if (memory.length > 0) console.log(`\n${formatMemoryTable(memory, memoryComparisons)}`);
-  console.log(`\n${formatHeadline(comparisons, scenarios, memoryComparisons)}`);
+  console.log(`\n${formatHeadline(comparisons, scenarios, memoryComparisons, scaling)}`);
   const failures = [
     ...measurements.map((m) => ({ scenario: m.scenario, target: m.target, failure: m.failure })),
     ...[...idleConnections].map(([target, figure]) => ({
@@ -204,6 +226,7 @@ async function run(options: BenchOptions): Promise<number> {
         comparisons,
         memory,
         memoryComparisons,
+        scaling,
       },
       null,
       2,

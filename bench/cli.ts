@@ -4,7 +4,7 @@
  */
 import { parseArgs } from "node:util";
 import { SCENARIO_NAMES, type ScenarioName } from "./scenarios.ts";
-import { TARGET_NAMES, type TargetName } from "./targets/target.ts";
+import { TARGET_NAMES, type TargetKind } from "./targets/target.ts";
 
 /** Usage text for `--help`. */
 export const BENCH_USAGE = `deno task bench [options]
@@ -24,6 +24,9 @@ export const BENCH_USAGE = `deno task bench [options]
   --cpu-prof-dir DIR  run Switchyard under --cpu-prof; the profile lands in DIR on exit
   --baseline DIR      also run DIR/main.ts (e.g. from \`git archive HEAD\`, after \`deno install\`
                       there) as the target switchyard-baseline
+  --workers LIST      comma-separated worker counts, e.g. 1,2: run Switchyard once per count, with
+                      \`workers\` set in its config, as the targets switchyard-w<N> (default: one
+                      target, switchyard, with workers 1)
   --help              show this text
 `;
 
@@ -39,7 +42,7 @@ export interface BenchOptions {
   /** Scenarios to run, in run order. */
   readonly scenarios: readonly ScenarioName[];
   /** Targets to compare; undefined means every available one. */
-  readonly targets?: readonly TargetName[];
+  readonly targets?: readonly TargetKind[];
   /** Load generator choice. */
   readonly load: LoadChoice;
   /** Connections for `unary_high`. */
@@ -58,6 +61,11 @@ export interface BenchOptions {
   readonly cpuProfDir?: string;
   /** A checkout to run beside this one as `switchyard-baseline`. */
   readonly baselineDir?: string;
+  /**
+   * Worker counts to run Switchyard with, one `switchyard-w<N>` target each, ascending and
+   * distinct; undefined runs the one target `switchyard`, with 1 worker.
+   */
+  readonly workers?: readonly number[];
   /** Print usage and exit. */
   readonly help: boolean;
 }
@@ -71,6 +79,12 @@ function positive(name: string, text: string, integer: boolean, allowZero = fals
     throw new Error(`--${name}: expected a positive ${integer ? "integer" : "number"}`);
   }
   return value;
+}
+
+/** `--workers`: distinct positive integers, ascending. */
+function workerCounts(text: string): number[] {
+  const counts = text.split(",").map((item) => positive("workers", item.trim(), true));
+  return [...new Set(counts)].sort((a, b) => a - b);
 }
 
 function subset<T extends string>(name: string, text: string, allowed: readonly T[]): T[] {
@@ -101,6 +115,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       "json-out": { type: "string", default: DEFAULT_JSON_OUT },
       "cpu-prof-dir": { type: "string" },
       baseline: { type: "string" },
+      workers: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -124,6 +139,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     jsonOut: values["json-out"],
     cpuProfDir: values["cpu-prof-dir"],
     baselineDir: values.baseline,
+    workers: values.workers === undefined ? undefined : workerCounts(values.workers),
     help: values.help,
   };
 }

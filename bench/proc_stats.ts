@@ -1,6 +1,7 @@
 /**
  * CPU time and memory of a process from `/proc`. `/proc/<pid>/stat` sums all threads of the
- * process, so worker threads (V8 GC, nginx has none with one worker) are included.
+ * process, so worker threads (Switchyard's `workers`, V8's GC; nginx has none with one worker)
+ * are included; child processes are not.
  * @module
  */
 import { settled } from "./settle.ts";
@@ -39,7 +40,8 @@ export async function sampleProcess(pid: number): Promise<ProcSample> {
     clockTicksPerSecond(),
   ]);
   // Fields after the parenthesised command name, which may itself contain spaces;
-  // utime and stime are fields 14 and 15 of the whole line.
+  // utime and stime are fields 14 and 15 of the whole line. In `/proc/<pid>/stat` (not
+  // `/proc/<pid>/task/<tid>/stat`) they are the sums over all the process's threads.
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const cpuTicks = Number(fields[11]) + Number(fields[12]);
   return {

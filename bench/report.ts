@@ -1,11 +1,11 @@
 /**
- * Ratios between targets, and the results table.
+ * Ratios between targets (Switchyard's worker counts among them), and the results table.
  * @module
  */
 import type { Measurement } from "./measure.ts";
 import type { MemoryFigures } from "./memory.ts";
 import type { Scenario } from "./scenarios.ts";
-import type { TargetName } from "./targets/target.ts";
+import { isSwitchyard, switchyardWorkersName, type TargetName } from "./targets/target.ts";
 
 /** A measurement compared with `direct` and `nginx` in the same scenario and run. */
 export interface Comparison {
@@ -93,6 +93,53 @@ export function compareMemory(memory: readonly MemoryFigures[]): MemoryCompariso
       nginx?.idleConnections?.kibPerConnection,
     ),
   }));
+}
+
+/** One Switchyard worker count compared with the fewest run, in one load scenario. */
+export interface Scaling {
+  /** Scenario name. */
+  readonly scenario: Measurement["scenario"];
+  /** Worker count. */
+  readonly workers: number;
+  /** The fewest workers run, compared with: 1 whenever `--workers` lists it. */
+  readonly baseWorkers: number;
+  /** Calls/s relative to `baseWorkers`'. */
+  readonly callsPerSVsBase?: number;
+  /** Proxy CPU per call relative to `baseWorkers`'. */
+  readonly cpuPerCallVsBase?: number;
+}
+
+/**
+ * Compares the `switchyard-w<N>` measurement of every count in `workers` (ascending) with
+ * that of the first, scenario by scenario; empty with fewer than two counts.
+ */
+export function compareWorkers(
+  measurements: readonly Measurement[],
+  scenarios: readonly Scenario[],
+  workers: readonly number[],
+): Scaling[] {
+  const [baseWorkers, ...more] = workers;
+  const scaling: Scaling[] = [];
+  for (const scenario of scenarios) {
+    const find = (count: number): Measurement | undefined =>
+      measurements.find((m) =>
+        m.scenario === scenario.name && m.target === switchyardWorkersName(count)
+      );
+    const base = find(baseWorkers);
+    if (!base) continue;
+    for (const count of more) {
+      const measurement = find(count);
+      if (!measurement) continue;
+      scaling.push({
+        scenario: scenario.name,
+        workers: count,
+        baseWorkers,
+        callsPerSVsBase: ratio(measurement.callsPerS, base.callsPerS),
+        cpuPerCallVsBase: ratio(measurement.proxyCpuUsPerCall, base.proxyCpuUsPerCall),
+      });
+    }
+  }
+  return scaling;
 }
 
 function fixed(value: number | undefined, digits: number, suffix = ""): string {
@@ -200,22 +247,23 @@ export function formatMemoryTable(
   return renderTable(MEMORY_COLUMNS, rows, 1);
 }
 
-/** The targets the headline compares with NGINX and direct, in table order. */
-const HEADLINE_TARGETS: readonly TargetName[] = ["switchyard-baseline", "switchyard"];
-
-/** One line per headline ratio of Switchyard (and its baseline, when run) against NGINX. */
+/**
+ * One line per headline ratio of each Switchyard target (every worker count, and the
+ * baseline, when run) against NGINX, and one per scenario of `scaling`.
+ */
 export function formatHeadline(
   comparisons: readonly Comparison[],
   scenarios: readonly Scenario[],
   memory: readonly MemoryComparison[],
+  scaling: readonly Scaling[],
 ): string {
   const lines: string[] = [];
   for (const scenario of scenarios) {
-    for (const target of HEADLINE_TARGETS) {
-      const switchyard = comparisons.find((c) =>
-        c.scenario === scenario.name && c.target === target
-      );
-      if (!switchyard) continue;
+    const switchyards = comparisons.filter((c) =>
+      c.scenario === scenario.name && isSwitchyard(c.target)
+    );
+    for (const switchyard of switchyards) {
+      const target = switchyard.target;
       const cpu = scenario.kind === "streaming" ? "CPU/MB" : "CPU/call";
       const parts = [
         `${scenario.name} ${target}: ${cpu} ${fixed(switchyard.cpuVsNginx, 2, "× nginx")}`,
@@ -231,14 +279,21 @@ export function formatHeadline(
       lines.push(`  ${parts.join(", ")}`);
     }
   }
-  for (const target of HEADLINE_TARGETS) {
-    const switchyard = memory.find((m) => m.target === target);
-    if (!switchyard) continue;
+  for (const switchyard of memory.filter((m) => isSwitchyard(m.target))) {
+    const target = switchyard.target;
     lines.push(
       `  memory ${target}: RSS idle ${fixed(switchyard.idleRssVsNginx, 2, "× nginx")}, ` +
         `peak RSS under load ${fixed(switchyard.loadPeakRssVsNginx, 2, "× nginx")}, ` +
         `RSS per idle connection ${fixed(switchyard.perIdleConnectionVsNginx, 2, "× nginx")}`,
     );
+  }
+  for (const scenario of scenarios) {
+    const counts = scaling.filter((s) => s.scenario === scenario.name).map((s) => {
+      const base = `× w${s.baseWorkers}`;
+      return `w${s.workers} calls/s ${fixed(s.callsPerSVsBase, 2, base)}, ` +
+        `CPU/call ${fixed(s.cpuPerCallVsBase, 2, base)}`;
+    });
+    if (counts.length > 0) lines.push(`  scaling ${scenario.name}: ${counts.join("; ")}`);
   }
   return lines.length > 0 ? `Switchyard vs NGINX and direct:\n${lines.join("\n")}` : "";
 }

@@ -1,32 +1,52 @@
 /**
  * Switchyard as a target: the real proxy process (`main.ts --config`), one cluster per
- * backend, optionally under V8's CPU profiler. The same code runs a second checkout (say,
- * `git archive HEAD`) as `switchyard-baseline`, so a change is measured against its
- * baseline in one run.
+ * backend, with a set number of workers, optionally under V8's CPU profiler. The same code
+ * runs a second checkout (say, `git archive HEAD`) as `switchyard-baseline`, so a change is
+ * measured against its baseline in one run.
  * @module
  */
 import { join, resolve } from "node:path";
 import { freePort } from "../../tests/support/harness.ts";
 import type { CallLedger, StatusCounts } from "../ledger.ts";
 import { spawnChild, waitForOutput } from "./child.ts";
-import type { BackendAddresses, Target } from "./target.ts";
+import type { BackendAddresses, Target, TargetName } from "./target.ts";
 
 const REPO_ROOT = new URL("../../", import.meta.url).pathname;
 
-/** Options for {@link startSwitchyard}. */
-export interface SwitchyardOptions {
+/** This checkout, run by {@link startSwitchyard}. */
+export interface CurrentSwitchyard {
+  /** The target's name: `switchyard`, or `switchyard-w<N>` under `--workers`. */
+  readonly name: TargetName;
+  /** Its config's `workers`. */
+  readonly workers: number;
   /** Directory for a `.cpuprofile`, written when the proxy exits; no profiling without it. */
   readonly cpuProfDir?: string;
-  /**
-   * Another checkout to run instead of this one (its `main.ts`, with its own `deno.json`
-   * and `node_modules`); the target is then named `switchyard-baseline`.
-   */
-  readonly baselineDir?: string;
 }
 
-/** The proxy config: `bench.Echo` goes to the grpc-js backend, everything else to the fast one. */
-function benchConfig(listen: string, admin: string, backends: BackendAddresses): object {
+/**
+ * Another checkout, run by {@link startSwitchyard} as `switchyard-baseline`. Its config has
+ * no `workers`: a checkout older than that field rejects it (its config schema is strict).
+ */
+export interface BaselineSwitchyard {
+  /** The checkout's directory (its `main.ts`, with its own `deno.json` and `node_modules`). */
+  readonly baselineDir: string;
+}
+
+/** Which Switchyard {@link startSwitchyard} runs. */
+export type SwitchyardOptions = CurrentSwitchyard | BaselineSwitchyard;
+
+/**
+ * The proxy config: `bench.Echo` goes to the grpc-js backend, everything else to the fast one;
+ * `workers` only when given.
+ */
+function benchConfig(
+  listen: string,
+  admin: string,
+  backends: BackendAddresses,
+  workers: number | undefined,
+): object {
   return {
+    ...(workers === undefined ? {} : { workers }),
     listen,
     admin: { listen: admin },
     drainTimeout: "2s",
@@ -68,15 +88,17 @@ function metricsLedger(admin: string): CallLedger {
 export async function startSwitchyard(
   backends: BackendAddresses,
   workDir: string,
-  options: SwitchyardOptions = {},
+  options: SwitchyardOptions,
 ): Promise<Target> {
-  const name = options.baselineDir === undefined ? "switchyard" : "switchyard-baseline";
-  const root = options.baselineDir === undefined ? REPO_ROOT : resolve(options.baselineDir);
+  const baseline = "baselineDir" in options;
+  const name = baseline ? "switchyard-baseline" : options.name;
+  const root = baseline ? resolve(options.baselineDir) : REPO_ROOT;
   const listen = `127.0.0.1:${await freePort()}`;
   const admin = `127.0.0.1:${await freePort()}`;
   const configFile = `${workDir}/${name}.json`;
-  await Deno.writeTextFile(configFile, JSON.stringify(benchConfig(listen, admin, backends)));
-  const profiling = options.cpuProfDir
+  const config = benchConfig(listen, admin, backends, baseline ? undefined : options.workers);
+  await Deno.writeTextFile(configFile, JSON.stringify(config));
+  const profiling = !baseline && options.cpuProfDir
     ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`]
     : [];
   const child = spawnChild(

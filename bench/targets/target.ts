@@ -6,11 +6,27 @@
 import type { CallLedger } from "../ledger.ts";
 import type { BackendKind } from "../scenarios.ts";
 
-/** Every target name, in table order. */
+/**
+ * Every target `--targets` selects, in table order; `switchyard` also selects every
+ * `switchyard-w<N>` that `--workers` runs in its place.
+ */
 export const TARGET_NAMES = ["direct", "switchyard-baseline", "switchyard", "nginx"] as const;
 
-/** A target name. */
-export type TargetName = typeof TARGET_NAMES[number];
+/** A target `--targets` selects. */
+export type TargetKind = typeof TARGET_NAMES[number];
+
+/** A target name: a {@link TargetKind}, or `switchyard-w<N>` for Switchyard with N workers. */
+export type TargetName = TargetKind | `switchyard-w${number}`;
+
+/** The name of the Switchyard target with `workers` workers, one of those `--workers` runs. */
+export function switchyardWorkersName(workers: number): TargetName {
+  return `switchyard-w${workers}`;
+}
+
+/** Whether `name` is a Switchyard target: this checkout (any worker count) or the baseline. */
+export function isSwitchyard(name: TargetName): boolean {
+  return name.startsWith("switchyard");
+}
 
 /** Backend addresses by kind. */
 export type BackendAddresses = Readonly<Record<BackendKind, string>>;
