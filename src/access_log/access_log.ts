@@ -19,9 +19,13 @@ const FLUSH_AT_BYTES = 64 * 1024;
 const CLOSE_TIMEOUT_MS = 1_000;
 const encoder = new TextEncoder();
 
-/** A writable sink the access log batches into. */
+/**
+ * Where the access log writes: stdout or an append-only file, through their own `write`,
+ * which may take part of a buffer. (Not through `FsFile.writable`: on Deno 2.9.6 its writes to
+ * a file opened for appending resolve but reach the file only when it closes.)
+ */
 interface Sink {
-  readonly writable: WritableStream<Uint8Array>;
+  readonly target: { write(bytes: Uint8Array): Promise<number>; close?(): void };
   readonly closeWhenDone: boolean;
   /**
    * Lines held for a sink that does not keep up (a full pipe, a stalled disk). Past this
@@ -34,7 +38,7 @@ interface Sink {
 export class AccessLog {
   /** Logs one finished call; register it with the proxy's call observers. */
   readonly observe: CallObserver;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #target: Sink["target"];
   readonly #closeWhenDone: boolean;
   readonly #timer: ReturnType<typeof setInterval>;
   #pending: string[] = [];
@@ -46,7 +50,7 @@ export class AccessLog {
   #writing: Promise<void> = Promise.resolve();
 
   private constructor(sink: Sink) {
-    this.#writer = sink.writable.getWriter();
+    this.#target = sink.target;
     this.#closeWhenDone = sink.closeWhenDone;
     this.#timer = setInterval(() => this.flush(), FLUSH_INTERVAL_MS);
     // The timer only batches; it must not keep a finished process alive.
@@ -73,14 +77,10 @@ export class AccessLog {
    */
   static async open(path: string, maxBufferedBytes: number): Promise<AccessLog> {
     if (path === STDOUT_PATH) {
-      return new AccessLog({
-        writable: Deno.stdout.writable,
-        closeWhenDone: false,
-        maxBufferedBytes,
-      });
+      return new AccessLog({ target: Deno.stdout, closeWhenDone: false, maxBufferedBytes });
     }
     const file = await Deno.open(path, { write: true, append: true, create: true });
-    return new AccessLog({ writable: file.writable, closeWhenDone: true, maxBufferedBytes });
+    return new AccessLog({ target: file, closeWhenDone: true, maxBufferedBytes });
   }
 
   /** Writes everything buffered so far; resolves once it is written. */
@@ -92,7 +92,7 @@ export class AccessLog {
       this.#writingBytes += chunk.length;
       // Chained so batches reach the sink in order even when a write is slow.
       this.#writing = this.#writing
-        .then(() => this.#writer.write(chunk))
+        .then(() => this.#writeAll(chunk))
         .catch((error) => log.error("access log write failed: {error}", { error }))
         .finally(() => {
           this.#writingBytes -= chunk.length;
@@ -124,7 +124,13 @@ export class AccessLog {
       log.warn("access log sink did not take the last lines in time; closing anyway");
       return;
     }
-    if (this.#closeWhenDone) await this.#writer.close();
-    else this.#writer.releaseLock();
+    if (this.#closeWhenDone) this.#target.close?.();
+  }
+
+  /** Writes all of `chunk`: a write may take only part of it (a pipe with little room). */
+  async #writeAll(chunk: Uint8Array): Promise<void> {
+    for (let written = 0; written < chunk.length;) {
+      written += await this.#target.write(chunk.subarray(written));
+    }
   }
 }
