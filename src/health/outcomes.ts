@@ -2,9 +2,10 @@
  * Passive health signals, from the data planes to the control plane's outlier detectors.
  *
  * A data plane does not send one message per call: it folds each backend's calls into a
- * streak summary and delivers the summaries in batches. Folding keeps the detector's answer
- * exact for one data plane: a backend-answered call resets the streak, so only the failures
- * after the last reset matter.
+ * streak summary and delivers the summaries in batches. A backend-answered call resets the
+ * streak, so the runs of failures are all that matter: the run that continues the previous
+ * batch's streak, the longest run inside the batch, and the run still open at its end. From
+ * those the detector decides exactly as it would call by call, for one data plane.
  * @module
  */
 import type { CallObserver, CallRecord } from "../proxy/call_record.ts";
@@ -15,14 +16,20 @@ export interface BackendOutcome {
   readonly cluster: string;
   /** The backend's `host:port`. */
   readonly backend: string;
-  /** Backend-caused failures after the last reset (or in the whole batch, without one). */
-  readonly failures: number;
+  /** Backend-caused failures before the batch's first reset (all of them, without one). */
+  readonly leading: number;
+  /** The longest run of failures between two resets of the batch. */
+  readonly longest: number;
+  /** Failures after the batch's last reset (0 without one). */
+  readonly trailing: number;
   /** Some call the backend answered ended the streak during the batch. */
   readonly reset: boolean;
 }
 
 interface Streak {
-  failures: number;
+  leading: number;
+  longest: number;
+  trailing: number;
   reset: boolean;
 }
 
@@ -54,16 +61,19 @@ export class OutcomeBatcher {
     if (record.cluster === undefined || record.backend === undefined) return;
     const backends = this.#pending.get(record.cluster);
     if (!backends) return;
+    if (!record.backendFailure && record.origin !== "backend") return; // proves nothing
     let streak = backends.get(record.backend);
+    if (!streak) {
+      streak = { leading: 0, longest: 0, trailing: 0, reset: false };
+      backends.set(record.backend, streak);
+    }
     if (record.backendFailure) {
-      if (!streak) backends.set(record.backend, streak = { failures: 0, reset: false });
-      streak.failures++;
-    } else if (record.origin === "backend") {
-      if (!streak) backends.set(record.backend, streak = { failures: 0, reset: true });
-      streak.failures = 0;
-      streak.reset = true;
+      if (streak.reset) streak.trailing++;
+      else streak.leading++;
     } else {
-      return;
+      if (streak.reset) streak.longest = Math.max(streak.longest, streak.trailing);
+      streak.reset = true;
+      streak.trailing = 0;
     }
     if (this.#scheduled) return;
     this.#scheduled = true;
@@ -75,9 +85,7 @@ export class OutcomeBatcher {
     this.#scheduled = false;
     const batch: BackendOutcome[] = [];
     for (const [cluster, backends] of this.#pending) {
-      for (const [backend, { failures, reset }] of backends) {
-        batch.push({ cluster, backend, failures, reset });
-      }
+      for (const [backend, streak] of backends) batch.push({ cluster, backend, ...streak });
       backends.clear();
     }
     if (batch.length > 0) this.#deliver(batch);

@@ -29,16 +29,21 @@ export class OutlierDetector {
     cluster.addListener({ onBackendRemoved: (backend) => this.#forget(backend) });
   }
 
-  /** Accounts one backend's calls, folded by a data plane. */
+  /**
+   * Accounts one backend's calls, folded by a data plane: it decides as it would have call
+   * by call, since only the runs of failures between resets matter.
+   */
   observe(outcome: BackendOutcome): void {
     if (this.#stopped) return;
     const backend = this.#cluster.backend(outcome.backend);
     // Calls that were already in flight when the member was ejected prove nothing new.
     if (!backend || backend.ejected) return;
-    const streak = outcome.failures + (outcome.reset ? 0 : this.#streaks.get(backend) ?? 0);
-    if (streak === 0) this.#streaks.delete(backend);
-    else if (streak >= this.#config.consecutiveFailures) this.#eject(backend, streak);
-    else this.#streaks.set(backend, streak);
+    const continued = (this.#streaks.get(backend) ?? 0) + outcome.leading;
+    if (!outcome.reset) return this.#account(backend, continued);
+    const worst = Math.max(continued, outcome.longest);
+    // A run that reached the threshold before a reset ejects; the rest then proves nothing.
+    if (worst >= this.#config.consecutiveFailures && this.#eject(backend, worst)) return;
+    this.#account(backend, outcome.trailing);
   }
 
   /** Cancels readmission timers; ejected members stay out until the cluster closes. */
@@ -49,7 +54,16 @@ export class OutlierDetector {
     this.#streaks.clear();
   }
 
-  #eject(backend: Backend, streak: number): void {
+  /** Records a member's current streak, ejecting it at the threshold. */
+  #account(backend: Backend, streak: number): void {
+    if (streak >= this.#config.consecutiveFailures && this.#eject(backend, streak)) return;
+    // Refused at the ejection limit, the streak stands: the next failure tries again.
+    if (streak === 0) this.#streaks.delete(backend);
+    else this.#streaks.set(backend, streak);
+  }
+
+  /** Ejects a member unless too many are out already; true when it was ejected. */
+  #eject(backend: Backend, streak: number): boolean {
     const members = this.#cluster.backends();
     const ejected = members.filter((member) => member.ejected).length;
     const fields = { cluster: this.#cluster.name, address: backend.address, streak };
@@ -58,7 +72,7 @@ export class OutlierDetector {
         ...fields,
         maxEjectionPercent: this.#config.maxEjectionPercent,
       });
-      return;
+      return false;
     }
     const detail = backend.healthDetail;
     detail.ejections++;
@@ -73,6 +87,7 @@ export class OutlierDetector {
     this.#streaks.delete(backend);
     this.#cluster.setEjectedUntil(backend.address, Date.now() + durationMs);
     this.#readmitTimers.set(backend, setTimeout(() => this.#readmit(backend), durationMs));
+    return true;
   }
 
   #readmit(backend: Backend): void {
