@@ -15,7 +15,7 @@ import {
   type PickResult,
   QUEUE_PICKER,
 } from "../balancer/types.ts";
-import { type ClusterSnapshot, effectiveState } from "../cluster/snapshot.ts";
+import { type BackendSnapshot, type ClusterSnapshot, effectiveState } from "../cluster/snapshot.ts";
 import type { ClusterConfig } from "../config/schema.ts";
 import type { ConnectionOptions } from "../h2/connection.ts";
 import { componentLogger } from "../log/logger.ts";
@@ -60,7 +60,9 @@ export class UpstreamCluster implements BalancerHost {
   readonly #upstream: UpstreamSettings;
   #balancer: Balancer | undefined;
   #policy = "";
-  #published: BalancerState = { state: "IDLE", picker: QUEUE_PICKER };
+  /** The members the balancer was last given: the undrained ones, in membership order. */
+  #eligible: readonly UpstreamBackend[] = [];
+  #balancerState: BalancerState = { state: "IDLE", picker: QUEUE_PICKER };
   #panic = false;
   #closed = false;
 
@@ -73,7 +75,7 @@ export class UpstreamCluster implements BalancerHost {
 
   /** The balancer's aggregate state. */
   get state(): ConnectivityState {
-    return this.#published.state;
+    return this.#balancerState.state;
   }
 
   /** All members, in membership order. */
@@ -88,7 +90,7 @@ export class UpstreamCluster implements BalancerHost {
 
   /** Picks a backend for a new call. */
   pick(): PickResult {
-    return this.#published.picker.pick();
+    return this.#balancerState.picker.pick();
   }
 
   /**
@@ -132,10 +134,10 @@ export class UpstreamCluster implements BalancerHost {
 
   /** Publishes a balancer's new state and re-picks for queued calls. */
   updateState(state: BalancerState): void {
-    if (state.state !== this.#published.state) {
-      log.debug("cluster {cluster} is {state}", { cluster: this.name, state: state.state });
+    if (state.state !== this.#balancerState.state) {
+      log.info("cluster {cluster} is {state}", { cluster: this.name, state: state.state });
     }
-    this.#published = state;
+    this.#balancerState = state;
     for (const waiter of this.#waiters) {
       const result = state.picker.pick();
       if (result.kind !== "queue") waiter.resolve(result);
@@ -145,6 +147,8 @@ export class UpstreamCluster implements BalancerHost {
   /**
    * Applies the control plane's latest snapshot: members join and leave (a member that
    * leaves finishes its in-flight calls), verdicts and panic change, the policy switches.
+   * The balancer hears of a new member list only when the list changed (a pass of
+   * `pick_first` restarts on it), and otherwise only of the members whose state changed.
    */
   apply(snapshot: ClusterSnapshot): void {
     if (this.#closed) return;
@@ -155,15 +159,27 @@ export class UpstreamCluster implements BalancerHost {
       backend.upstream.close();
       for (const callback of this.#removed) callback(backend);
     }
+    // Rebuilt in the snapshot's order, so that every data plane has the same order, however
+    // it got there (a worker started later builds it from scratch).
+    const kept = new Map(this.#backends);
+    this.#backends.clear();
     for (const [address, verdict] of wanted) {
-      const backend = this.#backends.get(address);
+      const backend = kept.get(address);
       if (backend) backend.verdict = verdict;
-      else this.#backends.set(address, this.#createBackend(verdict));
+      this.#backends.set(address, backend ?? this.#createBackend(verdict));
     }
     this.#panic = snapshot.panic;
-    if (snapshot.policy !== this.#policy) this.#switchPolicy(snapshot.policy);
-    this.#balancer!.updateSubConns(this.backends().filter((backend) => !backend.verdict.drained));
-    for (const backend of this.#backends.values()) this.#refresh(backend);
+    const switched = snapshot.policy !== this.#policy;
+    if (switched) this.#switchPolicy(snapshot.policy);
+    // States first, quietly, so that the balancer reads current ones either way.
+    const changed = this.backends().filter((backend) => this.#fold(backend));
+    const eligible = this.backends().filter((backend) => !backend.verdict.drained);
+    if (switched || !sameMembers(eligible, this.#eligible)) {
+      this.#eligible = eligible;
+      this.#balancer!.updateSubConns(eligible);
+    } else {
+      for (const backend of changed) this.#notify(backend);
+    }
   }
 
   /** Closes every member's connections once their calls finish, and fails queued calls. */
@@ -189,7 +205,7 @@ export class UpstreamCluster implements BalancerHost {
     this.#policy = name;
   }
 
-  #createBackend(verdict: ClusterSnapshot["backends"][number]): UpstreamBackend {
+  #createBackend(verdict: BackendSnapshot): UpstreamBackend {
     const backend: UpstreamBackend = new UpstreamBackend(
       verdict,
       new Upstream({
@@ -206,12 +222,26 @@ export class UpstreamCluster implements BalancerHost {
     return backend;
   }
 
+  /** A member's connectivity changed: fold it and tell the balancer. */
   #refresh(backend: UpstreamBackend): void {
+    if (this.#fold(backend)) this.#notify(backend);
+  }
+
+  /** Recomputes a member's effective state; true when it changed. */
+  #fold(backend: UpstreamBackend): boolean {
     const state = effectiveState(backend.upstream.state, backend.verdict, this.#panic);
-    if (state === backend.effectiveState) return;
+    if (state === backend.effectiveState) return false;
     backend.effectiveState = state;
+    return true;
+  }
+
+  #notify(backend: UpstreamBackend): void {
     if (this.#backends.get(backend.address) === backend && !backend.verdict.drained) {
-      this.#balancer?.updateSubConnState(backend, state);
+      this.#balancer?.updateSubConnState(backend, backend.effectiveState);
     }
   }
+}
+
+function sameMembers(a: readonly UpstreamBackend[], b: readonly UpstreamBackend[]): boolean {
+  return a.length === b.length && a.every((backend, i) => backend === b[i]);
 }
