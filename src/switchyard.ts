@@ -10,11 +10,11 @@ import { AdminServer } from "./admin/server.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import type { Config } from "./config/schema.ts";
 import { DataPlanes } from "./dataplane/data_planes.ts";
+import type { WorkerMetrics } from "./dataplane/data_planes.ts";
 import type { DataPlaneStats } from "./dataplane/stats.ts";
 import { RedisDiscovery } from "./discovery/redis_discovery.ts";
 import { HealthSupervisor } from "./health/supervisor.ts";
 import { componentLogger, type LogLevel } from "./log/logger.ts";
-import type { MetricsJson } from "./metrics/data_plane_metrics.ts";
 import { ProxyMetrics } from "./metrics/metrics.ts";
 
 const log = componentLogger("lifecycle");
@@ -74,14 +74,20 @@ export class Switchyard {
     const discovery = await RedisDiscovery.start(config, clusters);
     for (const cluster of clusters.values()) cluster.flush();
     const workers = workerCount(config.workers);
-    await dataPlanes.start({
-      config,
-      workers,
-      tls: config.tls && (await readTls(config.tls)),
-      logLevel: settings.logLevel,
-      debugHooks: settings.debugHooks,
-      onOutcomes: (batch) => health.observeOutcomes(batch),
-    });
+    try {
+      await dataPlanes.start({
+        config,
+        workers,
+        tls: config.tls && (await readTls(config.tls)),
+        logLevel: settings.logLevel,
+        debugHooks: settings.debugHooks,
+        onOutcomes: (batch) => health.observeOutcomes(batch),
+      });
+    } catch (error) {
+      health.stop();
+      discovery?.stop();
+      throw error;
+    }
     log.info("listening on {address} ({protocol}, {workers} data-plane workers)", {
       address: config.listen,
       protocol: config.tls ? "h2 over TLS" : "h2c",
@@ -106,7 +112,7 @@ export class Switchyard {
   }
 
   /** Every data plane's metric series. */
-  dataPlaneMetrics(): Promise<MetricsJson[]> {
+  dataPlaneMetrics(): Promise<WorkerMetrics[]> {
     return this.dataPlanes.metrics();
   }
 
@@ -118,10 +124,12 @@ export class Switchyard {
 
   /** Stops accepting, sends GOAWAY, and waits for in-flight calls up to `drainTimeout`. */
   async drain(): Promise<void> {
+    if (!this.#draining) {
+      log.info("draining: GOAWAY sent, waiting up to {timeoutMs}ms for in-flight calls", {
+        timeoutMs: this.config.drainTimeout,
+      });
+    }
     this.#draining = true;
-    log.info("draining: GOAWAY sent, waiting up to {timeoutMs}ms for in-flight calls", {
-      timeoutMs: this.config.drainTimeout,
-    });
     await this.dataPlanes.drain(this.config.drainTimeout);
   }
 

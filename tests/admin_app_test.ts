@@ -49,7 +49,7 @@ function adminApp(
     clusters: new Map([["echo", echo]]),
     discovery: undefined,
     draining: false,
-    dataPlanes: { count: 0, notListening: () => [] },
+    dataPlanes: { count: 0, workers: () => [] },
     drains: 0,
     published,
     drain() {
@@ -63,6 +63,7 @@ function adminApp(
     clusters: target.clusters,
     discovery: undefined,
     dataPlaneMetrics: () => Promise.resolve([]),
+    dataPlanes: { workers: () => [] },
   });
   return {
     app: createAdminApp(target, { token, metrics }),

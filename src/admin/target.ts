@@ -7,6 +7,7 @@
  */
 import type { Cluster } from "../cluster/cluster.ts";
 import type { Config } from "../config/schema.ts";
+import type { WorkerState } from "../dataplane/data_planes.ts";
 import type { DataPlaneStats } from "../dataplane/stats.ts";
 import type { RedisDiscovery } from "../discovery/redis_discovery.ts";
 
@@ -20,8 +21,8 @@ export interface AdminTarget {
   readonly discovery: Pick<RedisDiscovery, "addMember" | "removeMember"> | undefined;
   /** True once draining has begun. */
   readonly draining: boolean;
-  /** The data planes: how many run, and which are not listening now. */
-  readonly dataPlanes: { readonly count: number; notListening(): number[] };
+  /** The data planes: how many run, and each one's liveness. */
+  readonly dataPlanes: { readonly count: number; workers(): WorkerState[] };
   /** Starts a graceful drain; settles when it has finished. */
   drain(): Promise<void>;
   /** Every data plane's connectivity and counters, in worker order. */

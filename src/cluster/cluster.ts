@@ -1,7 +1,8 @@
 /**
  * A cluster as the control plane keeps it: membership from every source, the verdicts on
  * each member, the policy and the panic flag. Every change is published to the data planes
- * as one immutable {@link ClusterSnapshot}; changes made in the same task go out together.
+ * as one immutable {@link ClusterSnapshot}; changes made before the next microtask
+ * checkpoint go out together.
  *
  * With a panic threshold set (Envoy's semantics), a cluster whose healthy share falls below
  * it ignores health and routes over every connected member rather than fail everything.
@@ -15,7 +16,7 @@ import type { ClusterSnapshot } from "./snapshot.ts";
 
 const log = componentLogger("cluster");
 
-/** Callbacks for components that follow a cluster's membership (health checks). */
+/** Callbacks for components that follow a cluster's membership (health checks, ejection). */
 export interface ClusterListener {
   /** A member joined. */
   onBackendAdded?(backend: Backend): void;
@@ -200,7 +201,7 @@ export class Cluster {
     for (const listener of this.#listeners) listener.onBackendAdded?.(backend);
   }
 
-  /** Recomputes panic and schedules one snapshot for everything changed in this task. */
+  /** Recomputes panic and schedules one snapshot for everything changed before it goes. */
   #changed(): void {
     this.#updatePanic();
     if (this.#dirty) return;

@@ -1,8 +1,10 @@
 /**
  * What the control plane tells the data plane about a cluster: an immutable snapshot of its
  * members and their verdicts. It is plain data, so it crosses to worker threads by
- * structured clone, and every data plane that applies the same snapshot makes the same
- * decisions (same members, same order, same policy).
+ * structured clone, and every data plane that applies the same snapshot has the same members
+ * in the same order, the same verdicts and the same policy. (Pickers that randomize on
+ * purpose, `round_robin`'s start and `pick_first`'s shuffle, still do so per data plane, as
+ * separate gRPC channels do.)
  * @module
  */
 import type { ConnectivityState } from "../balancer/types.ts";

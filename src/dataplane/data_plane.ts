@@ -18,14 +18,29 @@ import { DialGate } from "../upstream/dial_gate.ts";
 import { UpstreamCluster } from "../upstream/upstream_cluster.ts";
 import type { DataPlaneStats } from "./stats.ts";
 
+/**
+ * The part of the config a data plane reads. Only this crosses to worker threads: the admin
+ * token and the Redis URL's credentials stay in the control plane.
+ */
+export type DataPlaneConfig = Pick<
+  Config,
+  "listen" | "http2" | "clusters" | "routes" | "accessLog" | "metrics"
+>;
+
+/** The data plane's part of `config`. */
+export function dataPlaneConfig(config: Config): DataPlaneConfig {
+  const { listen, http2, clusters, routes, accessLog, metrics } = config;
+  return { listen, http2, clusters, routes, accessLog, metrics };
+}
+
 /** What a data plane is built from. */
 export interface DataPlaneInit {
   /** The worker's number, from 1. */
   readonly worker: number;
   /** How many data planes share the listening address. */
   readonly workers: number;
-  /** The effective config. */
-  readonly config: Config;
+  /** The data plane's part of the effective config. */
+  readonly config: DataPlaneConfig;
   /** The listener's PEM certificate and key, read once by the control plane. */
   readonly tls: { readonly cert: string; readonly key: string } | undefined;
   /** Every cluster's latest snapshot: the members are known before the first call. */
@@ -69,7 +84,7 @@ export class DataPlane {
     const upstream = {
       connection: connectionOptions(config.http2, "client"),
       maxConnectionsPerBackend: config.http2.upstream.maxConnectionsPerBackend,
-      // Process-wide limits are shared out: each data plane takes its part.
+      // The process-wide caps are shared out: each data plane takes its part.
       dialGate: new DialGate(Math.ceil(config.http2.upstream.maxConcurrentDials / workers)),
     };
     const clusters = new Map(
@@ -143,8 +158,12 @@ export class DataPlane {
     return this.#listener.drain(timeoutMs);
   }
 
-  /** Closes every backend connection once its calls finish, and the access log. */
+  /**
+   * Stops for good: closes the listener (and any connection a drain left), every backend
+   * connection once its calls finish, and the access log.
+   */
   async close(): Promise<void> {
+    await this.#listener.drain(0);
     for (const cluster of this.#clusters.values()) cluster.close();
     await this.#accessLog?.close();
   }

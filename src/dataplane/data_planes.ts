@@ -14,10 +14,26 @@ import type { Config } from "../config/schema.ts";
 import type { BackendOutcome } from "../health/outcomes.ts";
 import type { LogLevel } from "../log/logger.ts";
 import type { MetricsJson } from "../metrics/data_plane_metrics.ts";
-import type { DataPlaneInit } from "./data_plane.ts";
+import { dataPlaneConfig, type DataPlaneInit } from "./data_plane.ts";
 import { type DataPlaneHandle, LocalDataPlane } from "./handle.ts";
 import type { DataPlaneStats } from "./stats.ts";
 import { WorkerDataPlane } from "./worker_plane.ts";
+
+/** One data plane's liveness, for `/ready` and `/metrics`. */
+export interface WorkerState {
+  /** The worker's number, from 1. */
+  readonly worker: number;
+  /** Its listener is bound and it answers. */
+  readonly listening: boolean;
+  /** Times it was restarted after dying. */
+  readonly restarts: number;
+}
+
+/** One data plane's metric series, with which incarnation of the worker gave them. */
+export interface WorkerMetrics extends Omit<WorkerState, "listening"> {
+  /** Its series, or `undefined` when it did not answer. */
+  readonly series: MetricsJson | undefined;
+}
 
 /** What the data planes are built from. */
 export interface DataPlanesOptions {
@@ -48,7 +64,10 @@ export class DataPlanes implements SnapshotSink {
     this.#published = Promise.all(this.#handles.map((handle) => handle.apply([snapshot])));
   }
 
-  /** Settles once every data plane has applied every snapshot published so far. */
+  /**
+   * Settles once every running data plane has applied every snapshot published so far (a
+   * worker that is restarting takes the latest with its start).
+   */
   settled(): Promise<void> {
     return this.#published.then(() => {});
   }
@@ -59,7 +78,7 @@ export class DataPlanes implements SnapshotSink {
    */
   async start(options: DataPlanesOptions): Promise<void> {
     const { workers } = options;
-    const config = options.config;
+    const config = dataPlaneConfig(options.config);
     if (workers > 1) assertNobodyListens(config.listen);
     const init = (worker: number): DataPlaneInit => ({
       worker,
@@ -86,7 +105,6 @@ export class DataPlanes implements SnapshotSink {
           logLevel: options.logLevel,
           debugHooks: options.debugHooks,
         }),
-        snapshots: () => [...this.#latest.values()],
         onOutcomes: options.onOutcomes,
       }));
     this.#handles = planes;
@@ -104,9 +122,13 @@ export class DataPlanes implements SnapshotSink {
     return this.#handles.length;
   }
 
-  /** The numbers of the workers that are not listening now (restarting). */
-  notListening(): number[] {
-    return this.#handles.filter((handle) => !handle.listening).map((handle) => handle.worker);
+  /** Each data plane's number, whether it listens now, and how often it was restarted. */
+  workers(): WorkerState[] {
+    return this.#handles.map(({ worker, listening, restarts }) => ({
+      worker,
+      listening,
+      restarts,
+    }));
   }
 
   /** Every answering data plane's stats, in worker order. */
@@ -114,9 +136,13 @@ export class DataPlanes implements SnapshotSink {
     return answered(await Promise.allSettled(this.#handles.map((handle) => handle.stats())));
   }
 
-  /** Every answering data plane's metric series. */
-  async metrics(): Promise<MetricsJson[]> {
-    return answered(await Promise.allSettled(this.#handles.map((handle) => handle.metrics())));
+  /** Every data plane's metric series; `undefined` for one that did not answer. */
+  async metrics(): Promise<WorkerMetrics[]> {
+    const results = await Promise.allSettled(this.#handles.map((handle) => handle.metrics()));
+    return this.#handles.map(({ worker, restarts }, i) => {
+      const result = results[i];
+      return { worker, restarts, series: result.status === "fulfilled" ? result.value : undefined };
+    });
   }
 
   /** Drains every data plane together, up to `timeoutMs`. */

@@ -15,7 +15,12 @@ export interface DataPlaneHandle {
   readonly worker: number;
   /** True while its listener is bound and it answers. */
   readonly listening: boolean;
-  /** Applies snapshots; settles once the data plane has them (or is restarting anyway). */
+  /** Times it was restarted after dying. */
+  readonly restarts: number;
+  /**
+   * Applies snapshots; settles once the data plane has them, or once it is gone (a worker
+   * that restarts starts from the latest snapshots anyway).
+   */
   apply(snapshots: readonly ClusterSnapshot[]): Promise<void>;
   /** Its connectivity and counters. */
   stats(): Promise<DataPlaneStats>;
@@ -31,8 +36,10 @@ export interface DataPlaneHandle {
 export class LocalDataPlane implements DataPlaneHandle {
   /** Always 1. */
   readonly worker = 1;
-  /** Always true once started. */
+  /** True: it is only ever asked while the process runs. */
   readonly listening = true;
+  /** Always 0: the main thread does not restart. */
+  readonly restarts = 0;
   readonly #plane: DataPlane;
 
   private constructor(plane: DataPlane) {

@@ -1,22 +1,28 @@
 /**
  * The entry point of a data-plane worker thread: builds a {@link DataPlane} from the init
- * message, then serves the control plane's requests until it is terminated.
+ * message, then serves the control plane's requests until it is terminated. Requests that
+ * arrive while the data plane is being built wait, and are answered in order before the
+ * worker reports that it listens, so it never serves with snapshots older than the latest.
  * @module
  */
 /// <reference lib="deno.worker" />
 import { keepServingOnUncaughtErrors } from "../log/keep_serving.ts";
 import { configureLogging } from "../log/logger.ts";
 import { DataPlane } from "./data_plane.ts";
-import type { FromWorker, InitMessage, RequestMessage, Requests } from "./protocol.ts";
+import type { FromWorker, RequestMessage, Requests, ToWorker } from "./protocol.ts";
 
 /** Batches of passive signals wait this long: one message per batch, not one per call. */
 const OUTCOME_BATCH_MS = 10;
+
+let plane: DataPlane | undefined;
+let debugHooks = false;
+const waiting: RequestMessage[] = [];
 
 function send(message: FromWorker): void {
   self.postMessage(message);
 }
 
-async function answer(plane: DataPlane, request: RequestMessage, debugHooks: boolean) {
+async function answer(plane: DataPlane, request: RequestMessage) {
   switch (request.name) {
     case "apply":
       return plane.apply(request.args as Requests["apply"]["args"]);
@@ -37,12 +43,27 @@ async function answer(plane: DataPlane, request: RequestMessage, debugHooks: boo
   }
 }
 
-async function start({ init, logLevel, debugHooks }: InitMessage): Promise<void> {
-  configureLogging(logLevel, init.worker);
-  keepServingOnUncaughtErrors();
-  let plane: DataPlane;
+async function serve(request: RequestMessage): Promise<void> {
+  const { id } = request;
   try {
-    plane = await DataPlane.start(init, {
+    send({ type: "response", id, result: await answer(plane!, request) });
+  } catch (error) {
+    send({ type: "response", id, error: String(error) });
+  }
+}
+
+self.onmessage = async (event: MessageEvent<ToWorker>) => {
+  const message = event.data;
+  if (message.type === "request") {
+    if (plane) void serve(message);
+    else waiting.push(message);
+    return;
+  }
+  configureLogging(message.logLevel, message.init.worker);
+  keepServingOnUncaughtErrors();
+  debugHooks = message.debugHooks;
+  try {
+    plane = await DataPlane.start(message.init, {
       deliver: (batch) => send({ type: "outcomes", batch }),
       delayMs: OUTCOME_BATCH_MS,
     });
@@ -50,15 +71,7 @@ async function start({ init, logLevel, debugHooks }: InitMessage): Promise<void>
     send({ type: "failed", error: String(error) });
     return;
   }
-  self.onmessage = async (event: MessageEvent<RequestMessage>) => {
-    const { id } = event.data;
-    try {
-      send({ type: "response", id, result: await answer(plane, event.data, debugHooks) });
-    } catch (error) {
-      send({ type: "response", id, error: String(error) });
-    }
-  };
+  // Synchronously, before any connection is served: snapshots published during the start.
+  for (const request of waiting.splice(0)) void serve(request);
   send({ type: "listening" });
-}
-
-self.onmessage = (event: MessageEvent<InitMessage>) => void start(event.data);
+};

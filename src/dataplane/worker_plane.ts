@@ -3,6 +3,7 @@
  * `postMessage`, a watchdog heartbeat, and a restart when the worker dies or stops
  * answering (as NGINX's master respawns a worker). A restarted worker starts from the
  * latest snapshots; the connections of the one that died are lost, the others keep serving.
+ * Once a drain has begun nothing is restarted: a new worker would take new connections.
  * @module
  */
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
@@ -19,6 +20,8 @@ const log = componentLogger("lifecycle");
 const HEARTBEAT_MS = 1_000;
 /** A worker that has not answered for this long is taken for dead (hung, or gone). */
 const UNRESPONSIVE_MS = 5_000;
+/** A worker that does not listen this long after its spawn is taken for dead. */
+const STARTUP_TIMEOUT_MS = 30_000;
 /** How long a request other than drain may wait for its answer. */
 const REQUEST_TIMEOUT_MS = 5_000;
 /** Restarts back off from this delay, doubling, while workers keep dying young. */
@@ -33,8 +36,6 @@ export interface WorkerPlaneOptions {
   readonly worker: number;
   /** Builds the init message, with the latest snapshots, for each (re)start. */
   readonly init: () => InitMessage;
-  /** Every cluster's latest snapshot, re-sent when a (re)started worker listens. */
-  readonly snapshots: () => ClusterSnapshot[];
   /** Where the worker's passive health signals go. */
   readonly onOutcomes: (batch: BackendOutcome[]) => void;
 }
@@ -42,8 +43,11 @@ export interface WorkerPlaneOptions {
 interface Pending {
   readonly resolve: (result: unknown) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: ReturnType<typeof setTimeout> | undefined;
+  readonly timer: ReturnType<typeof setTimeout>;
 }
+
+/** Why a request got no answer: the worker is gone, which callers may expect. */
+class WorkerGone extends Error {}
 
 /** One supervised worker thread. */
 export class WorkerDataPlane implements DataPlaneHandle {
@@ -55,19 +59,20 @@ export class WorkerDataPlane implements DataPlaneHandle {
   #nextId = 1;
   #listening = false;
   #started: PromiseWithResolvers<void> | undefined;
+  #startupTimer: ReturnType<typeof setTimeout> | undefined;
   #lastAnswerAt = 0;
   #pingInFlight = false;
   #watchdog: ReturnType<typeof setInterval> | undefined;
   #restartTimer: ReturnType<typeof setTimeout> | undefined;
   #restartDelayMs = RESTART_DELAY_MS;
   #spawnedAt = 0;
+  #restarts = 0;
+  #draining = false;
   #stopped = false;
-  /** Times the worker was restarted. */
-  restarts = 0;
 
   /**
-   * Prepares the worker; nothing runs until {@link start}. Snapshots applied before it
-   * listens are not lost: it gets the latest of each on listening.
+   * Prepares the worker; nothing runs until {@link start}. Snapshots applied from then on
+   * reach it in order, even before it listens (it applies them before serving).
    */
   constructor(options: WorkerPlaneOptions) {
     this.worker = options.worker;
@@ -79,6 +84,7 @@ export class WorkerDataPlane implements DataPlaneHandle {
     try {
       await this.#spawn();
     } catch (error) {
+      this.#stopped = true;
       this.#stop();
       throw error;
     }
@@ -90,12 +96,26 @@ export class WorkerDataPlane implements DataPlaneHandle {
     return this.#listening;
   }
 
-  /** See {@link DataPlaneHandle.apply}. A worker that is (re)starting gets them on listening. */
+  /** Times the worker was restarted after dying. */
+  get restarts(): number {
+    return this.#restarts;
+  }
+
+  /**
+   * See {@link DataPlaneHandle.apply}. A worker that dies meanwhile needs nothing: its
+   * successor starts from the latest snapshots.
+   */
   async apply(snapshots: readonly ClusterSnapshot[]): Promise<void> {
-    if (!this.#listening) return;
-    await this.#request("apply", snapshots).catch(() => {
-      // The worker died meanwhile; its successor starts from the latest snapshots.
-    });
+    if (this.#thread === undefined) return;
+    try {
+      await this.#request("apply", snapshots, REQUEST_TIMEOUT_MS, true);
+    } catch (error) {
+      if (error instanceof WorkerGone) return;
+      log.error("worker {worker} did not apply a snapshot: {error}", {
+        worker: this.worker,
+        error: String(error),
+      });
+    }
   }
 
   /** See {@link DataPlaneHandle.stats}. */
@@ -108,9 +128,14 @@ export class WorkerDataPlane implements DataPlaneHandle {
     return this.#request("metrics", undefined);
   }
 
-  /** See {@link DataPlaneHandle.drain}. */
-  drain(timeoutMs: number): Promise<void> {
-    return this.#request("drain", timeoutMs, timeoutMs + REQUEST_TIMEOUT_MS);
+  /** See {@link DataPlaneHandle.drain}. From now on a worker that dies is not restarted. */
+  async drain(timeoutMs: number): Promise<void> {
+    this.#draining = true;
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = undefined;
+    await this.#request("drain", timeoutMs, timeoutMs + REQUEST_TIMEOUT_MS).catch((error) => {
+      if (!(error instanceof WorkerGone)) throw error;
+    });
   }
 
   /** See {@link DataPlaneHandle.close}: the worker is terminated once it has closed. */
@@ -131,7 +156,7 @@ export class WorkerDataPlane implements DataPlaneHandle {
 
   /** Makes the worker die silently (tests only; the worker ignores it otherwise). */
   crash(): void {
-    if (this.#thread) this.#post({ type: "request", id: 0, name: "crash", args: undefined });
+    if (this.#listening) this.#post({ type: "request", id: 0, name: "crash", args: undefined });
   }
 
   #spawn(): Promise<void> {
@@ -147,6 +172,10 @@ export class WorkerDataPlane implements DataPlaneHandle {
       event.preventDefault();
       if (thread === this.#thread) this.#died(`uncaught error: ${event.message}`);
     };
+    this.#startupTimer = setTimeout(
+      () => this.#died(`not listening ${STARTUP_TIMEOUT_MS}ms after its start`),
+      STARTUP_TIMEOUT_MS,
+    );
     thread.postMessage(this.#options.init());
     return this.#started.promise;
   }
@@ -155,14 +184,12 @@ export class WorkerDataPlane implements DataPlaneHandle {
     this.#lastAnswerAt = Date.now();
     switch (message.type) {
       case "listening":
+        clearTimeout(this.#startupTimer);
         this.#listening = true;
-        // Snapshots published while it started went nowhere; send the latest of each.
-        void this.apply(this.#options.snapshots());
         this.#started?.resolve();
         return;
       case "failed":
-        this.#started?.reject(new Error(`worker ${this.worker} failed to start: ${message.error}`));
-        if (this.restarts > 0) this.#died(message.error);
+        this.#died(`failed to start: ${message.error}`);
         return;
       case "outcomes":
         this.#options.onOutcomes(message.batch);
@@ -178,13 +205,18 @@ export class WorkerDataPlane implements DataPlaneHandle {
     }
   }
 
+  /**
+   * Sends a request and waits for its answer. Only `apply` goes to a worker that is still
+   * starting: it queues requests until its data plane is built.
+   */
   #request<N extends RequestName>(
     name: N,
     args: Requests[N]["args"],
     timeoutMs = REQUEST_TIMEOUT_MS,
+    whileStarting = false,
   ): Promise<Requests[N]["result"]> {
-    if (!this.#listening) {
-      return Promise.reject(new Error(`worker ${this.worker} is not running`));
+    if (!(this.#listening || (whileStarting && this.#thread !== undefined))) {
+      return Promise.reject(new WorkerGone(`worker ${this.worker} is not running`));
     }
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
@@ -215,37 +247,57 @@ export class WorkerDataPlane implements DataPlaneHandle {
   /** Ends the worker's thread and fails whatever it still owed. */
   #stop(): void {
     this.#listening = false;
+    clearTimeout(this.#startupTimer);
     this.#thread?.terminate();
     this.#thread = undefined;
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.timer);
-      pending.reject(new Error(`worker ${this.worker} stopped`));
+      pending.reject(new WorkerGone(`worker ${this.worker} stopped`));
     }
     this.#pending.clear();
     this.#pingInFlight = false;
   }
 
   #died(reason: string): void {
-    if (this.#stopped || this.#restartTimer !== undefined) return;
+    if (this.#thread === undefined) return;
+    const starting = !this.#listening;
     this.#stop();
+    if (starting) this.#started?.reject(new Error(`worker ${this.worker} ${reason}`));
+    // A first start that fails stops the proxy's start (a bad address, say).
+    if (starting && this.#restarts === 0) return;
+    const fields = { worker: this.worker, reason };
+    if (this.#stopped || this.#draining) {
+      log.error("worker {worker} died ({reason}) while draining: not restarted", fields);
+      return;
+    }
     if (Date.now() - this.#spawnedAt >= STABLE_MS) this.#restartDelayMs = RESTART_DELAY_MS;
     const delayMs = this.#restartDelayMs;
     this.#restartDelayMs = Math.min(this.#restartDelayMs * 2, MAX_RESTART_DELAY_MS);
     log.error(
       "worker {worker} died ({reason}): its connections are lost; restarting in {delayMs}ms",
       {
-        worker: this.worker,
-        reason,
+        ...fields,
         delayMs,
       },
     );
-    this.#restartTimer = setTimeout(() => {
-      this.#restartTimer = undefined;
-      this.restarts++;
+    this.#restartTimer = setTimeout(() => this.#restart(), delayMs);
+  }
+
+  #restart(): void {
+    this.#restartTimer = undefined;
+    this.#restarts++;
+    try {
       this.#spawn().then(
         () => log.info("worker {worker} restarted and listening", { worker: this.worker }),
-        () => {}, // #receive has logged and scheduled the next attempt
+        () => {}, // #died has logged it and scheduled the next attempt
       );
-    }, delayMs);
+    } catch (error) {
+      this.#thread = undefined;
+      log.error("worker {worker} could not be spawned: {error}", {
+        worker: this.worker,
+        error: String(error),
+      });
+      this.#restartTimer = setTimeout(() => this.#restart(), MAX_RESTART_DELAY_MS);
+    }
   }
 }

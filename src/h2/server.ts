@@ -56,6 +56,7 @@ export class H2Server implements ConnectionListener {
   readonly #acceptor: StreamAcceptor;
   readonly #connections = new Set<H2Connection>();
   #closing = false;
+  #shutdown: Promise<number> | undefined;
   #allClosed: (() => void) | undefined;
   #acceptFailing = false;
   #refusedLogged = false;
@@ -203,18 +204,22 @@ export class H2Server implements ConnectionListener {
   /**
    * Stops accepting, drains every connection (GOAWAY, PING, final GOAWAY; RFC 9113 §6.8),
    * and resolves once all have closed or `timeoutMs` passed; the rest are then closed.
-   * Returns how many connections had to be closed with calls in flight.
+   * Returns how many connections had to be closed with calls in flight. A second call
+   * (SIGTERM after an admin drain) joins the first.
    */
-  async shutdown(timeoutMs: number): Promise<number> {
-    if (!this.#closing) {
-      this.#closing = true;
-      try {
-        this.#listener.close();
-      } catch {
-        // Already closed.
-      }
-      for (const connection of this.#connections) connection.drain();
+  shutdown(timeoutMs: number): Promise<number> {
+    this.#shutdown ??= this.#drainAll(timeoutMs);
+    return this.#shutdown;
+  }
+
+  async #drainAll(timeoutMs: number): Promise<number> {
+    this.#closing = true;
+    try {
+      this.#listener.close();
+    } catch {
+      // Already closed.
     }
+    for (const connection of this.#connections) connection.drain();
     if (this.#connections.size === 0) return 0;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = await new Promise<boolean>((resolve) => {

@@ -3,14 +3,26 @@
  * every data plane's (calls, latency, connections), summed series by series with
  * prom-client's aggregator. Registries are private, never prom-client's global one, so
  * nothing else in the process can leak series into them.
+ *
+ * Sums of counters must never go down, or Prometheus sees a counter reset and `rate()` a
+ * spike: a worker that misses a scrape counts with its last answer, and the counters of a
+ * worker that died stay in the sum, as they were at its last scrape.
  * @module
  */
 import { AggregatorRegistry, Registry } from "prom-client";
 import type { Cluster } from "../cluster/cluster.ts";
 import type { RedisDiscovery } from "../discovery/redis_discovery.ts";
+import type { WorkerMetrics, WorkerState } from "../dataplane/data_planes.ts";
 import type { MetricsJson } from "./data_plane_metrics.ts";
 import { registerHealthMetrics } from "./health_metrics.ts";
 import { registerStateMetrics } from "./state_metrics.ts";
+import { registerWorkerMetrics } from "./worker_metrics.ts";
+
+/**
+ * The metric types whose values only grow. (prom-client's types declare a numeric enum, but
+ * its JSON carries these names.)
+ */
+const CUMULATIVE: ReadonlySet<string> = new Set(["counter", "histogram"]);
 
 /** What the control plane's gauges read at each scrape (a running `Switchyard` satisfies it). */
 export interface MetricsSource {
@@ -19,7 +31,9 @@ export interface MetricsSource {
   /** Redis discovery, when any cluster uses it. */
   readonly discovery: Pick<RedisDiscovery, "status"> | undefined;
   /** Every data plane's series. */
-  dataPlaneMetrics(): Promise<MetricsJson[]>;
+  dataPlaneMetrics(): Promise<WorkerMetrics[]>;
+  /** The data planes' liveness. */
+  readonly dataPlanes: { workers(): WorkerState[] };
 }
 
 /** Everything `/metrics` exposes. */
@@ -28,6 +42,10 @@ export class ProxyMetrics {
   readonly contentType: string;
   readonly #registry: Registry;
   readonly #source: MetricsSource;
+  /** Each worker's last answer, and which incarnation gave it. */
+  readonly #last = new Map<number, { restarts: number; series: MetricsJson }>();
+  /** The counters and histograms of workers that died, as last scraped. */
+  #retired: MetricsJson[] = [];
 
   /** Creates the metrics for `source`, read live at each scrape. */
   constructor(source: MetricsSource) {
@@ -37,12 +55,26 @@ export class ProxyMetrics {
     const clusters = () => source.clusters.values();
     registerStateMetrics(this.#registry, clusters);
     registerHealthMetrics(this.#registry, clusters, () => source.discovery?.status);
+    registerWorkerMetrics(this.#registry, () => source.dataPlanes.workers());
   }
 
   /** The current exposition text. */
   async render(): Promise<string> {
     const own = await this.#registry.getMetricsAsJSON();
-    const planes = await this.#source.dataPlaneMetrics();
-    return AggregatorRegistry.aggregate([own, ...planes]).metrics();
+    const planes: MetricsJson[] = [];
+    for (const { worker, restarts, series } of await this.#source.dataPlaneMetrics()) {
+      const last = this.#last.get(worker);
+      if (last && last.restarts !== restarts) {
+        this.#retired.push(last.series.filter((metric) => CUMULATIVE.has(String(metric.type))));
+        this.#last.delete(worker);
+      }
+      if (series) this.#last.set(worker, { restarts, series });
+      const current = series ?? this.#last.get(worker)?.series;
+      if (current) planes.push(current);
+    }
+    if (this.#retired.length > 1) {
+      this.#retired = [await AggregatorRegistry.aggregate(this.#retired).getMetricsAsJSON()];
+    }
+    return AggregatorRegistry.aggregate([own, ...this.#retired, ...planes]).metrics();
   }
 }

@@ -156,5 +156,5 @@ export class TimerQueue {
   }
 }
 
-/** The process-wide queue the data plane uses. */
+/** The queue of this thread's data plane (each worker thread has its own). */
 export const timers: TimerQueue = new TimerQueue();

@@ -1,5 +1,5 @@
 /**
- * A process-wide cap on upstream dials in flight. Without it, a membership change that adds
+ * A data plane's cap on upstream dials in flight (its share of the process-wide one). Without it, a membership change that adds
  * tens of thousands of backends opens as many sockets at once: file descriptors run out and
  * the event loop spends all its time on connect attempts, so nothing else (admin, data plane,
  * signals) gets a turn. Dials past the cap wait in FIFO order for a slot.

@@ -36,7 +36,7 @@ export interface UpstreamOptions {
   readonly connection: ConnectionOptions;
   /** Connections to this backend at most. */
   readonly maxConnections: number;
-  /** The process-wide cap on dials in flight, shared by every backend. */
+  /** The data plane's cap on dials in flight, shared by every backend. */
   readonly dialGate: DialGate;
   /** Called on every connectivity change. */
   readonly onStateChange: (state: ConnectivityState) => void;

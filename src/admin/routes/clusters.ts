@@ -154,9 +154,12 @@ export function clusterRoutes(switchyard: AdminTarget): OpenAPIHono {
     await switchyard.settled();
     return clusterView(cluster, await switchyard.dataPlaneStats());
   };
+  // The member is taken before waiting: meanwhile it may leave (a Redis re-read, say).
   const viewOfBackend = async (cluster: Cluster, address: string) => {
+    const backend = cluster.backend(address);
+    if (!backend) throw unknownBackend(cluster, address);
     await switchyard.settled();
-    return backendView(cluster, cluster.backend(address)!, await switchyard.dataPlaneStats());
+    return backendView(cluster, backend, await switchyard.dataPlaneStats());
   };
   const setDrained = (name: string, address: string, drained: boolean) => {
     const cluster = findCluster(name);

@@ -70,7 +70,7 @@ export function lifecycleRoutes(switchyard: AdminTarget): OpenAPIHono {
  */
 async function assessReadiness(switchyard: AdminTarget): Promise<z.infer<typeof readinessSchema>> {
   if (switchyard.draining) return { ready: false, reason: "draining" };
-  const down = switchyard.dataPlanes.notListening();
+  const down = switchyard.dataPlanes.workers().filter((w) => !w.listening).map((w) => w.worker);
   if (down.length > 0) return { ready: false, reason: `worker ${down.join(", ")} not listening` };
   const planes = await switchyard.dataPlaneStats();
   if (planes.length < switchyard.dataPlanes.count) {
