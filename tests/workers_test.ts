@@ -110,9 +110,10 @@ async function waitUntilReady(setup: Setup): Promise<void> {
       body.backends.every((backend) =>
         backend.workers.length === 2 && backend.workers.every((w) => w.state === "READY")
       );
-  }, { what: "every backend READY in both workers", timeoutMs: 15_000 }).catch(async (e) => {
-    console.log(JSON.stringify(await cluster(setup.proxy)), setup.proxy.output().slice(-3000));
-    throw e;
+  }, { what: "every backend READY in both workers", timeoutMs: 15_000 }).catch(async (error) => {
+    throw new Error(
+      `${error.message}; /clusters/greeter: ${JSON.stringify(await cluster(setup.proxy))}`,
+    );
   });
   await waitFor(async () => (await adminRequest(setup.proxy, "/ready")).status === 200, {
     what: "/ready",
@@ -138,7 +139,10 @@ Deno.test(
   "16 connections spread over 2 workers, each carrying at least 25 % of the calls",
   GRPC_JS,
   async () => {
-    await using setup = await setUp({ config: { metrics: { workerLabel: true } } });
+    const accessLog = await Deno.makeTempFile({ prefix: "switchyard-access-" });
+    await using setup = await setUp({
+      config: { metrics: { workerLabel: true }, accessLog: { enabled: true, path: accessLog } },
+    });
     await waitUntilReady(setup);
     const results = await callOnEveryClient(setup.clients, CALLS_PER_CONNECTION);
     assert(results.every((result) => result.code === 0), "every call succeeded");
@@ -150,6 +154,15 @@ Deno.test(
     assert.equal(body.calls, total, "the cluster's calls are the sum over workers");
     assert.deepEqual(body.workers.map((w) => w.worker), [1, 2]);
     for (const share of shares) assert(share >= 0.25, `a worker carried ${share * 100}%`);
+
+    // Both workers append to one access-log file; appends of whole lines are never torn.
+    const lines = await waitFor(async () => {
+      const text = await Deno.readTextFile(accessLog);
+      const lines = text.split("\n").filter((line) => line.includes("SayHello"));
+      return lines.length === total ? lines : undefined;
+    }, { what: `${total} access-log lines` });
+    assert(lines.every((line) => JSON.parse(line).cluster === "greeter"), "every line is JSON");
+    await Deno.remove(accessLog);
 
     // With metrics.workerLabel, every data-plane series carries its worker.
     const metrics = parsePrometheusText((await adminRequest(setup.proxy, "/metrics")).body);
@@ -280,6 +293,9 @@ Deno.test("a crashed worker is restarted and calls succeed again", GRPC_JS, asyn
       what: "worker 1 to restart",
     });
     await waitUntilReady(setup);
+    const metrics = parsePrometheusText((await adminRequest(setup.proxy, "/metrics")).body);
+    assert.equal(sumSamples(metrics, "switchyard_worker_restarts_total", { worker: "1" }), 1);
+    assert.equal(sumSamples(metrics, "switchyard_worker_listening"), 2, "both listen again");
     const restartedAt = Date.now();
     await waitFor(() => traffic.every((t) => t.since(restartedAt).some((r) => r.code === 0)), {
       what: "every connection's calls to succeed again",
