@@ -49,7 +49,7 @@ function adminApp(
     clusters: new Map([["echo", echo]]),
     discovery: undefined,
     draining: false,
-    dataPlanes: { count: 0, workers: () => [] },
+    dataPlanes: { workers: () => [], usableClusters: () => Promise.resolve(new Set()) },
     drains: 0,
     published,
     drain() {

@@ -154,6 +154,17 @@ Deno.test(
     assert.equal(body.calls, total, "the cluster's calls are the sum over workers");
     assert.deepEqual(body.workers.map((w) => w.worker), [1, 2]);
     for (const share of shares) assert(share >= 0.25, `a worker carried ${share * 100}%`);
+    const workers = (await adminRequest(setup.proxy, "/workers")).body as {
+      worker: number;
+      listening: boolean;
+      connections: number;
+      calls: number;
+    }[];
+    assert.deepEqual(workers.map((w) => [w.worker, w.listening, w.calls]), [
+      [1, true, body.workers[0].calls],
+      [2, true, body.workers[1].calls],
+    ]);
+    assert.equal(workers[0].connections + workers[1].connections, CONNECTIONS);
 
     // Both workers append to one access-log file; appends of whole lines are never torn.
     const lines = await waitFor(async () => {

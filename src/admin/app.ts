@@ -20,6 +20,7 @@ import { clusterRoutes } from "./routes/clusters.ts";
 import { configRoutes } from "./routes/config.ts";
 import { lifecycleRoutes } from "./routes/lifecycle.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { workerRoutes } from "./routes/workers.ts";
 
 /** What the admin application is built from. */
 export interface AdminAppOptions {
@@ -75,6 +76,7 @@ export function createAdminApp(switchyard: AdminTarget, options: AdminAppOptions
   app.route("/", clusterRoutes(switchyard));
   app.route("/", configRoutes(switchyard));
   app.route("/", metricsRoutes(options.metrics));
+  app.route("/", workerRoutes(switchyard));
   app.doc31("/openapi.json", OPENAPI_INFO);
   app.get("/docs", (c) => c.html(renderDocsPage(app.getOpenAPI31Document(OPENAPI_INFO))));
   return app;

@@ -155,3 +155,18 @@ export const readinessSchema = z
     reason: z.string().openapi({ example: "cluster echo has a usable backend" }),
   })
   .openapi("Readiness");
+
+/** One data-plane worker in `GET /workers`. */
+export const workerSchema = z
+  .object({
+    worker: z.int().openapi({ description: "The worker's number, from 1." }),
+    listening: z.boolean().openapi({ description: "Its listener is bound and it answers." }),
+    restarts: z.int().openapi({ description: "Times it died and was restarted." }),
+    connections: z.int().nullable().openapi({
+      description: "Client connections open on it now; null when it did not answer.",
+    }),
+    calls: z.int().nullable().openapi({
+      description: "Calls it has routed since it started, over every cluster.",
+    }),
+  })
+  .openapi("Worker");

@@ -21,8 +21,11 @@ export interface AdminTarget {
   readonly discovery: Pick<RedisDiscovery, "addMember" | "removeMember"> | undefined;
   /** True once draining has begun. */
   readonly draining: boolean;
-  /** The data planes: how many run, and each one's liveness. */
-  readonly dataPlanes: { readonly count: number; workers(): WorkerState[] };
+  /** The data planes: each one's liveness, and the clusters all of them can serve now. */
+  readonly dataPlanes: {
+    workers(): WorkerState[];
+    usableClusters(): Promise<Set<string> | undefined>;
+  };
   /** Starts a graceful drain; settles when it has finished. */
   drain(): Promise<void>;
   /** Every data plane's connectivity and counters, in worker order. */

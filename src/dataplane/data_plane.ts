@@ -148,6 +148,17 @@ export class DataPlane {
     };
   }
 
+  /** The clusters with a member that can take a call now (READY and not drained). */
+  usableClusters(): string[] {
+    return [...this.#clusters.values()]
+      .filter((cluster) =>
+        cluster.backends().some((backend) =>
+          backend.effectiveState === "READY" && !backend.verdict.drained
+        )
+      )
+      .map((cluster) => cluster.name);
+  }
+
   /** This data plane's metric series. */
   metrics(): Promise<MetricsJson> {
     return this.#metrics.json();

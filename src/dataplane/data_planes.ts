@@ -117,11 +117,6 @@ export class DataPlanes implements SnapshotSink {
     }
   }
 
-  /** How many data planes run. */
-  get count(): number {
-    return this.#handles.length;
-  }
-
   /** Each data plane's number, whether it listens now, and how often it was restarted. */
   workers(): WorkerState[] {
     return this.#handles.map(({ worker, listening, restarts }) => ({
@@ -134,6 +129,17 @@ export class DataPlanes implements SnapshotSink {
   /** Every answering data plane's stats, in worker order. */
   async stats(): Promise<DataPlaneStats[]> {
     return answered(await Promise.allSettled(this.#handles.map((handle) => handle.stats())));
+  }
+
+  /**
+   * The clusters that every data plane can serve now; `undefined` when some data plane did
+   * not answer in time.
+   */
+  async usableClusters(): Promise<Set<string> | undefined> {
+    const results = await Promise.allSettled(this.#handles.map((h) => h.usableClusters()));
+    const lists = answered(results);
+    if (lists.length < this.#handles.length) return undefined;
+    return new Set(lists[0]?.filter((name) => lists.every((list) => list.includes(name))));
   }
 
   /** Every data plane's metric series; `undefined` for one that did not answer. */

@@ -24,6 +24,8 @@ export interface DataPlaneHandle {
   apply(snapshots: readonly ClusterSnapshot[]): Promise<void>;
   /** Its connectivity and counters. */
   stats(): Promise<DataPlaneStats>;
+  /** The clusters with a member that can take a call now. */
+  usableClusters(): Promise<string[]>;
   /** Its metric series. */
   metrics(): Promise<MetricsJson>;
   /** Drains its listener, waiting up to `timeoutMs` for in-flight calls. */
@@ -63,6 +65,11 @@ export class LocalDataPlane implements DataPlaneHandle {
   /** See {@link DataPlaneHandle.stats}. */
   stats(): Promise<DataPlaneStats> {
     return Promise.resolve(this.#plane.stats());
+  }
+
+  /** See {@link DataPlaneHandle.usableClusters}. */
+  usableClusters(): Promise<string[]> {
+    return Promise.resolve(this.#plane.usableClusters());
   }
 
   /** See {@link DataPlaneHandle.metrics}. */

@@ -28,6 +28,8 @@ export interface Requests {
   apply: { readonly args: readonly ClusterSnapshot[]; readonly result: void };
   /** Report connectivity and counters. */
   stats: { readonly args: undefined; readonly result: DataPlaneStats };
+  /** Name the clusters with a usable member (for `/ready`). */
+  usable: { readonly args: undefined; readonly result: string[] };
   /** Report metric series. */
   metrics: { readonly args: undefined; readonly result: MetricsJson };
   /** Drain the listener, waiting up to this many milliseconds. */

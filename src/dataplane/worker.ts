@@ -28,6 +28,8 @@ async function answer(plane: DataPlane, request: RequestMessage) {
       return plane.apply(request.args as Requests["apply"]["args"]);
     case "stats":
       return plane.stats();
+    case "usable":
+      return plane.usableClusters();
     case "metrics":
       return await plane.metrics();
     case "drain":

@@ -24,6 +24,8 @@ const UNRESPONSIVE_MS = 5_000;
 const STARTUP_TIMEOUT_MS = 30_000;
 /** How long a request other than drain may wait for its answer. */
 const REQUEST_TIMEOUT_MS = 5_000;
+/** Readiness probes have short timeouts of their own (Kubernetes: 1 s by default). */
+const READINESS_TIMEOUT_MS = 500;
 /** Restarts back off from this delay, doubling, while workers keep dying young. */
 const RESTART_DELAY_MS = 100;
 const MAX_RESTART_DELAY_MS = 5_000;
@@ -121,6 +123,11 @@ export class WorkerDataPlane implements DataPlaneHandle {
   /** See {@link DataPlaneHandle.stats}. */
   stats(): Promise<DataPlaneStats> {
     return this.#request("stats", undefined);
+  }
+
+  /** See {@link DataPlaneHandle.usableClusters}. */
+  usableClusters(): Promise<string[]> {
+    return this.#request("usable", undefined, READINESS_TIMEOUT_MS);
   }
 
   /** See {@link DataPlaneHandle.metrics}. */

@@ -72,20 +72,12 @@ async function assessReadiness(switchyard: AdminTarget): Promise<z.infer<typeof 
   if (switchyard.draining) return { ready: false, reason: "draining" };
   const down = switchyard.dataPlanes.workers().filter((w) => !w.listening).map((w) => w.worker);
   if (down.length > 0) return { ready: false, reason: `worker ${down.join(", ")} not listening` };
-  const planes = await switchyard.dataPlaneStats();
-  if (planes.length < switchyard.dataPlanes.count) {
-    return { ready: false, reason: "a worker did not answer" };
-  }
-  const routed = new Set(switchyard.config.routes.map((route) => route.cluster));
-  for (const name of routed) {
-    const cluster = switchyard.clusters.get(name);
-    if (!cluster) continue;
-    const usable = planes.every((plane) =>
-      plane.clusters.find((stats) => stats.name === name)?.backends.some((backend) =>
-        backend.state === "READY" && cluster.backend(backend.address)?.drained === false
-      )
-    );
-    if (usable) return { ready: true, reason: `cluster ${name} has a usable backend` };
+  const usable = await switchyard.dataPlanes.usableClusters();
+  if (!usable) return { ready: false, reason: "a worker did not answer" };
+  for (const route of switchyard.config.routes) {
+    if (usable.has(route.cluster)) {
+      return { ready: true, reason: `cluster ${route.cluster} has a usable backend` };
+    }
   }
   return { ready: false, reason: "no routed cluster has a usable backend" };
 }
