@@ -109,15 +109,23 @@ export class DataPlane {
       : undefined;
     if (accessLog) observers.push(accessLog.observe);
     const router = new Router(config.routes, (name) => clusters.get(name)!);
-    const listener = ProxyListener.start({
-      listen: config.listen,
-      tls: init.tls,
-      http2: {
-        ...config.http2,
-        maxConnections: Math.ceil(config.http2.maxConnections / workers),
-      },
-      reusePort: workers > 1,
-    }, { router, observers });
+    let listener: ProxyListener;
+    try {
+      listener = ProxyListener.start({
+        listen: config.listen,
+        tls: init.tls,
+        http2: {
+          ...config.http2,
+          maxConnections: Math.ceil(config.http2.maxConnections / workers),
+        },
+        reusePort: workers > 1,
+      }, { router, observers });
+    } catch (error) {
+      // The address cannot be bound: undo what started, the dials above included.
+      for (const cluster of clusters.values()) cluster.close();
+      await accessLog?.close();
+      throw error;
+    }
     return new DataPlane(init.worker, clusters, listener, metrics, accessLog);
   }
 

@@ -144,10 +144,12 @@ export class DataPlanes implements SnapshotSink {
 
   /** Every data plane's metric series; `undefined` for one that did not answer. */
   async metrics(): Promise<WorkerMetrics[]> {
+    // Which incarnation answers is fixed when asking: a worker that dies fails what it owed.
+    const asked = this.#handles.map(({ worker, restarts }) => ({ worker, restarts }));
     const results = await Promise.allSettled(this.#handles.map((handle) => handle.metrics()));
-    return this.#handles.map(({ worker, restarts }, i) => {
+    return asked.map((incarnation, i) => {
       const result = results[i];
-      return { worker, restarts, series: result.status === "fulfilled" ? result.value : undefined };
+      return { ...incarnation, series: result.status === "fulfilled" ? result.value : undefined };
     });
   }
 
@@ -175,7 +177,11 @@ export class DataPlanes implements SnapshotSink {
  */
 function assertNobodyListens(listen: string): void {
   const { host, port } = parseHostPort(listen)!;
-  Deno.listen({ hostname: host, port }).close();
+  try {
+    Deno.listen({ hostname: host, port }).close();
+  } catch (error) {
+    throw new Error(`cannot listen on ${listen} (listen): ${(error as Error).message}`);
+  }
 }
 
 function answered<T>(results: PromiseSettledResult<T>[]): T[] {

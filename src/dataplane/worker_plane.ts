@@ -109,8 +109,13 @@ export class WorkerDataPlane implements DataPlaneHandle {
    */
   async apply(snapshots: readonly ClusterSnapshot[]): Promise<void> {
     if (this.#thread === undefined) return;
+    if (!this.#listening) {
+      // A starting worker applies them before it listens; nobody need wait for that.
+      this.#request("apply", snapshots, STARTUP_TIMEOUT_MS, true).catch(() => {});
+      return;
+    }
     try {
-      await this.#request("apply", snapshots, REQUEST_TIMEOUT_MS, true);
+      await this.#request("apply", snapshots);
     } catch (error) {
       if (error instanceof WorkerGone) return;
       log.error("worker {worker} did not apply a snapshot: {error}", {
@@ -140,6 +145,8 @@ export class WorkerDataPlane implements DataPlaneHandle {
     this.#draining = true;
     clearTimeout(this.#restartTimer);
     this.#restartTimer = undefined;
+    // A restart still starting holds no connection: it must not start listening now.
+    if (this.#thread !== undefined && !this.#listening) this.#stop();
     await this.#request("drain", timeoutMs, timeoutMs + REQUEST_TIMEOUT_MS).catch((error) => {
       if (!(error instanceof WorkerGone)) throw error;
     });
@@ -167,6 +174,7 @@ export class WorkerDataPlane implements DataPlaneHandle {
   }
 
   #spawn(): Promise<void> {
+    clearTimeout(this.#startupTimer);
     this.#started = Promise.withResolvers<void>();
     this.#spawnedAt = Date.now();
     const thread = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
@@ -179,10 +187,9 @@ export class WorkerDataPlane implements DataPlaneHandle {
       event.preventDefault();
       if (thread === this.#thread) this.#died(`uncaught error: ${event.message}`);
     };
-    this.#startupTimer = setTimeout(
-      () => this.#died(`not listening ${STARTUP_TIMEOUT_MS}ms after its start`),
-      STARTUP_TIMEOUT_MS,
-    );
+    this.#startupTimer = setTimeout(() => {
+      if (thread === this.#thread) this.#died(`not listening ${STARTUP_TIMEOUT_MS}ms after start`);
+    }, STARTUP_TIMEOUT_MS);
     thread.postMessage(this.#options.init());
     return this.#started.promise;
   }
@@ -251,8 +258,11 @@ export class WorkerDataPlane implements DataPlaneHandle {
     this.#request("ping", undefined).catch(() => {}).finally(() => this.#pingInFlight = false);
   }
 
-  /** Ends the worker's thread and fails whatever it still owed. */
+  /** Ends the worker's thread and fails whatever it still owed, its start included. */
   #stop(): void {
+    if (this.#thread !== undefined && !this.#listening) {
+      this.#started?.reject(new WorkerGone(`worker ${this.worker} stopped while starting`));
+    }
     this.#listening = false;
     clearTimeout(this.#startupTimer);
     this.#thread?.terminate();
@@ -268,8 +278,8 @@ export class WorkerDataPlane implements DataPlaneHandle {
   #died(reason: string): void {
     if (this.#thread === undefined) return;
     const starting = !this.#listening;
-    this.#stop();
     if (starting) this.#started?.reject(new Error(`worker ${this.worker} ${reason}`));
+    this.#stop();
     // A first start that fails stops the proxy's start (a bad address, say).
     if (starting && this.#restarts === 0) return;
     const fields = { worker: this.worker, reason };
@@ -299,7 +309,7 @@ export class WorkerDataPlane implements DataPlaneHandle {
         () => {}, // #died has logged it and scheduled the next attempt
       );
     } catch (error) {
-      this.#thread = undefined;
+      this.#stop();
       log.error("worker {worker} could not be spawned: {error}", {
         worker: this.worker,
         error: String(error),

@@ -24,6 +24,11 @@ import { registerWorkerMetrics } from "./worker_metrics.ts";
  */
 const CUMULATIVE: ReadonlySet<string> = new Set(["counter", "histogram"]);
 
+/** The series of `metrics` whose values only grow. */
+function cumulative(metrics: MetricsJson): MetricsJson {
+  return metrics.filter((metric) => CUMULATIVE.has(String(metric.type)));
+}
+
 /** What the control plane's gauges read at each scrape (a running `Switchyard` satisfies it). */
 export interface MetricsSource {
   /** Clusters by name. */
@@ -63,13 +68,16 @@ export class ProxyMetrics {
     const own = await this.#registry.getMetricsAsJSON();
     const planes: MetricsJson[] = [];
     for (const { worker, restarts, series } of await this.#source.dataPlaneMetrics()) {
-      const last = this.#last.get(worker);
-      if (last && last.restarts !== restarts) {
-        this.#retired.push(last.series.filter((metric) => CUMULATIVE.has(String(metric.type))));
+      let last = this.#last.get(worker);
+      if (last && restarts < last.restarts) continue; // an older scrape, answered late
+      if (last && restarts > last.restarts) {
+        this.#retired.push(cumulative(last.series));
         this.#last.delete(worker);
+        last = undefined;
       }
       if (series) this.#last.set(worker, { restarts, series });
-      const current = series ?? this.#last.get(worker)?.series;
+      // A worker that did not answer counts with its last counters; its gauges are unknown.
+      const current = series ?? (last && cumulative(last.series));
       if (current) planes.push(current);
     }
     if (this.#retired.length > 1) {
