@@ -73,6 +73,16 @@ const BAD_CONFIGS: readonly {
     expected: 'clusters.echo.picker: unknown picker "fastest"',
   },
   {
+    name: 'a worker count that is neither a whole number nor "auto"',
+    edit: (c) => c.workers = 0,
+    expected: 'workers: must be a whole number from 1 to 1024, or "auto"',
+  },
+  {
+    name: "a worker count given as a word",
+    edit: (c) => c.workers = "two",
+    expected: 'workers: must be a whole number from 1 to 1024, or "auto"',
+  },
+  {
     name: "a malformed duration",
     edit: (c) => c.drainTimeout = "soon",
     expected: 'drainTimeout: "soon" is not a duration',

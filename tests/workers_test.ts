@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { GreeterClient } from "../examples/greeter_backend.ts";
 import { adminRequest, startAdminProxy } from "./support/admin_client.ts";
-import { GRPC_JS, type ProxyProcess, waitFor } from "./support/harness.ts";
+import { GRPC_JS, type ProxyProcess, startProxy, waitFor } from "./support/harness.ts";
 import { type HealthBackend, startHealthBackend } from "./support/health_backends.ts";
 import { type CallResult, healthLogs, sayHello, Traffic } from "./support/health_traffic.ts";
 import { parsePrometheusText, sumSamples } from "./support/prometheus.ts";
@@ -357,3 +357,21 @@ Deno.test(
     assert.equal(code, 0);
   },
 );
+
+Deno.test("a listen address already in use stops the start, naming it", async () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const address = `127.0.0.1:${(taken.addr as Deno.NetAddr).port}`;
+    const proxy = await startProxy({
+      workers: 2,
+      listen: address,
+      clusters: { greeter: { backends: ["127.0.0.1:1"] } },
+      routes: [{ cluster: "greeter" }],
+    }, { expectExit: true });
+    const { code } = await proxy.exited;
+    assert.equal(code, 1);
+    assert.match(proxy.output(), new RegExp(`cannot listen on ${address} \\(listen\\)`));
+  } finally {
+    taken.close();
+  }
+});

@@ -209,10 +209,15 @@ const metricsSchema = z.strictObject({
   workerLabel: z.boolean().default(false),
 });
 
+const WORKERS_ERROR = 'must be a whole number from 1 to 1024, or "auto"';
+
 /** Data-plane workers: a count, or `"auto"` for one per core. */
-const workersSchema = z.union([z.int().min(1).max(1024), z.literal("auto")], {
-  error: 'must be a whole number from 1 to 1024, or "auto"',
-});
+const workersSchema = z.union([
+  z.int({ error: WORKERS_ERROR }).min(1, { error: WORKERS_ERROR }).max(1024, {
+    error: WORKERS_ERROR,
+  }),
+  z.literal("auto"),
+], { error: WORKERS_ERROR });
 
 const configObjectSchema = z
   .strictObject({
