@@ -9,6 +9,11 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { parseArgs } from "node:util";
+import { deferGoawayCloseOnAllServerSessions } from "../src/health/node_http2_goaway.ts";
+
+// Every target's proxy closes its connections here with GOAWAY when it stops; without the
+// deferral (docs/deno-http2.md) that aborts this process, and later scenarios find it gone.
+deferGoawayCloseOnAllServerSessions();
 
 const identity = (bytes: Buffer): Buffer => bytes;
 

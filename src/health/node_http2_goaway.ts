@@ -47,3 +47,24 @@ export function deferGoawayCloseOnAllClientSessions(): void {
     return session;
   }) as typeof http2.connect;
 }
+
+let serversInstalled = false;
+
+/**
+ * Installs the deferral on the sessions of every `node:http2` server created from now on (the
+ * ones inside `@grpc/grpc-js` servers included). The proxy has none; the example, test and
+ * benchmark backends do, and the proxy's GOAWAY on a connection it closes reaches them.
+ */
+export function deferGoawayCloseOnAllServerSessions(): void {
+  if (serversInstalled) return;
+  serversInstalled = true;
+  const module = http2 as unknown as Record<string, unknown>;
+  for (const name of ["createServer", "createSecureServer"] as const) {
+    const create = module[name] as (...args: unknown[]) => http2.Http2Server;
+    module[name] = (...args: unknown[]) => {
+      const server = create(...args);
+      server.prependListener("session", deferCloseDuringGoaway);
+      return server;
+    };
+  }
+}

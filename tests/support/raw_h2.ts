@@ -7,35 +7,16 @@
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import {
-  deferCloseDuringGoaway,
   deferGoawayCloseOnAllClientSessions,
+  deferGoawayCloseOnAllServerSessions,
 } from "../../src/health/node_http2_goaway.ts";
 
-let guardInstalled = false;
-
-/**
- * Installs the GOAWAY deferral (see `docs/deno-http2.md`) on every `node:http2` session
- * this process creates from now on, client sessions (the proxy's own wrapper, which covers
- * the ones inside `@grpc/grpc-js`) and server sessions alike. Without it the *test process*
- * can abort when the proxy drains or closes its upstream connections, which would look like
- * a test failure of the proxy. Idempotent.
- */
-export function installGoawayGuard(): void {
-  if (guardInstalled) return;
-  guardInstalled = true;
-  deferGoawayCloseOnAllClientSessions();
-  const module = http2 as unknown as Record<string, unknown>;
-  for (const name of ["createServer", "createSecureServer"] as const) {
-    const create = module[name] as (...args: unknown[]) => http2.Http2Server;
-    module[name] = (...args: unknown[]) => {
-      const server = create(...args);
-      server.prependListener("session", deferCloseDuringGoaway);
-      return server;
-    };
-  }
-}
-
-installGoawayGuard();
+// The GOAWAY deferral (see `docs/deno-http2.md`) on every `node:http2` session this process
+// creates from now on, client sessions (the ones inside `@grpc/grpc-js` included) and server
+// sessions alike. Without it the *test process* can abort when the proxy drains or closes its
+// upstream connections, which would look like a test failure of the proxy.
+deferGoawayCloseOnAllClientSessions();
+deferGoawayCloseOnAllServerSessions();
 
 type StreamWithWritableState = http2.Http2Stream & { _writableState?: { ending: boolean } };
 
