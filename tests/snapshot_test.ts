@@ -559,6 +559,7 @@ const CALLS: Readonly<Record<Call, Pick<CallRecord, "origin" | "grpcStatus" | "b
 /** One finished call of `cluster` on `backend`. */
 function callRecord(call: Call, backend = A, cluster = "od"): CallRecord {
   return {
+    protocol: "grpc",
     startedAt: 0,
     durationMs: 1,
     method: "/test.Test/Echo",

@@ -2,7 +2,7 @@
  * The access log's line format.
  * @module
  */
-import type { CallOrigin, CallRecord } from "../proxy/call_record.ts";
+import type { CallOrigin, CallProtocol, CallRecord } from "../proxy/call_record.ts";
 
 /** One access-log line, as JSON. */
 export interface AccessLogEntry {
@@ -10,6 +10,8 @@ export interface AccessLogEntry {
   readonly time: string;
   /** `:path`, e.g. `/helloworld.Greeter/SayHello`. */
   readonly method: string;
+  /** `grpc`, or `grpc-web` for calls the proxy translated. */
+  readonly protocol: CallProtocol;
   /** Routed cluster, or null when no route matched. */
   readonly cluster: string | null;
   /** Picked backend, or null when none was picked. */
@@ -33,6 +35,7 @@ export function formatAccessLogLine(record: CallRecord): string {
   const entry: AccessLogEntry = {
     time: new Date(record.startedAt).toISOString(),
     method: record.method,
+    protocol: record.protocol,
     cluster: record.cluster ?? null,
     backend: record.backend ?? null,
     grpcStatus: record.grpcStatus,

@@ -58,14 +58,14 @@ export function registerCallMetrics(registry: Registry): CallMetrics {
   const calls = new Counter({
     name: "switchyard_calls_total",
     help: 'Finished calls by cluster, backend, method ("other" past 1000 methods or when ' +
-      "unrouted) and final grpc-status.",
-    labelNames: ["cluster", "backend", "method", "grpc_status"] as const,
+      "unrouted), final grpc-status and protocol (grpc, or grpc-web translated by the proxy).",
+    labelNames: ["cluster", "backend", "method", "grpc_status", "protocol"] as const,
     registers,
   });
   const duration = new Histogram({
     name: "switchyard_call_duration_seconds",
     help: "Wall time from a call's arrival to its end.",
-    labelNames: ["cluster", "method"] as const,
+    labelNames: ["cluster", "method", "protocol"] as const,
     buckets: DURATION_BUCKETS,
     registers,
   });
@@ -88,8 +88,9 @@ export function registerCallMetrics(registry: Registry): CallMetrics {
     const cluster = record.cluster ?? "";
     const backend = record.backend ?? "";
     const method = methodLabel(record.method, record.cluster !== undefined);
-    calls.inc({ cluster, backend, method, grpc_status: record.grpcStatus });
-    duration.observe({ cluster, method }, record.durationMs / 1000);
+    const protocol = record.protocol;
+    calls.inc({ cluster, backend, method, grpc_status: record.grpcStatus, protocol });
+    duration.observe({ cluster, method, protocol }, record.durationMs / 1000);
     bytesReceived.inc({ cluster, backend }, record.bytesReceived);
     bytesSent.inc({ cluster, backend }, record.bytesSent);
   };

@@ -11,8 +11,13 @@ export type CallOrigin =
   | "proxy" // the proxy produced the status (no route, unavailable, deadline, …)
   | "client"; // the client cancelled or went away
 
+/** How the client called: native gRPC, or gRPC-Web translated by the proxy. */
+export type CallProtocol = "grpc" | "grpc-web";
+
 /** One finished call. */
 export interface CallRecord {
+  /** How the client called. */
+  readonly protocol: CallProtocol;
   /** Epoch ms when the call arrived. */
   readonly startedAt: number;
   /** Wall time from arrival to end. */

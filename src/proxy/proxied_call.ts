@@ -23,7 +23,7 @@ import {
   type StreamHandler,
   type TransportStream,
 } from "../transport/stream.ts";
-import type { CallObserver, CallOrigin } from "./call_record.ts";
+import type { CallObserver, CallOrigin, CallProtocol } from "./call_record.ts";
 import { formatGrpcTimeout, MAX_TIMER_MS, parseGrpcTimeout } from "./deadline.ts";
 import { GrpcStatus, isGrpcContentType, parseGrpcStatus, statusTrailers } from "./grpc_status.ts";
 import type { UpstreamBackend } from "../upstream/upstream_backend.ts";
@@ -44,6 +44,8 @@ export interface CallContext {
   readonly router: Router<UpstreamCluster>;
   /** Told about every finished call. */
   readonly observers: readonly CallObserver[];
+  /** How this listener's clients call. */
+  readonly protocol: CallProtocol;
 }
 
 /** The grpc-status a client observes for a given RST_STREAM code (as gRPC clients map it). */
@@ -530,6 +532,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     const observers = this.#context.observers;
     if (observers.length === 0) return;
     const record = {
+      protocol: this.#context.protocol,
       startedAt: this.#startedAt,
       durationMs: Date.now() - this.#startedAt,
       method: this.#path,
