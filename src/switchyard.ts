@@ -93,6 +93,12 @@ export class Switchyard {
       protocol: config.tls ? "h2 over TLS" : "h2c",
       workers,
     });
+    if (config.grpcWeb) {
+      log.info("gRPC-Web on {address} ({protocol})", {
+        address: config.grpcWeb.listen,
+        protocol: config.tls ? "HTTPS" : "HTTP/1.1 and h2c",
+      });
+    }
     const proxy = new Switchyard(config, clusters, dataPlanes, health, discovery);
     proxy.#admin = AdminServer.start(proxy, {
       token: adminToken,

@@ -203,6 +203,36 @@ const accessLogSchema = z.strictObject({
   maxBufferedBytes: z.int().min(65_536).default(4 * 1024 * 1024),
 });
 
+/** An HTTP field name (RFC 9110 §5.1: a token). */
+const fieldNameSchema = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, {
+  error: "is not an HTTP header name",
+});
+
+/** CORS for gRPC-Web callers on other origins. */
+const corsSchema = z
+  .strictObject({
+    /** Origins allowed to call (`https://app.example`), or `"*"` for any. */
+    allowedOrigins: z.array(z.string().min(1)).default([]),
+    /** Request headers pages may send beyond the gRPC-Web ones (custom metadata). */
+    allowedHeaders: z.array(fieldNameSchema).default([]),
+    /** How long browsers may cache a preflight answer. */
+    maxAge: durationSchema.prefault("10m"),
+    /** Let pages send cookies and HTTP authentication. */
+    allowCredentials: z.boolean().default(false),
+  })
+  .refine((cors) => !(cors.allowCredentials && cors.allowedOrigins.includes("*")), {
+    error: 'cannot be true with the "*" origin: name the origins',
+    path: ["allowCredentials"],
+  });
+
+/** A gRPC-Web listener (HTTP/1.1 and HTTP/2) in front of the same routes. */
+const grpcWebSchema = z.strictObject({
+  listen: addressSchema,
+  /** The largest request message, decoded. */
+  maxRequestBytes: z.int().min(1024).default(4 * 1024 * 1024),
+  cors: corsSchema.prefault({}),
+});
+
 /** `/metrics` settings. */
 const metricsSchema = z.strictObject({
   /** Label every data-plane series with its `worker`, rather than summing over workers. */
@@ -223,6 +253,7 @@ const configObjectSchema = z
   .strictObject({
     $schema: z.string().optional(),
     listen: addressSchema.prefault("0.0.0.0:8080"),
+    grpcWeb: grpcWebSchema.optional(),
     workers: workersSchema.default("auto"),
     tls: tlsSchema.optional(),
     admin: adminSchema.prefault({}),
@@ -240,6 +271,13 @@ const configObjectSchema = z
     routes: z.array(routeSchema).min(1, { error: "at least one route is required" }),
   })
   .superRefine((config, ctx) => {
+    if (config.grpcWeb?.listen === config.listen) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["grpcWeb", "listen"],
+        message: "must differ from listen",
+      });
+    }
     config.routes.forEach((route, index) => {
       if (!(route.cluster in config.clusters)) {
         ctx.addIssue({

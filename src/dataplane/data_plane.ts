@@ -12,6 +12,7 @@ import { connectionOptions } from "../h2/options.ts";
 import { type BackendOutcome, OutcomeBatcher } from "../health/outcomes.ts";
 import { DataPlaneMetrics, type MetricsJson } from "../metrics/data_plane_metrics.ts";
 import type { CallObserver } from "../proxy/call_record.ts";
+import { GrpcWebListener } from "../grpc_web/listener.ts";
 import { ProxyListener } from "../proxy/listener.ts";
 import { Router } from "../proxy/router.ts";
 import { DialGate } from "../upstream/dial_gate.ts";
@@ -24,13 +25,13 @@ import type { DataPlaneStats } from "./stats.ts";
  */
 export type DataPlaneConfig = Pick<
   Config,
-  "listen" | "http2" | "clusters" | "routes" | "accessLog" | "metrics"
+  "listen" | "grpcWeb" | "http2" | "clusters" | "routes" | "accessLog" | "metrics"
 >;
 
 /** The data plane's part of `config`. */
 export function dataPlaneConfig(config: Config): DataPlaneConfig {
-  const { listen, http2, clusters, routes, accessLog, metrics } = config;
-  return { listen, http2, clusters, routes, accessLog, metrics };
+  const { listen, grpcWeb, http2, clusters, routes, accessLog, metrics } = config;
+  return { listen, grpcWeb, http2, clusters, routes, accessLog, metrics };
 }
 
 /** What a data plane is built from. */
@@ -61,24 +62,26 @@ export class DataPlane {
   readonly worker: number;
   readonly #clusters: ReadonlyMap<string, UpstreamCluster>;
   readonly #listener: ProxyListener;
+  readonly #grpcWeb: GrpcWebListener | undefined;
   readonly #metrics: DataPlaneMetrics;
   readonly #accessLog: AccessLog | undefined;
 
   private constructor(
     worker: number,
     clusters: ReadonlyMap<string, UpstreamCluster>,
-    listener: ProxyListener,
+    listeners: { grpc: ProxyListener; grpcWeb: GrpcWebListener | undefined },
     metrics: DataPlaneMetrics,
     accessLog: AccessLog | undefined,
   ) {
     this.worker = worker;
     this.#clusters = clusters;
-    this.#listener = listener;
+    this.#listener = listeners.grpc;
+    this.#grpcWeb = listeners.grpcWeb;
     this.#metrics = metrics;
     this.#accessLog = accessLog;
   }
 
-  /** Builds the clusters from `init.snapshots`, then binds the listener. */
+  /** Builds the clusters from `init.snapshots`, then binds the listeners. */
   static async start(init: DataPlaneInit, outcomes: OutcomeSink): Promise<DataPlane> {
     const { config, workers } = init;
     const upstream = {
@@ -109,24 +112,33 @@ export class DataPlane {
       : undefined;
     if (accessLog) observers.push(accessLog.observe);
     const router = new Router(config.routes, (name) => clusters.get(name)!);
-    let listener: ProxyListener;
+    const reusePort = workers > 1;
+    let grpc: ProxyListener | undefined;
+    let grpcWeb: GrpcWebListener | undefined;
     try {
-      listener = ProxyListener.start({
+      grpc = ProxyListener.start({
         listen: config.listen,
         tls: init.tls,
         http2: {
           ...config.http2,
           maxConnections: Math.ceil(config.http2.maxConnections / workers),
         },
-        reusePort: workers > 1,
-      }, { router, observers });
+        reusePort,
+      }, { router, observers, protocol: "grpc" });
+      if (config.grpcWeb) {
+        grpcWeb = GrpcWebListener.start(
+          { ...config.grpcWeb, tls: init.tls, reusePort },
+          { router, observers, protocol: "grpc-web" },
+        );
+      }
     } catch (error) {
-      // The address cannot be bound: undo what started, the dials above included.
+      // An address cannot be bound: undo what started, the dials above included.
+      await grpc?.drain(0);
       for (const cluster of clusters.values()) cluster.close();
       await accessLog?.close();
       throw error;
     }
-    return new DataPlane(init.worker, clusters, listener, metrics, accessLog);
+    return new DataPlane(init.worker, clusters, { grpc, grpcWeb }, metrics, accessLog);
   }
 
   /** Applies the control plane's latest snapshots. */
@@ -173,8 +185,8 @@ export class DataPlane {
   }
 
   /** Stops accepting, sends GOAWAY, and waits for in-flight calls up to `timeoutMs`. */
-  drain(timeoutMs: number): Promise<void> {
-    return this.#listener.drain(timeoutMs);
+  async drain(timeoutMs: number): Promise<void> {
+    await Promise.all([this.#listener.drain(timeoutMs), this.#grpcWeb?.drain(timeoutMs)]);
   }
 
   /**
@@ -182,7 +194,7 @@ export class DataPlane {
    * connection once its calls finish, and the access log.
    */
   async close(): Promise<void> {
-    await this.#listener.drain(0);
+    await this.drain(0);
     for (const cluster of this.#clusters.values()) cluster.close();
     await this.#accessLog?.close();
   }

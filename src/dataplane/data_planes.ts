@@ -79,7 +79,10 @@ export class DataPlanes implements SnapshotSink {
   async start(options: DataPlanesOptions): Promise<void> {
     const { workers } = options;
     const config = dataPlaneConfig(options.config);
-    if (workers > 1) assertNobodyListens(config.listen);
+    if (workers > 1) {
+      assertNobodyListens(config.listen, "listen");
+      if (config.grpcWeb) assertNobodyListens(config.grpcWeb.listen, "grpcWeb.listen");
+    }
     const init = (worker: number): DataPlaneInit => ({
       worker,
       workers,
@@ -175,12 +178,12 @@ export class DataPlanes implements SnapshotSink {
  * Otherwise the workers' shared binds would quietly join another process that listens with
  * SO_REUSEPORT (another Switchyard, say) and split its connections with it.
  */
-function assertNobodyListens(listen: string): void {
+function assertNobodyListens(listen: string, setting: string): void {
   const { host, port } = parseHostPort(listen)!;
   try {
     Deno.listen({ hostname: host, port }).close();
   } catch (error) {
-    throw new Error(`cannot listen on ${listen} (listen): ${(error as Error).message}`);
+    throw new Error(`cannot listen on ${listen} (${setting}): ${(error as Error).message}`);
   }
 }
 
