@@ -58,13 +58,18 @@ const backends: GreeterBackend[] = [];
 for (const name of ["backend-1", "backend-2", "backend-3"]) {
   backends.push(await startGreeterBackend(name));
 }
-const [listen, admin] = [`127.0.0.1:${await freePort()}`, `127.0.0.1:${await freePort()}`];
+const [listen, admin, grpcWeb] = [
+  `127.0.0.1:${await freePort()}`,
+  `127.0.0.1:${await freePort()}`,
+  `127.0.0.1:${await freePort()}`,
+];
 const configFile = await Deno.makeTempFile({ suffix: ".json" });
 await Deno.writeTextFile(
   configFile,
   JSON.stringify({
     listen,
     admin: { listen: admin },
+    grpcWeb: { listen: grpcWeb },
     log: { level: "warning" },
     clusters: {
       greeter: {
@@ -77,7 +82,7 @@ await Deno.writeTextFile(
   }),
 );
 console.log(`backends: ${backends.map((b) => `${b.name}@${b.address}`).join(", ")}`);
-console.log(`switchyard: proxy on ${listen}, admin on http://${admin}/`);
+console.log(`switchyard: proxy on ${listen}, gRPC-Web on ${grpcWeb}, admin on http://${admin}/`);
 const proxy = new Deno.Command(Deno.execPath(), {
   args: ["run", "-A", MAIN, "--config", configFile],
   stdout: "inherit",
@@ -119,6 +124,25 @@ try {
     }ms`,
   );
   await round(client, `round_robin with ${sick.name} unhealthy: traffic moves away`, 9);
+
+  // What a browser sends (examples/grpc_web.html does the same from a page): one framed
+  // message over HTTP/1.1; the answer ends with a trailer frame.
+  console.log("\n== gRPC-Web: the same cluster over HTTP/1.1, as a browser calls it");
+  const request = new TextEncoder().encode(JSON.stringify({ name: "gRPC-Web" }));
+  const body = new Uint8Array(5 + request.length);
+  new DataView(body.buffer).setUint32(1, request.length);
+  body.set(request, 5);
+  const answer = new Uint8Array(
+    await (await fetch(`http://${grpcWeb}/helloworld.Greeter/SayHello`, {
+      method: "POST",
+      headers: { "content-type": "application/grpc-web+proto" },
+      body,
+    })).arrayBuffer(),
+  );
+  const length = new DataView(answer.buffer).getUint32(1);
+  const trailer = new TextDecoder().decode(answer.subarray(10 + length)).trim();
+  console.log(`   reply:   ${new TextDecoder().decode(answer.subarray(5, 5 + length))}`);
+  console.log(`   trailer: ${trailer.replaceAll("\r\n", "  ")}`);
 } finally {
   client.close();
   proxy.kill("SIGTERM");

@@ -83,6 +83,20 @@ const BAD_CONFIGS: readonly {
     expected: 'workers: must be a whole number from 1 to 1024, or "auto"',
   },
   {
+    name: "gRPC-Web credentials for any origin",
+    edit: (c) =>
+      c.grpcWeb = {
+        listen: "127.0.0.1:8081",
+        cors: { allowedOrigins: ["*"], allowCredentials: true },
+      },
+    expected: 'grpcWeb.cors.allowCredentials: cannot be true with the "*" origin',
+  },
+  {
+    name: "gRPC-Web on the gRPC listener's address",
+    edit: (c) => c.grpcWeb = { listen: c.listen },
+    expected: "grpcWeb.listen: must differ from listen",
+  },
+  {
     name: "a malformed duration",
     edit: (c) => c.drainTimeout = "soon",
     expected: 'drainTimeout: "soon" is not a duration',

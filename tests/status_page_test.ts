@@ -4,37 +4,13 @@
  * Saves a screenshot to tests/artifacts/status-page.png.
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
 import { adminRequest, adminUrl, startAdminProxy } from "./support/admin_client.ts";
+import { hasChromium, launchChromium } from "./support/chromium.ts";
 import { clusterConfig } from "./support/harness.ts";
 import { startTestBackend, testClient, TestMethod, unaryCall } from "./support/test_backend.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = new URL("./artifacts/", import.meta.url);
-const CHROMIUM_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const TOKEN = "status-page-token-0123456789";
-
-function chromiumPresent(): boolean {
-  try {
-    return Deno.statSync(CHROMIUM).isFile;
-  } catch {
-    return false;
-  }
-}
-
-const hasChromium = chromiumPresent();
-if (!hasChromium) {
-  console.warn(`skipping status page tests: ${CHROMIUM} is absent (apt-get install chromium)`);
-}
 
 Deno.test({
   name: "the status page shows backends, a drained one as drained, and refreshes itself",
@@ -48,7 +24,7 @@ Deno.test({
       ...clusterConfig([b1.address, b2.address]),
       admin: { token: TOKEN },
     });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    const browser = await launchChromium();
     const client = testClient(proxy.address);
     try {
       const drained = await adminRequest(proxy, `/clusters/echo/backends/${b2.address}/drain`, {
@@ -109,7 +85,7 @@ Deno.test({
       ...clusterConfig([b1.address]),
       admin: { token: TOKEN },
     });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       await page.goto(adminUrl(proxy, "/"));
