@@ -12,6 +12,7 @@ import { dirname } from "node:path";
 import { BENCH_USAGE, type BenchOptions, parseBenchArgs } from "./cli.ts";
 import {
   couldNotMeasure,
+  endpointFor,
   failedMeasurement,
   measure,
   type Measurement,
@@ -126,7 +127,11 @@ function progress(target: Target, figure: string, failure: string | undefined): 
   console.error(`  ${target.name}: ${figure}${failure ? ` FAIL: ${failure}` : ""}`);
 }
 
-/** Runs every scenario against every target, scenario by scenario, printing progress. */
+/**
+ * Runs every scenario against every target that can take its calls, scenario by scenario,
+ * printing progress (and `n/a` for the others: gRPC-Web scenarios run on this checkout's
+ * Switchyard only).
+ */
 async function runScenarios(
   scenarios: readonly Scenario[],
   targets: readonly Target[],
@@ -146,6 +151,10 @@ async function runScenarios(
         const kib = figure.kibPerConnection?.toFixed(1) ?? "-";
         progress(target, `${kib} KiB/connection`, figure.failure);
         results.idleConnections.set(target.name, figure);
+        continue;
+      }
+      if (!endpointFor(scenario, target)) {
+        console.error(`  ${target.name}: n/a (no ${scenario.shape.protocol} listener)`);
         continue;
       }
       const measurement = await measure(scenario, target, settings).catch((error) =>
@@ -201,7 +210,9 @@ async function run(options: BenchOptions): Promise<number> {
   const scaling = compareWorkers(measurements, scenarios, options.workers ?? []);
   console.log(formatTable(measurements, comparisons));
   if (memory.length > 0) console.log(`\n${formatMemoryTable(memory, memoryComparisons)}`);
-  console.log(`\n${formatHeadline(comparisons, scenarios, memoryComparisons, scaling)}`);
+  console.log(
+    `\n${formatHeadline(measurements, comparisons, scenarios, memoryComparisons, scaling)}`,
+  );
   const failures = [
     ...measurements.map((m) => ({ scenario: m.scenario, target: m.target, failure: m.failure })),
     ...[...idleConnections].map(([target, figure]) => ({

@@ -8,7 +8,7 @@
 export const GRPC_PREFIX_BYTES = 5;
 
 /** Frames `payload` as one uncompressed gRPC message. */
-export function frameGrpcMessage(payload: Uint8Array): Uint8Array {
+export function frameGrpcMessage(payload: Uint8Array): Uint8Array<ArrayBuffer> {
   const framed = new Uint8Array(GRPC_PREFIX_BYTES + payload.length);
   new DataView(framed.buffer).setUint32(1, payload.length);
   framed.set(payload, GRPC_PREFIX_BYTES);

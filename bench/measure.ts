@@ -10,7 +10,7 @@ import { runH2load } from "./load/h2load.ts";
 import type { LoadResult } from "./load/load_result.ts";
 import { type ProcSample, resetPeakRss, sampleProcess } from "./proc_stats.ts";
 import type { CallShape, Scenario } from "./scenarios.ts";
-import type { Target, TargetName } from "./targets/target.ts";
+import type { Endpoint, Target, TargetName } from "./targets/target.ts";
 
 /** How to run measurements. */
 export interface MeasureSettings {
@@ -86,18 +86,18 @@ function sizedCalls(sizing: LoadResult, plan: LoadPlan): number {
 }
 
 /**
- * The h2load run, checked call by call against the target's ledger. It runs a fixed number
+ * The h2load run, checked call by call against the endpoint's ledger. It runs a fixed number
  * of calls, sized by the warm-up, so that no call is in flight when it ends.
  */
 async function runCheckedH2load(
   h2loadPath: string,
   plan: LoadPlan,
-  scenario: Scenario,
+  endpoint: Endpoint,
   target: Target,
   settings: MeasureSettings,
 ): Promise<CheckedRun> {
-  const ledger = target.ledger(scenario.backend);
-  if (!ledger) throw new Error(`${target.name} keeps no ledger of ${scenario.backend} calls`);
+  const ledger = endpoint.ledger;
+  if (!ledger) throw new Error(`${target.name} keeps no ledger of the calls to ${plan.address}`);
   const sizing = await runH2load(
     h2loadPath,
     { ...plan, durationS: Math.max(settings.warmupS, MIN_SIZING_S) },
@@ -155,13 +155,25 @@ export async function gate(
   return error === undefined ? undefined : `gate ${when} the load: ${error}`;
 }
 
-/** Runs `scenario` against `target`. */
+/**
+ * Where `scenario`'s calls go on `target`, and its record of them; undefined when `target`
+ * cannot take them (a gRPC-Web scenario, and no gRPC-Web listener).
+ */
+export function endpointFor(scenario: Scenario, target: Target): Endpoint | undefined {
+  return scenario.shape.protocol === "grpc-web"
+    ? target.grpcWeb
+    : { address: target.address(scenario.backend), ledger: target.ledger(scenario.backend) };
+}
+
+/** Runs `scenario` against `target`, which must take its calls (see {@link endpointFor}). */
 export async function measure(
   scenario: Scenario,
   target: Target,
   settings: MeasureSettings,
 ): Promise<Measurement> {
-  const address = target.address(scenario.backend);
+  const endpoint = endpointFor(scenario, target);
+  if (!endpoint) throw new Error(`${target.name} takes no ${scenario.shape.protocol} calls`);
+  const address = endpoint.address;
   const plan: LoadPlan = {
     address,
     shape: scenario.shape,
@@ -171,7 +183,7 @@ export async function measure(
   };
   const before = await gate("before", address, scenario.shape, settings.gateCalls);
   const { load, start, end, check, checkedBy } = settings.h2loadPath && !scenario.builtinOnly
-    ? await runCheckedH2load(settings.h2loadPath, plan, scenario, target, settings)
+    ? await runCheckedH2load(settings.h2loadPath, plan, endpoint, target, settings)
     : await runCheckedBuiltin(plan, target, settings);
   const after = await gate("after", address, scenario.shape, settings.gateCalls);
 

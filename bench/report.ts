@@ -1,5 +1,6 @@
 /**
- * Ratios between targets (Switchyard's worker counts among them), and the results table.
+ * Ratios between targets (Switchyard's worker counts among them) and between gRPC-Web and
+ * native gRPC on the same target, and the results table.
  * @module
  */
 import type { Measurement } from "./measure.ts";
@@ -21,6 +22,11 @@ export interface Comparison {
   readonly addedP50Ms?: number;
   /** Added p50 relative to what NGINX adds: (p50 − p50_direct) / (p50_nginx − p50_direct). */
   readonly addedP50VsNginx?: number;
+  /**
+   * A gRPC-Web scenario's proxy CPU per call relative to that of its native scenario
+   * ({@link Scenario.nativeScenario}) on the same target.
+   */
+  readonly cpuVsNative?: number;
 }
 
 function ratio(numerator: number | undefined, denominator: number | undefined): number | undefined {
@@ -33,7 +39,24 @@ function cpuFigure(measurement: Measurement, kind: Scenario["kind"]): number | u
   return kind === "streaming" ? measurement.proxyCpuMsPerMB : measurement.proxyCpuUsPerCall;
 }
 
-/** Compares every measurement with its scenario's direct and NGINX measurements. */
+/**
+ * The measurement of `scenario`'s native scenario on `target`; undefined when `scenario` has
+ * none or it did not run there.
+ */
+function nativeMeasurement(
+  measurements: readonly Measurement[],
+  scenario: Scenario,
+  target: TargetName,
+): Measurement | undefined {
+  return scenario.nativeScenario === undefined
+    ? undefined
+    : measurements.find((m) => m.scenario === scenario.nativeScenario && m.target === target);
+}
+
+/**
+ * Compares every measurement with its scenario's direct and NGINX measurements, and a
+ * gRPC-Web one with its native scenario's on the same target.
+ */
 export function compare(
   measurements: readonly Measurement[],
   scenarios: readonly Scenario[],
@@ -63,6 +86,10 @@ export function compare(
         addedP50VsNginx: scenario.kind === "latency" && measurement.target !== "direct"
           ? ratio(added, nginxAdded)
           : undefined,
+        cpuVsNative: ratio(
+          measurement.proxyCpuUsPerCall,
+          nativeMeasurement(measurements, scenario, measurement.target)?.proxyCpuUsPerCall,
+        ),
       });
     }
   }
@@ -248,10 +275,30 @@ export function formatMemoryTable(
 }
 
 /**
+ * A gRPC-Web scenario's headline on one target: its proxy CPU per call, and that of its
+ * native scenario beside it when that ran too.
+ */
+function versusNative(
+  measurements: readonly Measurement[],
+  scenario: Scenario,
+  comparison: Comparison,
+): string {
+  const target = comparison.target;
+  const web = measurements.find((m) => m.scenario === scenario.name && m.target === target);
+  const line = `${scenario.name} ${target}: CPU/call ${fixed(web?.proxyCpuUsPerCall, 1, " µs")}`;
+  const native = nativeMeasurement(measurements, scenario, target);
+  if (!native) return line;
+  return `${line} vs ${native.scenario} ${fixed(native.proxyCpuUsPerCall, 1, " µs")} native ` +
+    `(${fixed(comparison.cpuVsNative, 2, "×")})`;
+}
+
+/**
  * One line per headline ratio of each Switchyard target (every worker count, and the
- * baseline, when run) against NGINX, and one per scenario of `scaling`.
+ * baseline, when run) against NGINX, or for a gRPC-Web scenario against native gRPC, and one
+ * per scenario of `scaling`.
  */
 export function formatHeadline(
+  measurements: readonly Measurement[],
   comparisons: readonly Comparison[],
   scenarios: readonly Scenario[],
   memory: readonly MemoryComparison[],
@@ -263,6 +310,10 @@ export function formatHeadline(
       c.scenario === scenario.name && isSwitchyard(c.target)
     );
     for (const switchyard of switchyards) {
+      if (scenario.nativeScenario !== undefined) {
+        lines.push(`  ${versusNative(measurements, scenario, switchyard)}`);
+        continue;
+      }
       const target = switchyard.target;
       const cpu = scenario.kind === "streaming" ? "CPU/MB" : "CPU/call";
       const parts = [

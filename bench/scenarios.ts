@@ -8,14 +8,22 @@ import { frameGrpcMessage } from "./grpc_frame.ts";
 /** The two backends the bench starts. */
 export type BackendKind = "fast" | "grpcjs";
 
+/**
+ * How a call travels: native gRPC over HTTP/2, or gRPC-Web over HTTP/1.1 (as browsers mostly
+ * send it), which only this checkout's Switchyard serves, on its `grpcWeb` listener.
+ */
+export type CallProtocol = "grpc" | "grpc-web";
+
 /** One gRPC call as the load generators send it and the correctness gate checks it. */
 export interface CallShape {
+  /** How it travels. */
+  readonly protocol: CallProtocol;
   /** `:path`. */
   readonly path: string;
   /** Extra request headers (the fast backend's response shape travels in them). */
   readonly headers: Readonly<Record<string, string>>;
   /** The framed request body. */
-  readonly body: Uint8Array;
+  readonly body: Uint8Array<ArrayBuffer>;
   /** Response messages a correct call carries. */
   readonly expectedMessages: number;
   /** Payload bytes of each response message. */
@@ -46,6 +54,11 @@ export interface Scenario {
   readonly streamsPerConnection: number;
   /** Latency percentiles need per-call timings, which only the built-in generator gives. */
   readonly builtinOnly: boolean;
+  /**
+   * For a gRPC-Web scenario: the native scenario of the same call, whose proxy CPU per call
+   * the report compares it with, target by target.
+   */
+  readonly nativeScenario?: ScenarioName;
 }
 
 /**
@@ -56,6 +69,7 @@ export const SCENARIO_NAMES = [
   "idle_connections",
   "unary_c1",
   "unary_high",
+  "grpc_web_unary",
   "many_clients",
   "stream_1k",
   "stream_64k",
@@ -79,9 +93,23 @@ export interface ScenarioSettings {
 
 const UNARY_REQUEST = frameGrpcMessage(new TextEncoder().encode("bench unary request"));
 const UNARY_RESPONSE_BYTES = 32;
+/**
+ * Connections for `grpc_web_unary`. HTTP/1.1 carries one call at a time per connection, so
+ * this is also its calls in flight.
+ */
+const GRPC_WEB_CONNECTIONS = 64;
+
+/** The request headers of `shape`'s protocol, then the shape's own. */
+export function callHeaders(shape: CallShape): Record<string, string> {
+  const protocolHeaders: Record<string, string> = shape.protocol === "grpc-web"
+    ? { "content-type": "application/grpc-web+proto" }
+    : { "content-type": "application/grpc", te: "trailers" };
+  return { ...protocolHeaders, ...shape.headers };
+}
 
 function fastShape(path: string, messages: number, messageBytes: number): CallShape {
   return {
+    protocol: "grpc",
     path,
     headers: { "bench-messages": String(messages), "bench-message-bytes": String(messageBytes) },
     body: UNARY_REQUEST,
@@ -127,6 +155,19 @@ export function buildScenarios(settings: ScenarioSettings): Scenario[] {
       builtinOnly: false,
     },
     {
+      name: "grpc_web_unary",
+      description:
+        `the same unary as gRPC-Web over HTTP/1.1, ${GRPC_WEB_CONNECTIONS} connections × ` +
+        "1 in flight: CPU/call vs unary_high",
+      backend: "fast",
+      shape: { ...unary, protocol: "grpc-web" },
+      kind: "throughput",
+      connections: GRPC_WEB_CONNECTIONS,
+      streamsPerConnection: 1,
+      builtinOnly: false,
+      nativeScenario: "unary_high",
+    },
+    {
       name: "many_clients",
       description: `unary, ${settings.manyClients} connections × 1 in flight: many clients`,
       backend: "fast",
@@ -161,6 +202,7 @@ export function buildScenarios(settings: ScenarioSettings): Scenario[] {
       description: "sanity: @grpc/grpc-js backend, 100 × 1 KiB per call, 1×4 in flight",
       backend: "grpcjs",
       shape: {
+        protocol: "grpc",
         path: "/bench.Echo/ServerStream",
         headers: { "bench-messages": "100" },
         body: frameGrpcMessage(new Uint8Array(echoPayloadBytes).fill(0x61)),

@@ -1,10 +1,12 @@
 /**
- * The built-in load generator: raw `node:http2` client connections, a fixed number of calls
- * in flight, every call checked (see {@link grpcCall}).
+ * The built-in load generator: client connections (raw `node:http2` sessions for gRPC,
+ * HTTP/1.1 `fetch` clients for gRPC-Web), a fixed number of calls in flight, every call
+ * checked (see `grpc_call.ts` and `grpc_web_call.ts`).
  * @module
  */
 import type { CallShape } from "../scenarios.ts";
-import { connectClient, grpcCall, requestHeaders } from "./grpc_call.ts";
+import { type CallChannel, openGrpcChannel } from "./grpc_call.ts";
+import { openGrpcWebChannel } from "./grpc_web_call.ts";
 import { type LoadResult, quantile } from "./load_result.ts";
 
 /** How hard and how long to drive one target. */
@@ -21,19 +23,28 @@ export interface LoadPlan {
   readonly durationS: number;
 }
 
+/** A client connection to `address` in `shape`'s protocol. */
+function openChannel(address: string, shape: CallShape): CallChannel {
+  return shape.protocol === "grpc-web"
+    ? openGrpcWebChannel(address, shape)
+    : openGrpcChannel(address, shape);
+}
+
 /** Drives `plan` with sequential callers and reports every call's verdict and latency. */
 export async function runBuiltinLoad(plan: LoadPlan): Promise<LoadResult> {
-  const headers = requestHeaders(plan.shape);
-  const sessions = Array.from({ length: plan.connections }, () => connectClient(plan.address));
+  const channels = Array.from(
+    { length: plan.connections },
+    () => openChannel(plan.address, plan.shape),
+  );
   const latencies: number[] = [];
   let failures = 0;
   let firstError: string | undefined;
   let responseBytes = 0;
   const started = performance.now();
   const deadline = started + plan.durationS * 1000;
-  const caller = async (sessionIndex: number): Promise<void> => {
+  const caller = async (channel: CallChannel): Promise<void> => {
     while (performance.now() < deadline) {
-      const outcome = await grpcCall(sessions[sessionIndex], headers, plan.shape);
+      const outcome = await channel.call();
       latencies.push(outcome.latencyMs);
       responseBytes += outcome.responseBytes;
       if (outcome.error !== undefined) {
@@ -43,12 +54,12 @@ export async function runBuiltinLoad(plan: LoadPlan): Promise<LoadResult> {
     }
   };
   try {
-    const callers = sessions.flatMap((_, index) =>
-      Array.from({ length: plan.streamsPerConnection }, () => caller(index))
+    const callers = channels.flatMap((channel) =>
+      Array.from({ length: plan.streamsPerConnection }, () => caller(channel))
     );
     await Promise.all(callers);
   } finally {
-    for (const session of sessions) session.close();
+    for (const channel of channels) channel.close();
   }
   const elapsedS = (performance.now() - started) / 1000;
   const sorted = Float64Array.from(latencies).sort();
@@ -73,15 +84,14 @@ export async function checkCalls(
   shape: CallShape,
   calls: number,
 ): Promise<string | undefined> {
-  const session = connectClient(address);
-  const headers = requestHeaders(shape);
+  const channel = openChannel(address, shape);
   try {
     for (let index = 0; index < calls; index++) {
-      const { error } = await grpcCall(session, headers, shape);
+      const { error } = await channel.call();
       if (error !== undefined) return error;
     }
     return undefined;
   } finally {
-    session.close();
+    channel.close();
   }
 }

@@ -7,16 +7,24 @@
 import http2 from "node:http2";
 import { deferCloseDuringGoaway } from "../../src/health/node_http2_goaway.ts";
 import { GrpcMessageCounter } from "../grpc_frame.ts";
-import type { CallShape } from "../scenarios.ts";
+import { callHeaders, type CallShape } from "../scenarios.ts";
 
 /** The outcome of one call. */
 export interface CallOutcome {
-  /** Wall time from request to stream close, ms. */
+  /** Wall time from request to the end of the response, ms. */
   readonly latencyMs: number;
   /** Response body bytes, frames included. */
   readonly responseBytes: number;
   /** Why the call is wrong; undefined when it is correct. */
   readonly error?: string;
+}
+
+/** A client connection that makes checked calls of one shape. */
+export interface CallChannel {
+  /** Makes one call and checks it; never rejects. */
+  call(): Promise<CallOutcome>;
+  /** Closes the connection. */
+  close(): void;
 }
 
 const CONNECTION_WINDOW_BYTES = 16 << 20;
@@ -32,18 +40,16 @@ export function connectClient(address: string): http2.ClientHttp2Session {
   return session;
 }
 
-/** Request headers for `shape`, built once per load run. */
-export function requestHeaders(shape: CallShape): http2.OutgoingHttpHeaders {
-  return {
-    ":method": "POST",
-    ":path": shape.path,
-    "content-type": "application/grpc",
-    te: "trailers",
-    ...shape.headers,
-  };
+/** Request headers for `shape`, built once per channel. */
+function requestHeaders(shape: CallShape): http2.OutgoingHttpHeaders {
+  return { ":method": "POST", ":path": shape.path, ...callHeaders(shape) };
 }
 
-function verdict(
+/**
+ * Why a call of `shape` is wrong, from its response messages, its grpc-status and message
+ * (undefined when none came) and the error its stream ended with; undefined when correct.
+ */
+export function verdict(
   shape: CallShape,
   counter: GrpcMessageCounter,
   status: string | undefined,
@@ -64,7 +70,7 @@ function verdict(
 }
 
 /** Makes one call and checks it; never rejects. */
-export function grpcCall(
+function grpcCall(
   session: http2.ClientHttp2Session,
   headers: http2.OutgoingHttpHeaders,
   shape: CallShape,
@@ -105,4 +111,14 @@ export function grpcCall(
     });
     stream.end(shape.body);
   });
+}
+
+/** A native gRPC channel: one `node:http2` client session to `address`. */
+export function openGrpcChannel(address: string, shape: CallShape): CallChannel {
+  const session = connectClient(address);
+  const headers = requestHeaders(shape);
+  return {
+    call: () => grpcCall(session, headers, shape),
+    close: () => session.close(),
+  };
 }

@@ -4,9 +4,12 @@
  * bench checks every h2load call against the target's ledger (see `../ledger.ts`). A run of
  * a fixed number of calls (`-n`) ends when all of them have completed, which that check
  * needs: a timed run (`-D`) abandons the calls in flight at its deadline, and the target
- * finishes some of those anyway. Per-call latencies come from its `--log-file`.
+ * finishes some of those anyway. Per-call latencies come from its `--log-file`. gRPC-Web
+ * calls go over HTTP/1.1 (`--h1`), where h2load's `-m` means pipelined requests: the gRPC-Web
+ * scenario keeps it at 1, as browsers do not pipeline.
  * @module
  */
+import { callHeaders } from "../scenarios.ts";
 import { withFdLimitRaised } from "../tools.ts";
 import type { LoadPlan } from "./builtin_load.ts";
 import { type LoadResult, quantile } from "./load_result.ts";
@@ -87,13 +90,11 @@ export async function runH2load(
   const logFile = `${workDir}/h2load.log`;
   await Deno.writeFile(bodyFile, plan.shape.body);
   await Deno.remove(logFile).catch(() => {}); // h2load appends to an existing log
-  const headerArgs = Object.entries({
-    "content-type": "application/grpc",
-    te: "trailers",
-    ...plan.shape.headers,
-  }).flatMap(([name, value]) => ["-H", `${name}: ${value}`]);
+  const headerArgs = Object.entries(callHeaders(plan.shape))
+    .flatMap(([name, value]) => ["-H", `${name}: ${value}`]);
   // One socket per connection: many_clients may need more than a soft limit of 1024.
   const { command, args } = withFdLimitRaised(h2loadPath, [
+    ...(plan.shape.protocol === "grpc-web" ? ["--h1"] : []),
     "-c",
     String(plan.connections),
     "-m",

@@ -1,13 +1,15 @@
 /**
  * Switchyard as a target: the real proxy process (`main.ts --config`), one cluster per
- * backend, with a set number of workers, optionally under V8's CPU profiler. The same code
- * runs a second checkout (say, `git archive HEAD`) as `switchyard-baseline`, so a change is
- * measured against its baseline in one run.
+ * backend, with a set number of workers and a gRPC-Web listener beside the gRPC one,
+ * optionally under V8's CPU profiler. The same code runs a second checkout (say,
+ * `git archive HEAD`) as `switchyard-baseline`, so a change is measured against its baseline
+ * in one run.
  * @module
  */
 import { join, resolve } from "node:path";
 import { freePort } from "../../tests/support/harness.ts";
 import type { CallLedger, StatusCounts } from "../ledger.ts";
+import type { CallProtocol } from "../scenarios.ts";
 import { spawnChild, waitForOutput } from "./child.ts";
 import type { BackendAddresses, Target, TargetName } from "./target.ts";
 
@@ -25,7 +27,8 @@ export interface CurrentSwitchyard {
 
 /**
  * Another checkout, run by {@link startSwitchyard} as `switchyard-baseline`. Its config has
- * no `workers`: a checkout older than that field rejects it (its config schema is strict).
+ * no `workers` and no `grpcWeb`: a checkout older than those fields rejects them (its config
+ * schema is strict), so it runs no gRPC-Web scenario.
  */
 export interface BaselineSwitchyard {
   /** The checkout's directory (its `main.ts`, with its own `deno.json` and `node_modules`). */
@@ -35,19 +38,30 @@ export interface BaselineSwitchyard {
 /** Which Switchyard {@link startSwitchyard} runs. */
 export type SwitchyardOptions = CurrentSwitchyard | BaselineSwitchyard;
 
+/** The proxy's addresses. */
+interface Listeners {
+  /** Native gRPC. */
+  readonly listen: string;
+  /** The admin API, for `/metrics`. */
+  readonly admin: string;
+  /** gRPC-Web; undefined for none. */
+  readonly grpcWeb?: string;
+}
+
 /**
  * The proxy config: `bench.Echo` goes to the grpc-js backend, everything else to the fast one;
- * `workers` only when given.
+ * `workers` and `grpcWeb` only when given.
  */
 function benchConfig(
-  listen: string,
-  admin: string,
+  listeners: Listeners,
   backends: BackendAddresses,
   workers: number | undefined,
 ): object {
+  const { listen, admin, grpcWeb } = listeners;
   return {
     ...(workers === undefined ? {} : { workers }),
     listen,
+    ...(grpcWeb === undefined ? {} : { grpcWeb: { listen: grpcWeb } }),
     admin: { listen: admin },
     drainTimeout: "2s",
     clusters: {
@@ -58,28 +72,38 @@ function benchConfig(
   };
 }
 
-const CALLS_SAMPLE = /^switchyard_calls_total\{.*grpc_status="([^"]*)".*\} (\S+)$/gm;
+const CALLS_SAMPLE = /^switchyard_calls_total\{(.*)\} (\S+)$/gm;
+const LABEL = /(\w+)="((?:[^"\\]|\\.)*)"/g;
 
-/** `switchyard_calls_total` from a Prometheus exposition, summed by `grpc_status`. */
-export function callsByStatus(exposition: string): StatusCounts {
+/**
+ * `switchyard_calls_total` from a Prometheus exposition, summed by `grpc_status`: every
+ * sample, or only those whose `protocol` label is `protocol` when given (a checkout older
+ * than gRPC-Web has no such label).
+ */
+export function callsByStatus(exposition: string, protocol?: CallProtocol): StatusCounts {
   const counts = new Map<string, number>();
-  for (const [, status, value] of exposition.matchAll(CALLS_SAMPLE)) {
+  for (const [, labelText, value] of exposition.matchAll(CALLS_SAMPLE)) {
+    const labels = new Map([...labelText.matchAll(LABEL)].map(([, name, text]) => [name, text]));
+    if (protocol !== undefined && labels.get("protocol") !== protocol) continue;
+    const status = labels.get("grpc_status");
+    if (status === undefined) continue;
     counts.set(status, (counts.get(status) ?? 0) + Number(value));
   }
   return counts;
 }
 
 /**
- * The proxy's own record of every finished call: `switchyard_calls_total` on the admin
- * `/metrics`. Unlike its access log, it adds no disk I/O to the measured CPU.
+ * The proxy's own record of every finished call (of `protocol` only, when given):
+ * `switchyard_calls_total` on the admin `/metrics`. Unlike its access log, it adds no disk
+ * I/O to the measured CPU.
  */
-function metricsLedger(admin: string): CallLedger {
+function metricsLedger(admin: string, protocol?: CallProtocol): CallLedger {
   return {
-    source: "switchyard /metrics",
+    source: `switchyard /metrics${protocol === undefined ? "" : ` (protocol="${protocol}")`}`,
     async read(): Promise<StatusCounts> {
       const response = await fetch(`http://${admin}/metrics`);
       if (!response.ok) throw new Error(`GET /metrics: HTTP ${response.status}`);
-      return callsByStatus(await response.text());
+      return callsByStatus(await response.text(), protocol);
     },
   };
 }
@@ -95,8 +119,10 @@ export async function startSwitchyard(
   const root = baseline ? resolve(options.baselineDir) : REPO_ROOT;
   const listen = `127.0.0.1:${await freePort()}`;
   const admin = `127.0.0.1:${await freePort()}`;
+  const grpcWeb = baseline ? undefined : `127.0.0.1:${await freePort()}`;
   const configFile = `${workDir}/${name}.json`;
-  const config = benchConfig(listen, admin, backends, baseline ? undefined : options.workers);
+  const workers = baseline ? undefined : options.workers;
+  const config = benchConfig({ listen, admin, grpcWeb }, backends, workers);
   await Deno.writeTextFile(configFile, JSON.stringify(config));
   const profiling = !baseline && options.cpuProfDir
     ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`]
@@ -117,6 +143,9 @@ export async function startSwitchyard(
     name,
     address: () => listen,
     ledger: () => ledger,
+    grpcWeb: grpcWeb === undefined
+      ? undefined
+      : { address: grpcWeb, ledger: metricsLedger(admin, "grpc-web") },
     proxyPid: child.pid,
     async stop(): Promise<void> {
       const status = await child.stop();

@@ -31,6 +31,14 @@ export function isSwitchyard(name: TargetName): boolean {
 /** Backend addresses by kind. */
 export type BackendAddresses = Readonly<Record<BackendKind, string>>;
 
+/** Where a target takes calls, and its record of them. */
+export interface Endpoint {
+  /** `host:port`. */
+  readonly address: string;
+  /** What records every call it finishes; undefined when nothing does. */
+  readonly ledger?: CallLedger;
+}
+
 /** A running target. */
 export interface Target {
   /** Its name. */
@@ -39,6 +47,11 @@ export interface Target {
   address(backend: BackendKind): string;
   /** Where this target records every call to `backend`; undefined when nothing does. */
   ledger(backend: BackendKind): CallLedger | undefined;
+  /**
+   * Its gRPC-Web listener (routed like {@link address}), whose ledger counts gRPC-Web calls
+   * only; undefined when it has none (only this checkout's Switchyard has one).
+   */
+  readonly grpcWeb?: Endpoint;
   /** The proxy process to sample; undefined for `direct`. */
   readonly proxyPid?: number;
   /** Stops the proxy (and so writes a CPU profile, when one was asked for). */
