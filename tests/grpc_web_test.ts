@@ -272,6 +272,14 @@ Deno.test(
       assert.match(decodeURIComponent(response.headers.get("grpc-message") ?? ""), message, what);
     }
     assert.equal(setup.backend.calls(), 0, "none of them reached the backend");
+    const metrics = parsePrometheusText((await adminRequest(setup.proxy, "/metrics")).body);
+    for (const [what, , , status] of cases) {
+      const counted = sumSamples(metrics, "switchyard_calls_total", {
+        protocol: "grpc-web",
+        grpc_status: status,
+      });
+      assert.ok(counted >= 1, `${what} is counted with grpc-status ${status}`);
+    }
     const notWeb = await fetch(`${setup.web}${TestMethod.echo}`, {
       method: "POST",
       headers: { "content-type": "application/json" },

@@ -8,6 +8,7 @@
  */
 import { parseHostPort } from "../config/address.ts";
 import { componentLogger } from "../log/logger.ts";
+import type { CallRecord } from "../proxy/call_record.ts";
 import { GrpcStatus, statusTrailers } from "../proxy/grpc_status.ts";
 import { type CallContext, ProxiedCall } from "../proxy/proxied_call.ts";
 import type { HeaderList } from "../transport/stream.ts";
@@ -105,6 +106,7 @@ async function serve(
   cors: CorsPolicy,
   context: CallContext,
 ): Promise<Response> {
+  const startedAt = Date.now();
   const origin = request.headers.get("origin");
   if (request.method === "OPTIONS") return cors.preflight(origin);
   const corsHeaders = cors.headersFor(origin);
@@ -121,28 +123,35 @@ async function serve(
     text,
     cors: corsHeaders,
   };
+  const url = new URL(request.url);
+  const remote = info.remoteAddr;
+  const client = `${remote.hostname}:${remote.port}`;
   let body: Uint8Array;
   try {
     body = await readBody(request, maxRequestBytes, text);
   } catch (error) {
-    if (error instanceof RequestTooLarge) {
-      return refuse(
-        shape,
-        GrpcStatus.RESOURCE_EXHAUSTED,
-        `${error.message} (grpcWeb.maxRequestBytes)`,
-      );
-    }
-    if (error instanceof StreamingRequest) {
-      return refuse(shape, GrpcStatus.UNIMPLEMENTED, error.message);
-    }
-    if (error instanceof MalformedRequest) {
-      return refuse(shape, GrpcStatus.INTERNAL, `malformed gRPC-Web request: ${error.message}`);
-    }
-    // The browser went away while it sent the body: nobody reads this answer.
-    if (request.signal.aborted) return refuse(shape, GrpcStatus.CANCELLED, "request aborted");
-    throw error;
+    const refused = refusal(error, request.signal.aborted);
+    if (!refused) throw error;
+    // Counted like any call the proxy answered itself, though no backend saw it.
+    const [status, message] = refused;
+    const record: CallRecord = {
+      protocol: "grpc-web",
+      startedAt,
+      durationMs: Date.now() - startedAt,
+      method: url.pathname,
+      cluster: undefined,
+      backend: undefined,
+      grpcStatus: status,
+      resetCode: undefined,
+      origin: status === GrpcStatus.CANCELLED ? "client" : "proxy",
+      backendFailure: false,
+      bytesReceived: 0,
+      bytesSent: 0,
+      clientAddress: client,
+    };
+    for (const observe of context.observers) observe(record);
+    return refuse(shape, status, message);
   }
-  const url = new URL(request.url);
   const headers: HeaderList = [
     ":method",
     "POST",
@@ -162,38 +171,65 @@ async function serve(
   }
   const { promise, resolve } = Promise.withResolvers<Response>();
   const stream = new GrpcWebStream(shape, resolve);
-  const remote = info.remoteAddr;
-  new ProxiedCall(context, stream, headers, body.length === 0, `${remote.hostname}:${remote.port}`)
-    .start();
+  new ProxiedCall(context, stream, headers, body.length === 0, client).start();
   if (body.length > 0) stream.deliver(body);
   request.signal.addEventListener("abort", () => stream.cancel("the browser aborted the call"));
   return promise;
+}
+
+/** The status and message a body-reading error answers with; undefined for a bug. */
+function refusal(error: unknown, aborted: boolean): [number, string] | undefined {
+  if (error instanceof RequestTooLarge) {
+    return [GrpcStatus.RESOURCE_EXHAUSTED, `${error.message} (grpcWeb.maxRequestBytes)`];
+  }
+  if (error instanceof StreamingRequest) return [GrpcStatus.UNIMPLEMENTED, error.message];
+  if (error instanceof MalformedRequest) {
+    return [GrpcStatus.INTERNAL, `malformed gRPC-Web request: ${error.message}`];
+  }
+  // The browser went away while it sent the body: nobody reads this answer.
+  if (aborted) return [GrpcStatus.CANCELLED, "request aborted"];
+  return undefined;
 }
 
 /** Reads and decodes the whole body, checking its size and framing. */
 async function readBody(request: Request, maxBytes: number, text: boolean): Promise<Uint8Array> {
   // Base64 takes 4 characters for every 3 bytes.
   const limit = text ? Math.ceil(maxBytes / 3) * 4 : maxBytes;
-  const declared = Number(request.headers.get("content-length") ?? 0);
-  if (declared > limit) throw new RequestTooLarge(`request body larger than ${maxBytes} bytes`);
+  const tooLarge = () => new RequestTooLarge(`request body larger than ${maxBytes} bytes`);
+  const declared = request.headers.get("content-length");
+  let body: Uint8Array;
+  if (declared !== null) {
+    // The HTTP layer holds the body to its declared length: one read, no stream to walk.
+    if (Number(declared) > limit) throw tooLarge();
+    body = await request.bytes();
+  } else {
+    body = await readChunked(request.body, limit, tooLarge);
+  }
+  if (text) body = decodeBase64Body(new TextDecoder().decode(body).trim());
+  if (body.length > maxBytes) throw tooLarge();
+  checkRequestFrames(body);
+  return body;
+}
+
+/** Reads a body of undeclared length, refusing it as soon as it passes `limit`. */
+async function readChunked(
+  stream: ReadableStream<Uint8Array> | null,
+  limit: number,
+  tooLarge: () => Error,
+): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let total = 0;
-  for await (const chunk of request.body ?? []) {
+  for await (const chunk of stream ?? []) {
     total += chunk.length;
-    if (total > limit) throw new RequestTooLarge(`request body larger than ${maxBytes} bytes`);
+    if (total > limit) throw tooLarge();
     chunks.push(chunk);
   }
-  let body: Uint8Array = new Uint8Array(total);
+  const body = new Uint8Array(total);
   let offset = 0;
   for (const chunk of chunks) {
     body.set(chunk, offset);
     offset += chunk.length;
   }
-  if (text) body = decodeBase64Body(new TextDecoder().decode(body).trim());
-  if (body.length > maxBytes) {
-    throw new RequestTooLarge(`request body larger than ${maxBytes} bytes`);
-  }
-  checkRequestFrames(body);
   return body;
 }
 
