@@ -12,6 +12,8 @@ import {
   trailerFrame,
 } from "../src/grpc_web/codec.ts";
 import { CorsPolicy } from "../src/grpc_web/cors.ts";
+import { GrpcWebStream } from "../src/grpc_web/web_stream.ts";
+import { CloseCause, type StreamHandler, type TransportStream } from "../src/transport/stream.ts";
 import { adminRequest, startAdminProxy } from "./support/admin_client.ts";
 import { hasChromium, launchChromium } from "./support/chromium.ts";
 import { clusterConfig, freePort, GRPC_JS, type ProxyProcess, waitFor } from "./support/harness.ts";
@@ -94,12 +96,16 @@ interface Setup {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-async function setUp(cors: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) {
+async function setUp(
+  cors: Record<string, unknown> = {},
+  extra: Record<string, unknown> = {},
+  grpcWeb: Record<string, unknown> = {},
+) {
   const backend = await startTestBackend("web");
   const webListen = `127.0.0.1:${await freePort()}`;
   const proxy = await startAdminProxy({
     ...clusterConfig([backend.address]),
-    grpcWeb: { listen: webListen, maxRequestBytes: 65_536, cors },
+    grpcWeb: { listen: webListen, maxRequestBytes: 65_536, cors, ...grpcWeb },
     ...extra,
   });
   return {
@@ -291,6 +297,34 @@ Deno.test(
 );
 
 Deno.test(
+  "gRPC-Web: a body that trickles in is cut off at grpcWeb.bodyTimeout",
+  GRPC_JS,
+  async () => {
+    await using setup = await setUp({}, {}, { bodyTimeout: "300ms" });
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: Number(new URL(setup.web).port),
+    });
+    try {
+      // Ten of the twenty declared bytes, then nothing.
+      await conn.write(encoder.encode(
+        `POST ${TestMethod.echo} HTTP/1.1\r\nhost: x\r\ncontent-type: application/grpc-web\r\n` +
+          "content-length: 20\r\n\r\n0123456789",
+      ));
+      const buffer = new Uint8Array(4096);
+      const read = await conn.read(buffer);
+      const answer = decoder.decode(buffer.subarray(0, read ?? 0));
+      assert.match(answer, /^HTTP\/1.1 200/);
+      assert.match(answer, /grpc-status: 4/);
+      assert.match(answer, /grpcWeb.bodyTimeout/);
+    } finally {
+      conn.close();
+    }
+    assert.equal(setup.backend.calls(), 0);
+  },
+);
+
+Deno.test(
   "gRPC-Web CORS: preflight, allowed and refused origins, exposed metadata",
   GRPC_JS,
   async () => {
@@ -458,8 +492,9 @@ Deno.test('gRPC-Web CORS policy: named origins, "*", credentials', () => {
   assert.equal(allowed.get("access-control-allow-origin"), "https://a.example");
   assert.equal(allowed.get("access-control-allow-credentials"), "true");
   assert.equal(allowed.get("vary"), "origin");
-  assert.equal([...named.headersFor("https://b.example")].length, 0);
-  assert.equal([...named.headersFor(null)].length, 0, "same-origin requests need nothing");
+  // Refused or same-origin: no grant, but caches must still know the answer varies by Origin.
+  assert.deepEqual([...named.headersFor("https://b.example")], [["vary", "origin"]]);
+  assert.deepEqual([...named.headersFor(null)], [["vary", "origin"]]);
   const preflight = named.preflight("https://a.example");
   assert.equal(preflight.status, 204);
   assert.match(preflight.headers.get("access-control-allow-headers")!, /x-trace/);
@@ -474,4 +509,74 @@ Deno.test('gRPC-Web CORS policy: named origins, "*", credentials', () => {
   const wildcard = any.headersFor("https://c.example");
   assert.equal(wildcard.get("access-control-allow-origin"), "*");
   assert.equal(wildcard.get("vary"), null);
+});
+
+/** A relay stand-in that records what a {@link GrpcWebStream} tells it. */
+function recordingHandler(): StreamHandler & { closes: number[]; flushed: number } {
+  const handler = {
+    closes: [] as number[],
+    flushed: 0,
+    onHeaders() {},
+    onData() {},
+    onFlushed(_stream: TransportStream, bytes: number) {
+      handler.flushed += bytes;
+    },
+    onClose(_stream: TransportStream, cause: number) {
+      handler.closes.push(cause);
+    },
+  };
+  return handler;
+}
+
+Deno.test("gRPC-Web stream: headers a browser response cannot carry are dropped, not thrown", async () => {
+  const { promise, resolve } = Promise.withResolvers<Response>();
+  const stream = new GrpcWebStream(
+    { contentType: "application/grpc-web", text: false, cors: new Headers(), sendTimeoutMs: 1000 },
+    resolve,
+    () => {},
+  );
+  const handler = recordingHandler();
+  stream.handler = handler;
+  stream.sendHeaders([
+    ":status",
+    "600",
+    "content-length",
+    "5",
+    "bad(name",
+    "x",
+    "access-control-allow-origin",
+    "*",
+    "x-ok",
+    "1",
+  ], false);
+  const response = await promise;
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-length"), null);
+  assert.equal(response.headers.get("access-control-allow-origin"), null);
+  assert.equal(response.headers.get("x-ok"), "1");
+  stream.sendData(frame(encoder.encode("hello")), false);
+  stream.sendTrailers(["grpc-status", "0"]);
+  const body = parseFrames(new Uint8Array(await response.arrayBuffer()));
+  assert.equal(decoder.decode(body.messages[0]), "hello", "nothing cut short");
+  await waitFor(() => handler.closes.length > 0, { what: "the close" });
+  assert.deepEqual(handler.closes, [CloseCause.DONE]);
+});
+
+Deno.test("gRPC-Web stream: a browser that stops reading loses the call after the send timeout", async () => {
+  const { promise, resolve } = Promise.withResolvers<Response>();
+  const stream = new GrpcWebStream(
+    { contentType: "application/grpc-web", text: false, cors: new Headers(), sendTimeoutMs: 50 },
+    resolve,
+    () => {},
+  );
+  const handler = recordingHandler();
+  stream.handler = handler;
+  stream.sendHeaders([":status", "200"], false);
+  const response = await promise;
+  // More than the stream buffers, and nobody reads.
+  for (let i = 0; i < 5; i++) stream.sendData(new Uint8Array(100_000), false);
+  await waitFor(() => handler.closes.length > 0, { what: "the stall to end the call" });
+  assert.deepEqual(handler.closes, [CloseCause.LOCAL_RESET]);
+  assert.match(stream.closeReason, /no progress for 50ms/);
+  await assert.rejects(response.arrayBuffer());
 });

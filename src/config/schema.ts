@@ -230,6 +230,10 @@ const grpcWebSchema = z.strictObject({
   listen: addressSchema,
   /** The largest request message, decoded. */
   maxRequestBytes: z.int().min(1024).default(4 * 1024 * 1024),
+  /** Calls in flight at once (shared out over workers); more get RESOURCE_EXHAUSTED. */
+  maxConcurrentCalls: z.int().min(1).default(10_000),
+  /** How long a request body may take to arrive (a client that trickles it is cut off). */
+  bodyTimeout: positiveDurationSchema.prefault("10s"),
   cors: corsSchema.prefault({}),
 });
 

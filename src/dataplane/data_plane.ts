@@ -126,10 +126,14 @@ export class DataPlane {
         reusePort,
       }, { router, observers, protocol: "grpc" });
       if (config.grpcWeb) {
-        grpcWeb = GrpcWebListener.start(
-          { ...config.grpcWeb, tls: init.tls, reusePort },
-          { router, observers, protocol: "grpc-web" },
-        );
+        grpcWeb = GrpcWebListener.start({
+          ...config.grpcWeb,
+          maxConcurrentCalls: Math.ceil(config.grpcWeb.maxConcurrentCalls / workers),
+          maxHeaderListSize: config.http2.maxHeaderListSize,
+          sendTimeout: config.http2.sendTimeout,
+          tls: init.tls,
+          reusePort,
+        }, { router, observers, protocol: "grpc-web" });
       }
     } catch (error) {
       // An address cannot be bound: undo what started, the dials above included.

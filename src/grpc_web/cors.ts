@@ -46,13 +46,14 @@ export class CorsPolicy {
    */
   headersFor(origin: string | null): Headers {
     const headers = new Headers();
+    // With credentials the origin must be named; without, "*" is cacheable by everyone. When
+    // the answer depends on Origin, caches must know it, allowed or not (Fetch §3.2.5).
+    const echo = this.#config.allowCredentials || !this.#anyOrigin;
+    if (echo) headers.set("vary", "origin");
     if (origin === null || !(this.#anyOrigin || this.#config.allowedOrigins.includes(origin))) {
       return headers;
     }
-    // With credentials the origin must be named; without, "*" is cacheable by everyone.
-    const echo = this.#config.allowCredentials || !this.#anyOrigin;
     headers.set("access-control-allow-origin", echo ? origin : "*");
-    if (echo) headers.set("vary", "origin");
     if (this.#config.allowCredentials) headers.set("access-control-allow-credentials", "true");
     return headers;
   }
@@ -61,7 +62,7 @@ export class CorsPolicy {
   preflight(origin: string | null): Response {
     const headers = this.headersFor(origin);
     if (!headers.has("access-control-allow-origin")) {
-      return new Response(null, { status: 403, headers: { vary: "origin" } });
+      return new Response(null, { status: 403, headers });
     }
     headers.set("access-control-allow-methods", "POST, OPTIONS");
     headers.set("access-control-allow-headers", this.#allowedHeaders);

@@ -24,14 +24,22 @@ import { GrpcWebStream, type WebResponseShape } from "./web_stream.ts";
 
 const log = componentLogger("grpc_web");
 
-/** `grpcWeb` in `config.json`. */
+/** `grpcWeb` in `config.json`, with what the listener takes from the rest of the config. */
 export interface GrpcWebOptions {
   /** `host:port` to bind. */
   readonly listen: string;
   /** The largest request body (the decoded message), in bytes. */
   readonly maxRequestBytes: number;
+  /** Calls in flight at once on this listener; more get RESOURCE_EXHAUSTED. */
+  readonly maxConcurrentCalls: number;
+  /** How long a request body may take to arrive. */
+  readonly bodyTimeout: number;
   /** CORS for browsers on other origins. */
   readonly cors: CorsConfig;
+  /** `http2.maxHeaderListSize`: the same limit as for native calls. */
+  readonly maxHeaderListSize: number;
+  /** `http2.sendTimeout`: a browser that reads nothing for this long loses the call. */
+  readonly sendTimeout: number;
   /** PEM certificate and key: HTTPS (pages served over HTTPS need it). */
   readonly tls?: { readonly cert: string; readonly key: string };
   /** Share the address with other data-plane workers. */
@@ -46,6 +54,7 @@ const NOT_FORWARDED: ReadonlySet<string> = new Set([
   "connection",
   "content-length",
   "content-type",
+  "expect",
   "host",
   "http2-settings",
   "keep-alive",
@@ -59,21 +68,31 @@ const NOT_FORWARDED: ReadonlySet<string> = new Set([
 /** The gRPC-Web content types: `-text` carries base64; `+proto` and the like stay. */
 const CONTENT_TYPE = /^application\/grpc-web(-text)?(\+[\w.-]+)?\s*(;.*)?$/i;
 
+/** HPACK's per-field overhead, as `http2.maxHeaderListSize` counts it (RFC 9113 §6.5.2). */
+const FIELD_OVERHEAD = 32;
+
+/** A body that did not arrive within `bodyTimeout`. */
+class BodyTimeout extends Error {}
+
 /** A running gRPC-Web listener. */
 export class GrpcWebListener {
-  readonly #server: Deno.HttpServer;
+  readonly #options: GrpcWebOptions;
+  readonly #context: CallContext;
+  readonly #cors: CorsPolicy;
+  #server: Deno.HttpServer | undefined;
+  #inFlight = 0;
 
-  private constructor(server: Deno.HttpServer) {
-    this.#server = server;
+  private constructor(options: GrpcWebOptions, context: CallContext) {
+    this.#options = options;
+    this.#context = context;
+    this.#cors = new CorsPolicy(options.cors);
   }
 
   /** Binds and starts translating calls into `context`. */
   static start(options: GrpcWebOptions, context: CallContext): GrpcWebListener {
+    const listener = new GrpcWebListener(options, context);
     const { host, port } = parseHostPort(options.listen)!;
-    const cors = new CorsPolicy(options.cors);
-    const handle = (request: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) =>
-      serve(request, info, options.maxRequestBytes, cors, context);
-    const server = Deno.serve({
+    listener.#server = Deno.serve({
       hostname: host,
       port,
       reusePort: options.reusePort,
@@ -83,62 +102,147 @@ export class GrpcWebListener {
         log.error("gRPC-Web request failed inside the proxy: {error}", { error: String(error) });
         return new Response(null, { status: 500 });
       },
-    }, handle);
-    return new GrpcWebListener(server);
+    }, (request, info) => listener.#serve(request, info.remoteAddr));
+    return listener;
   }
 
   /** Stops accepting and waits up to `timeoutMs` for calls in flight. */
   async drain(timeoutMs: number): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
-      this.#server.shutdown(),
+      this.#server!.shutdown(),
       new Promise((resolve) => timer = setTimeout(resolve, timeoutMs)),
     ]);
     clearTimeout(timer);
   }
-}
 
-/** One request: CORS, then the content type, the body, and the call. */
-async function serve(
-  request: Request,
-  info: Deno.ServeHandlerInfo<Deno.NetAddr>,
-  maxRequestBytes: number,
-  cors: CorsPolicy,
-  context: CallContext,
-): Promise<Response> {
-  const startedAt = Date.now();
-  const origin = request.headers.get("origin");
-  if (request.method === "OPTIONS") return cors.preflight(origin);
-  const corsHeaders = cors.headersFor(origin);
-  if (request.method !== "POST") {
-    corsHeaders.set("allow", "POST, OPTIONS");
-    return new Response(null, { status: 405, headers: corsHeaders });
+  /** One request: CORS, then the content type, the limits, the body, and the call. */
+  async #serve(request: Request, remote: Deno.NetAddr): Promise<Response> {
+    const startedAt = Date.now();
+    const origin = request.headers.get("origin");
+    if (request.method === "OPTIONS") return this.#cors.preflight(origin);
+    const corsHeaders = this.#cors.headersFor(origin);
+    if (request.method !== "POST") {
+      corsHeaders.set("allow", "POST, OPTIONS");
+      return new Response(null, { status: 405, headers: corsHeaders });
+    }
+    const type = CONTENT_TYPE.exec(request.headers.get("content-type") ?? "");
+    if (!type) return new Response(null, { status: 415, headers: corsHeaders });
+    const text = type[1] !== undefined;
+    const suffix = type[2] ?? "";
+    const shape: WebResponseShape = {
+      contentType: `application/grpc-web${text ? "-text" : ""}${suffix}`,
+      text,
+      cors: corsHeaders,
+      sendTimeoutMs: this.#options.sendTimeout,
+    };
+    const url = new URL(request.url);
+    const call = { path: url.pathname, client: `${remote.hostname}:${remote.port}`, startedAt };
+    const headers = this.#requestHeaders(request, url, suffix);
+    if (typeof headers === "string") {
+      return this.#refuse(shape, call, GrpcStatus.RESOURCE_EXHAUSTED, headers);
+    }
+    if (this.#inFlight >= this.#options.maxConcurrentCalls) {
+      return this.#refuse(
+        shape,
+        call,
+        GrpcStatus.RESOURCE_EXHAUSTED,
+        `more than ${this.#options.maxConcurrentCalls} gRPC-Web calls in flight ` +
+          "(grpcWeb.maxConcurrentCalls)",
+      );
+    }
+    this.#inFlight++;
+    let body: Uint8Array;
+    try {
+      body = await this.#readBodyInTime(request, text);
+    } catch (error) {
+      this.#inFlight--;
+      const [status, message] = refusal(error);
+      return this.#refuse(shape, call, status, message);
+    }
+    const { promise, resolve } = Promise.withResolvers<Response>();
+    const stream = new GrpcWebStream(shape, resolve, () => this.#inFlight--);
+    request.signal.addEventListener("abort", () => stream.cancel("the browser aborted the call"));
+    new ProxiedCall(this.#context, stream, headers, body.length === 0, call.client).start();
+    if (body.length > 0) stream.deliver(body);
+    if (request.signal.aborted) stream.cancel("the browser aborted the call");
+    return promise;
   }
-  const type = CONTENT_TYPE.exec(request.headers.get("content-type") ?? "");
-  if (!type) return new Response(null, { status: 415, headers: corsHeaders });
-  const text = type[1] !== undefined;
-  const suffix = type[2] ?? "";
-  const shape: WebResponseShape = {
-    contentType: `application/grpc-web${text ? "-text" : ""}${suffix}`,
-    text,
-    cors: corsHeaders,
-  };
-  const url = new URL(request.url);
-  const remote = info.remoteAddr;
-  const client = `${remote.hostname}:${remote.port}`;
-  let body: Uint8Array;
-  try {
-    body = await readBody(request, maxRequestBytes, text);
-  } catch (error) {
-    const refused = refusal(error, request.signal.aborted);
-    if (!refused) throw error;
-    // Counted like any call the proxy answered itself, though no backend saw it.
-    const [status, message] = refused;
+
+  /**
+   * The call's request headers for the relay, or why they are refused: over
+   * `http2.maxHeaderListSize`, as a native call's would be.
+   */
+  #requestHeaders(request: Request, url: URL, suffix: string): HeaderList | string {
+    const headers: HeaderList = [
+      ":method",
+      "POST",
+      ":scheme",
+      url.protocol === "https:" ? "https" : "http",
+      ":path",
+      url.pathname,
+      ":authority",
+      url.host,
+      "content-type",
+      `application/grpc${suffix}`,
+      "te",
+      "trailers",
+    ];
+    // Headers the Connection header nominates are hop-by-hop too (RFC 9110 §7.6.1).
+    const nominated = new Set(
+      (request.headers.get("connection") ?? "").toLowerCase().split(",").map((t) => t.trim()),
+    );
+    let size = 0;
+    for (const [name, value] of request.headers) {
+      if (NOT_FORWARDED.has(name) || nominated.has(name)) continue;
+      headers.push(name, value);
+    }
+    for (let i = 0; i < headers.length; i += 2) {
+      size += headers[i].length + headers[i + 1].length + FIELD_OVERHEAD;
+    }
+    const limit = this.#options.maxHeaderListSize;
+    return size > limit
+      ? `request headers of ${size} bytes exceed http2.maxHeaderListSize (${limit})`
+      : headers;
+  }
+
+  /** Reads the body, giving up after `bodyTimeout` (a client that trickles it). */
+  async #readBodyInTime(request: Request, text: boolean): Promise<Uint8Array> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new BodyTimeout(
+              `request body not received within ${this.#options.bodyTimeout}ms (grpcWeb.bodyTimeout)`,
+            ),
+          ),
+        this.#options.bodyTimeout,
+      );
+    });
+    try {
+      return await Promise.race([readBody(request, this.#options.maxRequestBytes, text), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * A trailers-only answer for a call that never reached the relay, counted and logged like
+   * any call the proxy answered itself.
+   */
+  #refuse(
+    shape: WebResponseShape,
+    call: { path: string; client: string; startedAt: number },
+    status: number,
+    message: string,
+  ): Response {
+    log.debug("gRPC-Web call {method} refused: {message}", { method: call.path, message });
     const record: CallRecord = {
       protocol: "grpc-web",
-      startedAt,
-      durationMs: Date.now() - startedAt,
-      method: url.pathname,
+      startedAt: call.startedAt,
+      durationMs: Date.now() - call.startedAt,
+      method: call.path,
       cluster: undefined,
       backend: undefined,
       grpcStatus: status,
@@ -147,38 +251,25 @@ async function serve(
       backendFailure: false,
       bytesReceived: 0,
       bytesSent: 0,
-      clientAddress: client,
+      clientAddress: call.client,
     };
-    for (const observe of context.observers) observe(record);
-    return refuse(shape, status, message);
+    for (const observe of this.#context.observers) observe(record);
+    const headers = new Headers(shape.cors);
+    headers.set("content-type", shape.contentType);
+    const trailers = statusTrailers(status, message);
+    for (let i = 0; i < trailers.length; i += 2) headers.set(trailers[i], trailers[i + 1]);
+    if (headers.has("access-control-allow-origin")) {
+      headers.set("access-control-expose-headers", "grpc-status, grpc-message");
+    }
+    return new Response(null, { status: 200, headers });
   }
-  const headers: HeaderList = [
-    ":method",
-    "POST",
-    ":scheme",
-    url.protocol === "https:" ? "https" : "http",
-    ":path",
-    url.pathname,
-    ":authority",
-    url.host,
-    "content-type",
-    `application/grpc${suffix}`,
-    "te",
-    "trailers",
-  ];
-  for (const [name, value] of request.headers) {
-    if (!NOT_FORWARDED.has(name)) headers.push(name, value);
-  }
-  const { promise, resolve } = Promise.withResolvers<Response>();
-  const stream = new GrpcWebStream(shape, resolve);
-  new ProxiedCall(context, stream, headers, body.length === 0, client).start();
-  if (body.length > 0) stream.deliver(body);
-  request.signal.addEventListener("abort", () => stream.cancel("the browser aborted the call"));
-  return promise;
 }
 
-/** The status and message a body-reading error answers with; undefined for a bug. */
-function refusal(error: unknown, aborted: boolean): [number, string] | undefined {
+/**
+ * The status and message a body that could not be taken answers with. Anything but the
+ * codec's own refusals means the body never fully arrived: the client went away.
+ */
+function refusal(error: unknown): [number, string] {
   if (error instanceof RequestTooLarge) {
     return [GrpcStatus.RESOURCE_EXHAUSTED, `${error.message} (grpcWeb.maxRequestBytes)`];
   }
@@ -186,9 +277,8 @@ function refusal(error: unknown, aborted: boolean): [number, string] | undefined
   if (error instanceof MalformedRequest) {
     return [GrpcStatus.INTERNAL, `malformed gRPC-Web request: ${error.message}`];
   }
-  // The browser went away while it sent the body: nobody reads this answer.
-  if (aborted) return [GrpcStatus.CANCELLED, "request aborted"];
-  return undefined;
+  if (error instanceof BodyTimeout) return [GrpcStatus.DEADLINE_EXCEEDED, error.message];
+  return [GrpcStatus.CANCELLED, `request body not received: ${String(error)}`];
 }
 
 /** Reads and decodes the whole body, checking its size and framing. */
@@ -231,17 +321,4 @@ async function readChunked(
     offset += chunk.length;
   }
   return body;
-}
-
-/** A trailers-only answer for a call that never reached the relay. */
-function refuse(shape: WebResponseShape, status: number, message: string): Response {
-  log.debug("gRPC-Web request refused: {message}", { message });
-  const headers = new Headers(shape.cors);
-  headers.set("content-type", shape.contentType);
-  const trailers = statusTrailers(status, message);
-  for (let i = 0; i < trailers.length; i += 2) headers.set(trailers[i], trailers[i + 1]);
-  if (headers.has("access-control-allow-origin")) {
-    headers.set("access-control-expose-headers", "grpc-status, grpc-message");
-  }
-  return new Response(null, { status: 200, headers });
 }

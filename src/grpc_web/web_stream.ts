@@ -2,16 +2,22 @@
  * One gRPC-Web call seen as a {@link TransportStream}, so the relay carries it exactly as it
  * carries a native gRPC call: the request body arrives whole (browsers send it at once), and
  * the response streams back as gRPC-Web frames, with the trailers as the last frame.
+ *
+ * Like the HTTP/2 engine's streams, no method throws back into the relay, and every ending
+ * reaches the relay exactly once through `onClose`.
  * @module
  */
+import { componentLogger } from "../log/logger.ts";
+import { GrpcStatus, statusTrailers } from "../proxy/grpc_status.ts";
 import {
   CloseCause,
   type HeaderList,
   type StreamHandler,
   type TransportStream,
 } from "../transport/stream.ts";
-import { GrpcStatus, statusTrailers } from "../proxy/grpc_status.ts";
 import { encodeBase64, trailerFrame } from "./codec.ts";
+
+const log = componentLogger("grpc_web");
 
 /** RST_STREAM codes the relay resets a client stream with (RFC 9113 §7). */
 const REFUSED_STREAM = 0x7;
@@ -19,6 +25,21 @@ const CANCEL = 0x8;
 
 /** Response bytes queued for a slow browser before the backend's window stops. */
 const HIGH_WATER_BYTES = 256 * 1024;
+
+/**
+ * Backend response headers that describe the backend's HTTP/2 message, not the call: the
+ * gRPC-Web body has another length (a trailer frame, base64), and CORS is this listener's.
+ */
+const NOT_RETURNED: ReadonlySet<string> = new Set([
+  "connection",
+  "content-length",
+  "content-type",
+  "keep-alive",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
 
 /** How a call's response is shaped. */
 export interface WebResponseShape {
@@ -28,6 +49,8 @@ export interface WebResponseShape {
   readonly text: boolean;
   /** CORS headers for this request's origin, added to the response. */
   readonly cors: Headers;
+  /** A response the browser stops reading for this long is ended (`http2.sendTimeout`). */
+  readonly sendTimeoutMs: number;
 }
 
 /** The client half of one gRPC-Web call. */
@@ -40,16 +63,22 @@ export class GrpcWebStream implements TransportStream {
   closeReason = "";
   readonly #shape: WebResponseShape;
   readonly #respond: (response: Response) => void;
+  readonly #onEnd: () => void;
   #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   /** Bytes handed to {@link sendData} not yet reported through `onFlushed`. */
   #unflushed = 0;
+  #stallTimer: ReturnType<typeof setTimeout> | undefined;
   #responded = false;
   #closed = false;
 
-  /** A stream that answers through `respond` (the `Deno.serve` handler's response). */
-  constructor(shape: WebResponseShape, respond: (response: Response) => void) {
+  /**
+   * A stream that answers through `respond` (the `Deno.serve` handler's response) and calls
+   * `onEnd` once it is over.
+   */
+  constructor(shape: WebResponseShape, respond: (response: Response) => void, onEnd: () => void) {
     this.#shape = shape;
     this.#respond = respond;
+    this.#onEnd = onEnd;
   }
 
   /** See {@link TransportStream.queuedBytes}: what the browser has not read yet. */
@@ -59,30 +88,23 @@ export class GrpcWebStream implements TransportStream {
 
   /** Hands the whole request body to the relay. */
   deliver(body: Uint8Array): void {
-    this.handler?.onData(this, body, true);
+    this.#notify(() => this.handler?.onData(this, body, true));
   }
 
   /** The browser went away (the fetch was aborted or the connection closed). */
   cancel(reason: string): void {
     if (this.#closed) return;
     this.resetCode = CANCEL;
-    if (!this.#responded) {
-      // Nobody reads it, but the server waits for every handler's answer before it shuts down.
-      this.#responded = true;
-      this.#respond(
-        new Response(null, this.#headersOf(statusTrailers(GrpcStatus.CANCELLED, reason))),
-      );
-    }
+    // Nobody reads it, but the server waits for every handler's answer before it shuts down.
+    this.#answer(statusTrailers(GrpcStatus.CANCELLED, reason));
     this.#close(CloseCause.PEER_RESET, reason);
   }
 
   /** See {@link TransportStream.sendHeaders}: trailers-only responses end here. */
   sendHeaders(headers: HeaderList, endStream: boolean): void {
     if (this.#closed || this.#responded) return;
-    this.#responded = true;
-    const response = this.#headersOf(headers);
     if (endStream) {
-      this.#respond(new Response(null, response));
+      this.#answer(headers);
       this.#finishSoon();
       return;
     }
@@ -90,19 +112,22 @@ export class GrpcWebStream implements TransportStream {
       start: (controller) => {
         this.#controller = controller;
       },
-      pull: () => this.#flushed(),
+      pull: () => this.#pulled(),
       cancel: () => this.cancel("the browser stopped reading the response"),
     }, new ByteLengthQueuingStrategy({ highWaterMark: HIGH_WATER_BYTES }));
-    this.#respond(new Response(body, response));
+    if (!this.#answer(headers, body)) {
+      this.#controller = undefined;
+      this.#close(CloseCause.LOCAL_RESET, "the backend's response headers cannot be sent");
+    }
   }
 
   /** See {@link TransportStream.sendData}: gRPC messages are gRPC-Web messages unchanged. */
   sendData(data: Uint8Array, endStream: boolean): void {
-    const controller = this.#controller;
-    if (this.#closed || !controller) return;
-    controller.enqueue(this.#shape.text ? encodeBase64(data) : data.slice());
+    if (this.#closed || !this.#controller) return;
+    this.#enqueue(this.#shape.text ? encodeBase64(data) : data.slice());
     this.#unflushed += data.length;
-    if ((controller.desiredSize ?? 0) > 0) queueMicrotask(() => this.#flushed());
+    if ((this.#controller.desiredSize ?? 0) > 0) queueMicrotask(() => this.#flushed());
+    else this.#stallTimer ??= setTimeout(() => this.#stalled(), this.#shape.sendTimeoutMs);
     if (endStream) this.#endBody();
   }
 
@@ -114,7 +139,7 @@ export class GrpcWebStream implements TransportStream {
       return;
     }
     const frame = trailerFrame(trailers);
-    this.#controller?.enqueue(this.#shape.text ? encodeBase64(frame) : frame);
+    this.#enqueue(this.#shape.text ? encodeBase64(frame) : frame);
     this.#endBody();
   }
 
@@ -133,11 +158,10 @@ export class GrpcWebStream implements TransportStream {
     const trailers = statusTrailers(status, `stream reset by the proxy (code ${code})`);
     if (this.#responded) {
       const frame = trailerFrame(trailers);
-      this.#controller?.enqueue(this.#shape.text ? encodeBase64(frame) : frame);
-      this.#controller?.close();
+      this.#enqueue(this.#shape.text ? encodeBase64(frame) : frame);
+      this.#endBody();
     } else {
-      this.#responded = true;
-      this.#respond(new Response(null, this.#headersOf([":status", "200", ...trailers])));
+      this.#answer(trailers);
     }
     this.#close(CloseCause.LOCAL_RESET, `reset with code ${code}`);
   }
@@ -145,33 +169,81 @@ export class GrpcWebStream implements TransportStream {
   /** See {@link TransportStream.consume}: the body arrived whole; there is no window. */
   consume(_bytes: number): void {}
 
-  #headersOf(headers: HeaderList): ResponseInit {
+  /**
+   * Answers the request with `headers` (and `body`, or none for trailers-only). Headers a
+   * browser response cannot carry are left out; false when even that fails.
+   */
+  #answer(headers: HeaderList, body: ReadableStream<Uint8Array> | null = null): boolean {
+    if (this.#responded) return true;
     const out = new Headers(this.#shape.cors);
-    let status = 200;
     const exposed = ["grpc-status", "grpc-message"];
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i];
-      if (name === ":status") status = Number(headers[i + 1]);
-      else if (name === "content-type") continue;
-      else if (!name.startsWith(":")) {
-        out.append(name, headers[i + 1]);
-        if (!exposed.includes(name)) exposed.push(name);
+      if (name.startsWith(":") || NOT_RETURNED.has(name) || name.startsWith("access-control-")) {
+        continue;
       }
+      try {
+        out.append(name, headers[i + 1]);
+      } catch {
+        continue; // a name HTTP/2 allows but an HTTP/1.1 response cannot carry
+      }
+      if (!exposed.includes(name)) exposed.push(name);
     }
     out.set("content-type", this.#shape.contentType);
     // Browsers show scripts only the response headers CORS exposes: the status and metadata.
     if (out.has("access-control-allow-origin")) {
       out.set("access-control-expose-headers", exposed.join(", "));
     }
-    return { status, headers: out };
+    try {
+      // gRPC-Web answers 200 whatever the outcome: the status is grpc-status.
+      this.#respond(new Response(body, { status: 200, headers: out }));
+      this.#responded = true;
+      return true;
+    } catch (error) {
+      log.debug("gRPC-Web response could not be built: {error}", { error: String(error) });
+      const fallback = new Headers(this.#shape.cors);
+      fallback.set("content-type", this.#shape.contentType);
+      fallback.set("grpc-status", String(GrpcStatus.INTERNAL));
+      fallback.set("grpc-message", "the backend's response headers cannot be sent to a browser");
+      this.#respond(new Response(null, { status: 200, headers: fallback }));
+      this.#responded = true;
+      return false;
+    }
   }
 
-  /** The browser read what was queued: credit the backend with it. */
+  #enqueue(chunk: Uint8Array): void {
+    try {
+      this.#controller?.enqueue(chunk);
+    } catch {
+      // The browser cancelled the response meanwhile; cancel() reports it.
+    }
+  }
+
+  /** The browser read enough to make room: it is not stalled, and the backend gets credit. */
+  #pulled(): void {
+    clearTimeout(this.#stallTimer);
+    this.#stallTimer = undefined;
+    this.#flushed();
+  }
+
+  /** What was queued within the mark counts as sent: credit the backend with it. */
   #flushed(): void {
-    if (this.#unflushed === 0) return;
+    if (this.#unflushed === 0 || this.#closed) return;
     const bytes = this.#unflushed;
     this.#unflushed = 0;
-    this.handler?.onFlushed(this, bytes);
+    this.#notify(() => this.handler?.onFlushed(this, bytes));
+  }
+
+  /** The browser has read nothing for `sendTimeoutMs`: end the response, as HTTP/2 does. */
+  #stalled(): void {
+    this.#stallTimer = undefined;
+    if (this.#closed) return;
+    try {
+      this.#controller?.error(new Error("the browser stopped reading"));
+    } catch {
+      // Closed meanwhile.
+    }
+    this.#close(CloseCause.LOCAL_RESET, `no progress for ${this.#shape.sendTimeoutMs}ms`);
   }
 
   #endBody(): void {
@@ -192,6 +264,19 @@ export class GrpcWebStream implements TransportStream {
     if (this.#closed) return;
     this.#closed = true;
     this.closeReason = reason;
-    this.handler?.onClose(this, cause);
+    clearTimeout(this.#stallTimer);
+    this.#onEnd();
+    this.#notify(() => this.handler?.onClose(this, cause));
+  }
+
+  /** Calls into the relay from timers, stream callbacks and microtasks: a bug costs one call. */
+  #notify(callback: () => void): void {
+    try {
+      callback();
+    } catch (error) {
+      log.error("gRPC-Web call failed inside the proxy: {error}", {
+        error: String((error as Error)?.stack ?? error),
+      });
+    }
   }
 }
