@@ -385,6 +385,10 @@ async function settleByHalfClose(wire: H2Wire): Promise<Outcome> {
   }
 }
 
+/** A call the proxy failed because its backend closed the connection under it. */
+const BACKEND_DROPPED =
+  /"grpc-status","14"\],\["grpc-message","cluster echo: backend [^ ]+ unavailable: connection closed by peer"/;
+
 /** The proxy is alive and an ordinary call on a fresh connection succeeds. */
 async function assertServing(proxy: ProxyProcess, what: string): Promise<void> {
   assert.ok(!proxy.hasExited(), `the proxy exited ${what}:\n${proxy.output().slice(-3000)}`);
@@ -436,7 +440,15 @@ Deno.test({
               await assertServing(proxy, "during the fuzzing");
             }
           } catch (error) {
-            if (!proxy.hasExited()) {
+            if (BACKEND_DROPPED.test(String(error))) {
+              // The backend, node:http2 itself, drops a connection when the resets forwarded
+              // for the fuzzed clients outrun its own guard, and calls in flight on it are lost;
+              // the proxy answered UNAVAILABLE naming the backend, which is its job. Counted.
+              outcomes.set(
+                "backend dropped a call",
+                (outcomes.get("backend dropped a call") ?? 0) + 1,
+              );
+            } else if (!proxy.hasExited()) {
               failures.push(`connection ${index}: ${error}\n  ${describe(script)}`);
             }
           }
