@@ -375,3 +375,21 @@ Deno.test("a listen address already in use stops the start, naming it", async ()
     taken.close();
   }
 });
+
+Deno.test("with 2 workers the access log on stdout has every line whole", GRPC_JS, async () => {
+  await using setup = await setUp({
+    cluster: { healthCheck: undefined },
+    config: { accessLog: { enabled: true, path: "stdout" } },
+  });
+  await waitUntilReady(setup);
+  const results = await callOnEveryClient(setup.clients, CALLS_PER_CONNECTION);
+  assert(results.every((result) => result.code === 0));
+  const total = CONNECTIONS * CALLS_PER_CONNECTION;
+  // The main thread writes every worker's batches, so no two writes share the pipe.
+  const lines = await waitFor(() => {
+    const lines = setup.proxy.stdout().split("\n").filter((line) => line.length > 0);
+    return lines.length >= total ? lines : undefined;
+  }, { what: `${total} access-log lines on stdout` });
+  assert.equal(lines.length, total);
+  for (const line of lines) assert.equal(JSON.parse(line).method, "/helloworld.Greeter/SayHello");
+});

@@ -40,6 +40,7 @@ export class AccessLog {
   readonly observe: CallObserver;
   readonly #target: Sink["target"];
   readonly #closeWhenDone: boolean;
+  readonly #maxBufferedBytes: number;
   readonly #timer: ReturnType<typeof setInterval>;
   #pending: string[] = [];
   #pendingBytes = 0;
@@ -52,18 +53,12 @@ export class AccessLog {
   private constructor(sink: Sink) {
     this.#target = sink.target;
     this.#closeWhenDone = sink.closeWhenDone;
+    this.#maxBufferedBytes = sink.maxBufferedBytes;
     this.#timer = setInterval(() => this.flush(), FLUSH_INTERVAL_MS);
     // The timer only batches; it must not keep a finished process alive.
     Deno.unrefTimer(this.#timer);
     this.observe = (record) => {
-      if (this.#pendingBytes + this.#writingBytes >= sink.maxBufferedBytes) {
-        if (this.#dropped++ === 0) {
-          log.warn("access log sink is not keeping up: dropping lines past {limit} bytes", {
-            limit: sink.maxBufferedBytes,
-          });
-        }
-        return;
-      }
+      if (this.#full()) return;
       const line = formatAccessLogLine(record);
       this.#pending.push(line);
       this.#pendingBytes += line.length;
@@ -83,28 +78,63 @@ export class AccessLog {
     return new AccessLog({ target: file, closeWhenDone: true, maxBufferedBytes });
   }
 
+  /**
+   * An access log whose batches go to `forward` instead of a sink of its own: a data-plane
+   * worker's, when the workers share stdout (the main thread writes them all, so no two
+   * workers' writes interleave in the pipe).
+   */
+  static forwarding(forward: (batch: Uint8Array) => void, maxBufferedBytes: number): AccessLog {
+    const target = {
+      write(bytes: Uint8Array): Promise<number> {
+        forward(bytes);
+        return Promise.resolve(bytes.length);
+      },
+    };
+    return new AccessLog({ target, closeWhenDone: false, maxBufferedBytes });
+  }
+
+  /** Writes a batch of whole lines that a worker formatted (see {@link forwarding}). */
+  writeBatch(batch: Uint8Array): void {
+    if (!this.#full()) this.#send(batch);
+  }
+
   /** Writes everything buffered so far; resolves once it is written. */
   flush(): Promise<void> {
     if (this.#pending.length > 0) {
       const chunk = encoder.encode(this.#pending.join(""));
       this.#pending = [];
       this.#pendingBytes = 0;
-      this.#writingBytes += chunk.length;
-      // Chained so batches reach the sink in order even when a write is slow.
-      this.#writing = this.#writing
-        .then(() => this.#writeAll(chunk))
-        .catch((error) => log.error("access log write failed: {error}", { error }))
-        .finally(() => {
-          this.#writingBytes -= chunk.length;
-          if (this.#dropped > 0 && this.#writingBytes === 0) {
-            log.warn("access log sink caught up; {dropped} lines were dropped", {
-              dropped: this.#dropped,
-            });
-            this.#dropped = 0;
-          }
-        });
+      this.#send(chunk);
     }
     return this.#writing;
+  }
+
+  /** True, counting the line as dropped, while the sink holds `maxBufferedBytes`. */
+  #full(): boolean {
+    if (this.#pendingBytes + this.#writingBytes < this.#maxBufferedBytes) return false;
+    if (this.#dropped++ === 0) {
+      log.warn("access log sink is not keeping up: dropping lines past {limit} bytes", {
+        limit: this.#maxBufferedBytes,
+      });
+    }
+    return true;
+  }
+
+  #send(chunk: Uint8Array): void {
+    this.#writingBytes += chunk.length;
+    // Chained so batches reach the sink in order even when a write is slow.
+    this.#writing = this.#writing
+      .then(() => this.#writeAll(chunk))
+      .catch((error) => log.error("access log write failed: {error}", { error }))
+      .finally(() => {
+        this.#writingBytes -= chunk.length;
+        if (this.#dropped > 0 && this.#writingBytes === 0) {
+          log.warn("access log sink caught up; {dropped} lines were dropped", {
+            dropped: this.#dropped,
+          });
+          this.#dropped = 0;
+        }
+      });
   }
 
   /**

@@ -5,7 +5,7 @@
  * {@link ClusterSnapshot}s in, {@link BackendOutcome} batches and stats out.
  * @module
  */
-import { AccessLog } from "../access_log/access_log.ts";
+import { AccessLog, STDOUT_PATH } from "../access_log/access_log.ts";
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import type { Config } from "../config/schema.ts";
 import { connectionOptions } from "../h2/options.ts";
@@ -81,8 +81,16 @@ export class DataPlane {
     this.#accessLog = accessLog;
   }
 
-  /** Builds the clusters from `init.snapshots`, then binds the listeners. */
-  static async start(init: DataPlaneInit, outcomes: OutcomeSink): Promise<DataPlane> {
+  /**
+   * Builds the clusters from `init.snapshots`, then binds the listeners. With
+   * `forwardAccessLog`, an access log on stdout goes there in batches of whole lines (the
+   * main thread writes every worker's), rather than to this thread's own stdout.
+   */
+  static async start(
+    init: DataPlaneInit,
+    outcomes: OutcomeSink,
+    forwardAccessLog?: (batch: Uint8Array) => void,
+  ): Promise<DataPlane> {
     const { config, workers } = init;
     const upstream = {
       connection: connectionOptions(config.http2, "client"),
@@ -107,9 +115,12 @@ export class DataPlane {
     if (detected.length > 0) {
       observers.push(new OutcomeBatcher(detected, outcomes.deliver, outcomes.delayMs).observe);
     }
-    const accessLog = config.accessLog.enabled
-      ? await AccessLog.open(config.accessLog.path, config.accessLog.maxBufferedBytes)
-      : undefined;
+    const { enabled, path, maxBufferedBytes } = config.accessLog;
+    const accessLog = !enabled
+      ? undefined
+      : forwardAccessLog && path === STDOUT_PATH
+      ? AccessLog.forwarding(forwardAccessLog, maxBufferedBytes)
+      : await AccessLog.open(path, maxBufferedBytes);
     if (accessLog) observers.push(accessLog.observe);
     const router = new Router(config.routes, (name) => clusters.get(name)!);
     const reusePort = workers > 1;

@@ -7,6 +7,7 @@
  * spreads new connections over them.
  * @module
  */
+import { AccessLog, STDOUT_PATH } from "../access_log/access_log.ts";
 import type { SnapshotSink } from "../cluster/cluster.ts";
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import { parseHostPort } from "../config/address.ts";
@@ -56,6 +57,8 @@ export class DataPlanes implements SnapshotSink {
   readonly #latest = new Map<string, ClusterSnapshot>();
   #handles: DataPlaneHandle[] = [];
   #published: Promise<unknown> = Promise.resolve();
+  /** With workers and an access log on stdout: the one writer of every worker's lines. */
+  #stdoutLog: AccessLog | undefined;
 
   /** See {@link SnapshotSink.publish}: the snapshot goes to every data plane. */
   publish(snapshot: ClusterSnapshot): void {
@@ -97,6 +100,10 @@ export class DataPlanes implements SnapshotSink {
       await local.apply([...this.#latest.values()]);
       return;
     }
+    const { enabled, path, maxBufferedBytes } = config.accessLog;
+    if (enabled && path === STDOUT_PATH) {
+      this.#stdoutLog = await AccessLog.open(STDOUT_PATH, maxBufferedBytes);
+    }
     // Handles exist before their workers listen, so that no snapshot published meanwhile
     // is lost: each worker gets the latest of every cluster when it listens.
     const planes = Array.from({ length: workers }, (_, index) =>
@@ -109,12 +116,14 @@ export class DataPlanes implements SnapshotSink {
           debugHooks: options.debugHooks,
         }),
         onOutcomes: options.onOutcomes,
+        onAccessLog: (batch) => this.#stdoutLog?.writeBatch(batch),
       }));
     this.#handles = planes;
     const started = await Promise.allSettled(planes.map((plane) => plane.start()));
     const failed = started.find((result) => result.status === "rejected");
     if (failed) {
       await Promise.all(planes.map((plane) => plane.close()));
+      await this.#stdoutLog?.close();
       this.#handles = [];
       throw (failed as PromiseRejectedResult).reason;
     }
@@ -161,9 +170,10 @@ export class DataPlanes implements SnapshotSink {
     await Promise.allSettled(this.#handles.map((handle) => handle.drain(timeoutMs)));
   }
 
-  /** Closes every data plane. */
+  /** Closes every data plane, then the shared access log. */
   async close(): Promise<void> {
     await Promise.all(this.#handles.map((handle) => handle.close()));
+    await this.#stdoutLog?.close();
   }
 
   /** Makes worker `worker` die silently (tests only). */

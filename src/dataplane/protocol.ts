@@ -73,5 +73,7 @@ export type FromWorker =
     readonly result?: unknown;
     readonly error?: string;
   }
+  /** Access-log lines for the shared stdout, written by the main thread. */
+  | { readonly type: "accessLog"; readonly batch: Uint8Array }
   /** A batch of passive health signals. */
   | { readonly type: "outcomes"; readonly batch: BackendOutcome[] };

@@ -65,10 +65,12 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
   keepServingOnUncaughtErrors();
   debugHooks = message.debugHooks;
   try {
-    plane = await DataPlane.start(message.init, {
-      deliver: (batch) => send({ type: "outcomes", batch }),
-      delayMs: OUTCOME_BATCH_MS,
-    });
+    plane = await DataPlane.start(
+      message.init,
+      { deliver: (batch) => send({ type: "outcomes", batch }), delayMs: OUTCOME_BATCH_MS },
+      // Transferred, not copied: a batch is a TextEncoder's fresh buffer, never shared.
+      (batch) => self.postMessage({ type: "accessLog", batch }, [batch.buffer as ArrayBuffer]),
+    );
   } catch (error) {
     send({ type: "failed", error: String(error) });
     return;

@@ -40,6 +40,8 @@ export interface WorkerPlaneOptions {
   readonly init: () => InitMessage;
   /** Where the worker's passive health signals go. */
   readonly onOutcomes: (batch: BackendOutcome[]) => void;
+  /** Where the worker's access-log batches for stdout go. */
+  readonly onAccessLog: (batch: Uint8Array) => void;
 }
 
 interface Pending {
@@ -207,6 +209,9 @@ export class WorkerDataPlane implements DataPlaneHandle {
         return;
       case "outcomes":
         this.#options.onOutcomes(message.batch);
+        return;
+      case "accessLog":
+        this.#options.onAccessLog(message.batch);
         return;
       case "response": {
         const pending = this.#pending.get(message.id);

@@ -63,6 +63,8 @@ export interface ProxyProcess {
   readonly child: Deno.ChildProcess;
   /** Everything written to stderr (JSON log lines) and stdout so far. */
   output(): string;
+  /** Everything written to stdout alone (the access log, when it goes there). */
+  stdout(): string;
   /** Parsed JSON log lines so far. */
   logs(): Record<string, unknown>[];
   /** Resolves when the process exits, with its status. */
@@ -123,11 +125,16 @@ export async function startProxy(
     stdin: "null",
   }).spawn();
   let text = "";
-  const decoder = new TextDecoder();
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const chunk of stream) text += decoder.decode(chunk, { stream: true });
+  let stdoutText = "";
+  const pump = async (stream: ReadableStream<Uint8Array>, isStdout: boolean) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      const decoded = decoder.decode(chunk, { stream: true });
+      text += decoded;
+      if (isStdout) stdoutText += decoded;
+    }
   };
-  const pumped = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const pumped = Promise.all([pump(child.stdout, true), pump(child.stderr, false)]);
   const exited = child.status.then(async (status) => {
     await pumped;
     await Deno.remove(file).catch(() => {});
@@ -140,6 +147,7 @@ export async function startProxy(
     adminAddress: admin.listen as string,
     child,
     output: () => text,
+    stdout: () => stdoutText,
     logs: () =>
       text.split("\n").filter((line) => line.startsWith("{")).flatMap((line) => {
         try {
