@@ -400,74 +400,79 @@ async function withBackends(
   }
 }
 
-Deno.test("data plane: a drained member is never picked; verdicts and panic fold into picks", async () => {
+/**
+ * Runs `body` with a data-plane cluster over two live raw backends, both members READY under
+ * round_robin, and closes it all after.
+ */
+async function withReadyCluster(
+  body: (cluster: UpstreamCluster, addresses: [string, string]) => void | Promise<void>,
+): Promise<void> {
   await withBackends(async ([X, Y]) => {
     const cluster = upstreamCluster();
     try {
       cluster.apply(snapshot([verdict(X), verdict(Y)]));
       await allEffectively(cluster, "READY");
-      assert.deepEqual(picked(cluster), [X, Y].sort());
-      const [x, y] = cluster.backends();
-      x.counters.calls = 5;
-
-      cluster.apply(snapshot([verdict(X), verdict(Y, { drained: true })]));
-      assert.deepEqual(picked(cluster), [X], "the drained member is not picked");
-      assert.equal(y.upstream.state, "READY", "draining keeps the pool: in-flight calls finish");
-      assert.equal(y.unusableReason, "drained");
-
-      cluster.apply(snapshot([verdict(X), verdict(Y, { health: "unhealthy", reason: "check" })]));
-      assert.deepEqual(picked(cluster), [X]);
-      assert.equal(y.effectiveState, "TRANSIENT_FAILURE");
-      assert.equal(y.unusableReason, "unhealthy (check)");
-
-      cluster.apply(snapshot([verdict(X), verdict(Y, { health: "unhealthy" })], { panic: true }));
-      assert.deepEqual(picked(cluster), [X, Y].sort(), "panic routes over every READY member");
-
-      cluster.apply(snapshot([verdict(X, { ejected: true }), verdict(Y)]));
-      assert.deepEqual(picked(cluster), [Y]);
-      assert.equal(x.unusableReason, "ejected by outlier detection");
-
-      cluster.apply(snapshot([verdict(X, { health: "unknown" }), verdict(Y)]));
-      assert.deepEqual(picked(cluster), [Y], "an unchecked member is not READY yet");
-
-      cluster.apply(snapshot([verdict(X, { drained: true }), verdict(Y, { drained: true })]));
-      assert.deepEqual(picked(cluster), ["fail"], "every member drained");
-      assert.match(cluster.describeUnavailable("no backends"), /: drained; .*: drained\)$/);
-
-      cluster.apply(snapshot([verdict(X), verdict(Y)]));
-      assert.deepEqual(picked(cluster), [X, Y].sort());
-      assert.deepEqual(cluster.backends(), [x, y], "the same members throughout");
-      assert.equal(x.counters.calls, 5);
+      await body(cluster, [X, Y]);
     } finally {
       cluster.close();
     }
   });
+}
+
+Deno.test("data plane: a drained member is never picked; verdicts and panic fold into picks", async () => {
+  await withReadyCluster((cluster, [X, Y]) => {
+    assert.deepEqual(picked(cluster), [X, Y].sort());
+    const [x, y] = cluster.backends();
+    x.counters.calls = 5;
+
+    cluster.apply(snapshot([verdict(X), verdict(Y, { drained: true })]));
+    assert.deepEqual(picked(cluster), [X], "the drained member is not picked");
+    assert.equal(y.upstream.state, "READY", "draining keeps the pool: in-flight calls finish");
+    assert.equal(y.unusableReason, "drained");
+
+    cluster.apply(snapshot([verdict(X), verdict(Y, { health: "unhealthy", reason: "check" })]));
+    assert.deepEqual(picked(cluster), [X]);
+    assert.equal(y.effectiveState, "TRANSIENT_FAILURE");
+    assert.equal(y.unusableReason, "unhealthy (check)");
+
+    cluster.apply(snapshot([verdict(X), verdict(Y, { health: "unhealthy" })], { panic: true }));
+    assert.deepEqual(picked(cluster), [X, Y].sort(), "panic routes over every READY member");
+
+    cluster.apply(snapshot([verdict(X, { ejected: true }), verdict(Y)]));
+    assert.deepEqual(picked(cluster), [Y]);
+    assert.equal(x.unusableReason, "ejected by outlier detection");
+
+    cluster.apply(snapshot([verdict(X, { health: "unknown" }), verdict(Y)]));
+    assert.deepEqual(picked(cluster), [Y], "an unchecked member is not READY yet");
+
+    cluster.apply(snapshot([verdict(X, { drained: true }), verdict(Y, { drained: true })]));
+    assert.deepEqual(picked(cluster), ["fail"], "every member drained");
+    assert.match(cluster.describeUnavailable("no backends"), /: drained; .*: drained\)$/);
+
+    cluster.apply(snapshot([verdict(X), verdict(Y)]));
+    assert.deepEqual(picked(cluster), [X, Y].sort());
+    assert.deepEqual(cluster.backends(), [x, y], "the same members throughout");
+    assert.equal(x.counters.calls, 5);
+  });
 });
 
 Deno.test("data plane: the snapshot's policy switches the balancer", async () => {
-  await withBackends(async ([X, Y]) => {
-    const cluster = upstreamCluster();
-    try {
-      cluster.apply(snapshot([verdict(X), verdict(Y)]));
-      await allEffectively(cluster, "READY");
-      assert.deepEqual(picked(cluster), [X, Y].sort());
-      const [, y] = cluster.backends();
+  await withReadyCluster(async (cluster, [X, Y]) => {
+    assert.deepEqual(picked(cluster), [X, Y].sort());
+    const [, y] = cluster.backends();
 
-      cluster.apply(snapshot([verdict(X), verdict(Y)], { policy: "pick_first" }));
-      assert.deepEqual(picks(cluster, 10), Array(10).fill(X), "pick_first: the first member");
-      assert.equal(y.upstream.state, "IDLE", "pick_first lets the other member go");
+    cluster.apply(snapshot([verdict(X), verdict(Y)], { policy: "pick_first" }));
+    assert.deepEqual(picks(cluster, 10), Array(10).fill(X), "pick_first: the first member");
+    assert.equal(y.upstream.state, "IDLE", "pick_first lets the other member go");
 
-      cluster.apply(snapshot([verdict(X), verdict(Y)], { policy: "round_robin" }));
-      await allEffectively(cluster, "READY");
-      assert.deepEqual(picked(cluster), [X, Y].sort(), "round_robin: every member again");
+    cluster.apply(snapshot([verdict(X), verdict(Y)], { policy: "round_robin" }));
+    await allEffectively(cluster, "READY");
+    assert.deepEqual(picked(cluster), [X, Y].sort(), "round_robin: every member again");
 
-      assert.throws(
-        () => cluster.apply(snapshot([verdict(X), verdict(Y)], { policy: "nope" })),
-        /unknown picker "nope"/,
-      );
-    } finally {
-      cluster.close();
-    }
+    assert.throws(
+      () => cluster.apply(snapshot([verdict(X), verdict(Y)], { policy: "nope" })),
+      /unknown picker "nope"/,
+    );
   });
 });
 
@@ -477,21 +482,14 @@ Deno.test("data plane: the snapshot's policy switches the balancer", async () =>
 // unhealthy made pick_first choose that member, disconnect every other one, and then fail
 // over to a member it had just disconnected: calls queued while it redialled.
 Deno.test("data plane: a policy switch sees the verdicts of the same snapshot", async () => {
-  await withBackends(async ([X, Y]) => {
-    const cluster = upstreamCluster();
-    try {
-      cluster.apply(snapshot([verdict(X), verdict(Y)]));
-      await allEffectively(cluster, "READY");
-      const [, y] = cluster.backends();
+  await withReadyCluster((cluster, [X, Y]) => {
+    const [, y] = cluster.backends();
 
-      cluster.apply(
-        snapshot([verdict(X, { health: "unhealthy" }), verdict(Y)], { policy: "pick_first" }),
-      );
-      assert.equal(y.upstream.state, "READY", "the healthy member's connection is kept");
-      assert.deepEqual(picks(cluster, 5), Array(5).fill(Y), "calls go to the healthy member");
-    } finally {
-      cluster.close();
-    }
+    cluster.apply(
+      snapshot([verdict(X, { health: "unhealthy" }), verdict(Y)], { policy: "pick_first" }),
+    );
+    assert.equal(y.upstream.state, "READY", "the healthy member's connection is kept");
+    assert.deepEqual(picks(cluster, 5), Array(5).fill(Y), "calls go to the healthy member");
   });
 });
 
