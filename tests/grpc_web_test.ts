@@ -15,6 +15,7 @@ import { CorsPolicy } from "../src/grpc_web/cors.ts";
 import { GrpcWebStream } from "../src/grpc_web/web_stream.ts";
 import { CloseCause, type StreamHandler, type TransportStream } from "../src/transport/stream.ts";
 import { adminRequest, startAdminProxy } from "./support/admin_client.ts";
+import { concatBytes } from "./support/h2_wire.ts";
 import { hasChromium, launchChromium } from "./support/chromium.ts";
 import { clusterConfig, freePort, GRPC_JS, type ProxyProcess, waitFor } from "./support/harness.ts";
 import { parsePrometheusText, sumSamples } from "./support/prometheus.ts";
@@ -78,14 +79,7 @@ function parseFrames(body: Uint8Array): WebBody {
 /** Decodes a `-text` body: padded base64 pieces one after another. */
 function fromBase64Pieces(text: string): Uint8Array {
   const pieces = text.match(/[^=]*=*/g)!.filter(Boolean);
-  const bytes = pieces.map((piece) => Uint8Array.fromBase64(piece));
-  const out = new Uint8Array(bytes.reduce((n, b) => n + b.length, 0));
-  let offset = 0;
-  for (const b of bytes) {
-    out.set(b, offset);
-    offset += b.length;
-  }
-  return out;
+  return concatBytes(...pieces.map((piece) => Uint8Array.fromBase64(piece)));
 }
 
 interface Setup {
@@ -191,13 +185,7 @@ Deno.test(
       if (done) break;
       chunks.push(value);
     }
-    const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-    let offset = 0;
-    for (const chunk of chunks) {
-      all.set(chunk, offset);
-      offset += chunk.length;
-    }
-    const body = parseFrames(all);
+    const body = parseFrames(concatBytes(...chunks));
     assert.equal(body.messages.length, 100);
     body.messages.forEach((message, i) => assert.ok(message.every((byte) => byte === i % 256)));
     assert.equal(body.trailers["grpc-status"], "0");

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { concatBytes } from "../h2/bytes.ts";
+
 /** The flag bit of a trailer frame. */
 const TRAILER_FLAG = 0x80;
 const PREFIX_BYTES = 5;
@@ -58,14 +60,7 @@ export function decodeBase64Body(text: string): Uint8Array {
     start = i + 1;
   }
   parts.push(decodeBase64(text.slice(start)));
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  return parts.length === 1 ? parts[0] : concatBytes(...parts);
 }
 
 function decodeBase64(text: string): Uint8Array {

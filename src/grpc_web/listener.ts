@@ -7,6 +7,7 @@
  * @module
  */
 import { parseHostPort } from "../config/address.ts";
+import { concatBytes } from "../h2/bytes.ts";
 import { componentLogger } from "../log/logger.ts";
 import type { CallRecord } from "../proxy/call_record.ts";
 import { GrpcStatus, statusTrailers } from "../proxy/grpc_status.ts";
@@ -314,11 +315,5 @@ async function readChunked(
     if (total > limit) throw tooLarge();
     chunks.push(chunk);
   }
-  const body = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return body;
+  return concatBytes(...chunks);
 }

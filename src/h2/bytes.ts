@@ -1,9 +1,21 @@
 /**
  * A growable byte buffer that frames and header blocks are serialized into. One per
  * connection direction, reused across writes, so serializing a frame allocates nothing once
- * the buffer has grown to the connection's working size.
+ * the buffer has grown to the connection's working size. Also the one-off concatenation of
+ * byte arrays, for paths that are not per frame.
  * @module
  */
+
+/** Concatenates byte arrays into a new one. */
+export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}
 
 /** Appends bytes to a reusable backing array, doubling it when full. */
 export class ByteBuffer {

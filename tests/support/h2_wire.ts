@@ -23,6 +23,8 @@
  */
 import hpack from "hpack.js";
 import { Buffer } from "node:buffer";
+import { concatBytes } from "../../src/h2/bytes.ts";
+export { concatBytes };
 import { grpcFrame } from "./raw_h2.ts";
 
 // The wire constants are the RFC's numbers; sharing the engine's copy keeps one source.
@@ -207,17 +209,6 @@ export function uint32(value: number): Uint8Array {
   const bytes = new Uint8Array(4);
   new DataView(bytes.buffer).setUint32(0, value >>> 0);
   return bytes;
-}
-
-/** Concatenates byte arrays. */
-export function concatBytes(...parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /**
