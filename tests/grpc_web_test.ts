@@ -499,6 +499,22 @@ Deno.test('gRPC-Web CORS policy: named origins, "*", credentials', () => {
   assert.equal(wildcard.get("vary"), null);
 });
 
+/**
+ * A binary-mode {@link GrpcWebStream} with a recording relay stand-in as its handler, and the
+ * response it answers with.
+ */
+function recordedStream(sendTimeoutMs: number) {
+  const { promise, resolve } = Promise.withResolvers<Response>();
+  const stream = new GrpcWebStream(
+    { contentType: "application/grpc-web", text: false, cors: new Headers(), sendTimeoutMs },
+    resolve,
+    () => {},
+  );
+  const handler = recordingHandler();
+  stream.handler = handler;
+  return { stream, handler, promise };
+}
+
 /** A relay stand-in that records what a {@link GrpcWebStream} tells it. */
 function recordingHandler(): StreamHandler & { closes: number[]; flushed: number } {
   const handler = {
@@ -517,14 +533,7 @@ function recordingHandler(): StreamHandler & { closes: number[]; flushed: number
 }
 
 Deno.test("gRPC-Web stream: headers a browser response cannot carry are dropped, not thrown", async () => {
-  const { promise, resolve } = Promise.withResolvers<Response>();
-  const stream = new GrpcWebStream(
-    { contentType: "application/grpc-web", text: false, cors: new Headers(), sendTimeoutMs: 1000 },
-    resolve,
-    () => {},
-  );
-  const handler = recordingHandler();
-  stream.handler = handler;
+  const { stream, handler, promise } = recordedStream(1000);
   stream.sendHeaders([
     ":status",
     "600",
@@ -551,14 +560,7 @@ Deno.test("gRPC-Web stream: headers a browser response cannot carry are dropped,
 });
 
 Deno.test("gRPC-Web stream: a browser that stops reading loses the call after the send timeout", async () => {
-  const { promise, resolve } = Promise.withResolvers<Response>();
-  const stream = new GrpcWebStream(
-    { contentType: "application/grpc-web", text: false, cors: new Headers(), sendTimeoutMs: 50 },
-    resolve,
-    () => {},
-  );
-  const handler = recordingHandler();
-  stream.handler = handler;
+  const { stream, handler, promise } = recordedStream(50);
   stream.sendHeaders([":status", "200"], false);
   const response = await promise;
   // More than the stream buffers, and nobody reads.

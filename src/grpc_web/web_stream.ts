@@ -68,6 +68,11 @@ export class GrpcWebStream implements TransportStream {
   /** Bytes handed to {@link sendData} not yet reported through `onFlushed`. */
   #unflushed = 0;
   #stallTimer: ReturnType<typeof setTimeout> | undefined;
+  #flushQueued = false;
+  readonly #flushSoon = (): void => {
+    this.#flushQueued = false;
+    this.#flushed();
+  };
   #responded = false;
   #closed = false;
 
@@ -124,10 +129,13 @@ export class GrpcWebStream implements TransportStream {
   /** See {@link TransportStream.sendData}: gRPC messages are gRPC-Web messages unchanged. */
   sendData(data: Uint8Array, endStream: boolean): void {
     if (this.#closed || !this.#controller) return;
-    this.#enqueue(this.#shape.text ? encodeBase64(data) : data.slice());
+    this.#enqueue(data, true);
     this.#unflushed += data.length;
-    if ((this.#controller.desiredSize ?? 0) > 0) queueMicrotask(() => this.#flushed());
-    else this.#stallTimer ??= setTimeout(() => this.#stalled(), this.#shape.sendTimeoutMs);
+    if ((this.#controller.desiredSize ?? 0) > 0) {
+      // Once per turn, however many chunks it carries: the credit goes out in one piece.
+      if (!this.#flushQueued) queueMicrotask(this.#flushSoon);
+      this.#flushQueued = true;
+    } else this.#stallTimer ??= setTimeout(() => this.#stalled(), this.#shape.sendTimeoutMs);
     if (endStream) this.#endBody();
   }
 
@@ -138,9 +146,7 @@ export class GrpcWebStream implements TransportStream {
       this.sendHeaders([":status", "200", ...trailers], true);
       return;
     }
-    const frame = trailerFrame(trailers);
-    this.#enqueue(this.#shape.text ? encodeBase64(frame) : frame);
-    this.#endBody();
+    this.#endWithTrailers(trailers);
   }
 
   /**
@@ -157,9 +163,7 @@ export class GrpcWebStream implements TransportStream {
       : GrpcStatus.INTERNAL;
     const trailers = statusTrailers(status, `stream reset by the proxy (code ${code})`);
     if (this.#responded) {
-      const frame = trailerFrame(trailers);
-      this.#enqueue(this.#shape.text ? encodeBase64(frame) : frame);
-      this.#endBody();
+      this.#endWithTrailers(trailers);
     } else {
       this.#answer(trailers);
     }
@@ -211,9 +215,15 @@ export class GrpcWebStream implements TransportStream {
     }
   }
 
-  #enqueue(chunk: Uint8Array): void {
+  /**
+   * Queues bytes for the browser as the content type carries them: base64 for `-text`, else
+   * as they are, copied when `borrowed` (a view into the backend connection's read buffer).
+   */
+  #enqueue(chunk: Uint8Array, borrowed = false): void {
     try {
-      this.#controller?.enqueue(chunk);
+      this.#controller?.enqueue(
+        this.#shape.text ? encodeBase64(chunk) : borrowed ? chunk.slice() : chunk,
+      );
     } catch {
       // The browser cancelled the response meanwhile; cancel() reports it.
     }
@@ -244,6 +254,12 @@ export class GrpcWebStream implements TransportStream {
       // Closed meanwhile.
     }
     this.#close(CloseCause.LOCAL_RESET, `no progress for ${this.#shape.sendTimeoutMs}ms`);
+  }
+
+  /** The last frame: the trailers, flag 0x80. */
+  #endWithTrailers(trailers: HeaderList): void {
+    this.#enqueue(trailerFrame(trailers));
+    this.#endBody();
   }
 
   #endBody(): void {
