@@ -8,6 +8,7 @@
  */
 import { parseHostPort } from "../config/address.ts";
 import { concatBytes } from "../h2/bytes.ts";
+import { entrySize } from "../h2/hpack/dynamic_table.ts";
 import { componentLogger } from "../log/logger.ts";
 import type { CallRecord } from "../proxy/call_record.ts";
 import { GrpcStatus, statusTrailers } from "../proxy/grpc_status.ts";
@@ -68,9 +69,6 @@ const NOT_FORWARDED: ReadonlySet<string> = new Set([
 
 /** The gRPC-Web content types: `-text` carries base64; `+proto` and the like stay. */
 const CONTENT_TYPE = /^application\/grpc-web(-text)?(\+[\w.-]+)?\s*(;.*)?$/i;
-
-/** HPACK's per-field overhead, as `http2.maxHeaderListSize` counts it (RFC 9113 §6.5.2). */
-const FIELD_OVERHEAD = 32;
 
 /** A body that did not arrive within `bodyTimeout`. */
 class BodyTimeout extends Error {}
@@ -193,14 +191,13 @@ export class GrpcWebListener {
     const nominated = new Set(
       (request.headers.get("connection") ?? "").toLowerCase().split(",").map((t) => t.trim()),
     );
-    let size = 0;
     for (const [name, value] of request.headers) {
       if (NOT_FORWARDED.has(name) || nominated.has(name)) continue;
       headers.push(name, value);
     }
-    for (let i = 0; i < headers.length; i += 2) {
-      size += headers[i].length + headers[i + 1].length + FIELD_OVERHEAD;
-    }
+    // Counted as RFC 9113 §6.5.2 counts a header list: HPACK's entry size for each field.
+    let size = 0;
+    for (let i = 0; i < headers.length; i += 2) size += entrySize(headers[i], headers[i + 1]);
     const limit = this.#options.maxHeaderListSize;
     return size > limit
       ? `request headers of ${size} bytes exceed http2.maxHeaderListSize (${limit})`
