@@ -3,21 +3,35 @@
  * @module
  */
 
-/** The gRPC status codes the proxy produces or inspects. */
+/** The gRPC status codes (gRPC's statuscodes.md). */
 export const GrpcStatus = {
   OK: 0,
   CANCELLED: 1,
   UNKNOWN: 2,
   INVALID_ARGUMENT: 3,
   DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
   RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
   UNIMPLEMENTED: 12,
   INTERNAL: 13,
   UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
 } as const;
 
+/** A status code's name, such as `"UNAVAILABLE"`. */
+export type GrpcStatusName = keyof typeof GrpcStatus;
+
+/** Every status name, in code order. */
+export const GRPC_STATUS_NAMES = Object.keys(GrpcStatus) as GrpcStatusName[];
+
 /** The highest status code gRPC defines (UNAUTHENTICATED). */
-const MAX_STATUS = 16;
+const MAX_STATUS = GrpcStatus.UNAUTHENTICATED;
 
 /** `grpc-status` is `1*DIGIT` (PROTOCOL-HTTP2, "Status"). */
 const STATUS_PATTERN = /^[0-9]+$/;
