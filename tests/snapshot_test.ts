@@ -9,6 +9,7 @@
  * (`support/h2_raw_backend.ts`), which make a pool READY with their SETTINGS and answer
  * nothing else. Every test closes what it opened, so Deno's sanitizers stay on.
  */
+import { CallLimits, limitsMemory } from "../src/upstream/call_limits.ts";
 import assert from "node:assert/strict";
 import type { ConnectivityState } from "../src/balancer/types.ts";
 import { Cluster, type SnapshotSink } from "../src/cluster/cluster.ts";
@@ -105,11 +106,16 @@ function addressesOf(snapshot: ClusterSnapshot): string[] {
 /** A data plane's cluster `c` (round_robin), before its first snapshot; close it at the end. */
 function upstreamCluster(): UpstreamCluster {
   const config = parseConfig();
+  const limits = new CallLimits(limitsMemory(1, 1), 0, 1, 1, {
+    ...config.clusters.c.limits,
+    retryBudgetPercent: 20,
+    minRetryConcurrency: 3,
+  });
   return new UpstreamCluster("c", config.clusters.c, {
     connection: connectionOptions(config.http2, "client"),
     maxConnectionsPerBackend: 1,
     dialGate: new DialGate(8),
-  });
+  }, limits);
 }
 
 /** The addresses `count` picks go to ("queue" or "fail" when none is picked). */
@@ -564,6 +570,8 @@ function callRecord(call: Call, backend = A, cluster = "od"): CallRecord {
     cluster,
     backend,
     resetCode: call === "fail" ? 2 : undefined,
+    failedAttempts: undefined,
+    retries: 0,
     bytesReceived: 0,
     bytesSent: 0,
     clientAddress: "127.0.0.1:40000",

@@ -5,7 +5,6 @@
 import assert from "node:assert/strict";
 import { parseDuration } from "../src/config/duration.ts";
 import { redactUrl } from "../src/log/redact.ts";
-import type { RouteConfig } from "../src/config/schema.ts";
 import { formatGrpcTimeout, parseGrpcTimeout } from "../src/proxy/deadline.ts";
 import {
   encodeGrpcMessage,
@@ -13,30 +12,6 @@ import {
   isGrpcContentType,
   parseGrpcStatus,
 } from "../src/proxy/grpc_status.ts";
-import { Router } from "../src/proxy/router.ts";
-
-Deno.test("router: method beats service beats catch-all; first rule of a kind wins", () => {
-  const routes: RouteConfig[] = [
-    { service: "pkg.Greeter", cluster: "service" },
-    { method: "/pkg.Greeter/SayHello", cluster: "method" },
-    { method: "/pkg.Greeter/SayHello", cluster: "shadowed" },
-    { service: "pkg.Greeter", cluster: "shadowed" },
-    { cluster: "fallback" },
-  ];
-  const router = new Router(routes, (cluster) => cluster);
-  assert.equal(router.match("/pkg.Greeter/SayHello"), "method");
-  assert.equal(router.match("/pkg.Greeter/SayGoodbye"), "service");
-  assert.equal(router.match("/pkg.GreeterV2/SayHello"), "fallback");
-  assert.equal(router.match("/pkg.Greeter"), "fallback");
-  assert.equal(router.match(""), "fallback");
-});
-
-Deno.test("router: without a catch-all an unknown service has no route", () => {
-  const router = new Router([{ service: "pkg.Greeter", cluster: "a" }], (cluster) => cluster);
-  assert.equal(router.match("/pkg.Greeter/X"), "a");
-  assert.equal(router.match("/other.Service/X"), undefined);
-  assert.equal(router.match("/pkg.Greete/X"), undefined);
-});
 
 Deno.test("grpc-timeout: every unit parses to milliseconds", () => {
   assert.equal(parseGrpcTimeout("2H"), 7_200_000);

@@ -11,6 +11,13 @@ import { GRPC_JS, type ProxyProcess, startProxy, waitFor } from "./support/harne
 import { type HealthBackend, startHealthBackend } from "./support/health_backends.ts";
 import { type CallResult, healthLogs, sayHello, Traffic } from "./support/health_traffic.ts";
 import { parsePrometheusText, sumSamples } from "./support/prometheus.ts";
+import {
+  expectServiceError,
+  startTestBackend,
+  testClient,
+  TestMethod,
+  unaryCall,
+} from "./support/test_backend.ts";
 
 const CONNECTIONS = 16;
 const CALLS_PER_CONNECTION = 20;
@@ -393,3 +400,63 @@ Deno.test("with 2 workers the access log on stdout has every line whole", GRPC_J
   assert.equal(lines.length, total);
   for (const line of lines) assert.equal(JSON.parse(line).method, "/helloworld.Greeter/SayHello");
 });
+
+Deno.test(
+  "cluster limits hold across workers: maxConcurrentCalls counts every worker's calls",
+  GRPC_JS,
+  async () => {
+    const limit = 6;
+    const backend = await startTestBackend("slow");
+    const proxy = await startAdminProxy({
+      workers: 2,
+      drainTimeout: "5s",
+      clusters: { slow: { backends: [backend.address], limits: { maxConcurrentCalls: limit } } },
+      routes: [{ service: "test.Test", cluster: "slow" }],
+    });
+    // One connection per client, so the kernel spreads them over both workers' listeners.
+    const clients = Array.from(
+      { length: CONNECTIONS },
+      () => testClient(proxy.address, { "grpc.use_local_subchannel_pool": 1 }),
+    );
+    try {
+      // Hang calls hold their slot until their deadline; two per connection.
+      const errors = await Promise.all(
+        clients.flatMap((client) =>
+          [0, 1].map(() =>
+            expectServiceError(unaryCall(client, TestMethod.hang, undefined, { timeoutMs: 3_000 }))
+          )
+        ),
+      );
+      const refused = errors.filter((error) => error.code === grpc.status.UNAVAILABLE);
+      const expired = errors.filter((error) => error.code === grpc.status.DEADLINE_EXCEEDED);
+      const body = (await adminRequest(proxy, "/clusters/slow")).body as ClusterBody & {
+        overflow: { maxConcurrentCalls: number };
+      };
+      const busyWorkers = body.workers.filter((worker) => worker.calls > 0).length;
+      console.log(
+        `limits across workers: ${errors.length} calls, ${backend.hangs.length} reached the ` +
+          `backend, ${refused.length} refused at once, ${busyWorkers} workers took calls`,
+      );
+      // Two workers checking at the same instant may each admit one call past the limit.
+      assert.ok(
+        backend.hangs.length >= limit && backend.hangs.length <= limit + 1,
+        `${backend.hangs.length} calls reached the backend; the limit is ${limit} for the process`,
+      );
+      assert.equal(
+        expired.length,
+        backend.hangs.length,
+        "the admitted calls ran to their deadline",
+      );
+      assert.equal(refused.length + expired.length, errors.length);
+      for (const error of refused) {
+        assert.match(error.details, /cluster slow: maxConcurrentCalls \(6\) reached/);
+      }
+      assert.equal(body.overflow.maxConcurrentCalls, refused.length);
+      assert.equal(busyWorkers, 2, "both workers took calls");
+    } finally {
+      for (const client of clients) client.close();
+      await proxy.stop();
+      await backend.stop();
+    }
+  },
+);

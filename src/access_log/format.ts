@@ -20,6 +20,8 @@ export interface AccessLogEntry {
   readonly grpcStatus: number;
   /** Who ended the call. */
   readonly origin: CallOrigin;
+  /** Retries of the call, transparent and configured; the backend is the last attempt's. */
+  readonly retries: number;
   /** Wall time from arrival to end. */
   readonly durationMs: number;
   /** Request bytes received from the client. */
@@ -40,6 +42,7 @@ export function formatAccessLogLine(record: CallRecord): string {
     backend: record.backend ?? null,
     grpcStatus: record.grpcStatus,
     origin: record.origin,
+    retries: record.retries,
     durationMs: record.durationMs,
     bytesReceived: record.bytesReceived,
     bytesSent: record.bytesSent,

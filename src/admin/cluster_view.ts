@@ -111,7 +111,30 @@ export function clusterView(cluster: Cluster, planes: readonly DataPlaneStats[])
     redisSet: cluster.config.discovery?.redisSet ?? null,
     calls: perWorker.reduce((total, stats) => total + stats.calls, 0),
     errors: perWorker.reduce((total, stats) => total + stats.errors, 0),
+    retries: sumCounters(workers.map(({ stats }) => stats?.retries), {
+      transparent: 0,
+      configured: 0,
+    }),
+    overflow: sumCounters(workers.map(({ stats }) => stats?.overflow), {
+      maxConcurrentCalls: 0,
+      maxPendingCalls: 0,
+      maxConnectionsPerBackend: 0,
+      retryBudget: 0,
+    }),
     workers: perWorker,
     backends: cluster.backends().map((backend) => backendViewIn(backend, workers)),
   };
+}
+
+/** Adds up each field of `counts` over workers into `zero`. */
+function sumCounters<T extends Record<string, number>>(
+  counts: readonly (Readonly<T> | undefined)[],
+  zero: T,
+): T {
+  const total: Record<string, number> = { ...zero };
+  for (const count of counts) {
+    if (count === undefined) continue;
+    for (const key of Object.keys(total)) total[key] += count[key];
+  }
+  return total as T;
 }

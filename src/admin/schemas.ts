@@ -110,6 +110,15 @@ export const clusterSchema = z
     redisSet: z.string().nullable(),
     calls: z.int().openapi({ description: "Calls routed to the cluster, picked or not." }),
     errors: z.int().openapi({ description: "Of those, calls that ended with a non-OK status." }),
+    retries: z.object({ transparent: z.int(), configured: z.int() }).openapi({
+      description: "Retries started: of attempts no backend processed, and configured ones.",
+    }),
+    overflow: z.object({
+      maxConcurrentCalls: z.int(),
+      maxPendingCalls: z.int(),
+      maxConnectionsPerBackend: z.int(),
+      retryBudget: z.int(),
+    }).openapi({ description: "Times each limit refused a call or a retry." }),
     workers: z.array(
       z.object({
         worker: z.int(),

@@ -38,6 +38,8 @@ export function formatIssuePath(path: readonly PropertyKey[]): string {
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
+  // A bad key of a record (a header name, say): its own reasons, not "Invalid key in record".
+  if (issue.code === "invalid_key") return issue.issues.map(describeIssue).join("; ");
   if (issue.code === "unrecognized_keys") {
     return `unknown field${issue.keys.length > 1 ? "s" : ""} ${
       issue.keys.map((key) => JSON.stringify(key)).join(", ")

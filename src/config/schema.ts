@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { parseHost, parseHostPort } from "./address.ts";
 import { parseDuration } from "./duration.ts";
+import { GRPC_STATUS_NAMES } from "../proxy/grpc_status.ts";
 
 /** A `host:port` string. */
 const addressSchema = z.string().refine((text) => parseHostPort(text) !== undefined, {
@@ -82,6 +83,57 @@ const pickFirstSchema = z.strictObject({
   connectionDelay: positiveDurationSchema.prefault("250ms"),
 });
 
+/**
+ * Configured retries of calls that reached a backend, as gRPC's retry policy (gRFC A6) with
+ * Envoy's per-try timeout. Only uncommitted calls are retried: before the backend's response
+ * headers, and while the request so far fits `retryBufferBytes`.
+ */
+const retryPolicySchema = z.strictObject({
+  /** The statuses that retry a call, by name (`"UNAVAILABLE"`). */
+  retryOn: z.array(z.enum(GRPC_STATUS_NAMES)).min(1),
+  /** Attempts per call, the first included; A6 caps it at 5. */
+  maxAttempts: z.int().min(2).max(5).default(3),
+  /** How long one attempt may wait for the backend's response headers; then it is retried. */
+  perTryTimeout: positiveDurationSchema.optional(),
+  /** Backoff before retry n is random in [0, min(initialBackoff × multiplier^(n-1), maxBackoff)]. */
+  initialBackoff: positiveDurationSchema.prefault("25ms"),
+  maxBackoff: positiveDurationSchema.prefault("250ms"),
+  backoffMultiplier: z.number().min(1).default(2),
+});
+
+/**
+ * How calls are timed and retried. A cluster sets the defaults of the routes to it, and a
+ * route may override each field.
+ */
+const callPolicyFields = {
+  /** The deadline of a call that sent no `grpc-timeout`. */
+  timeout: positiveDurationSchema.optional(),
+  /** Caps the deadline a client asks for (Envoy's `grpc_timeout_header_max`). */
+  maxTimeout: positiveDurationSchema.optional(),
+  /** A call with no frame either way for this long ends with UNAVAILABLE; 0 turns it off. */
+  streamIdleTimeout: durationSchema.optional(),
+  /** Configured retries; none unless set. */
+  retry: retryPolicySchema.optional(),
+  /** Request bytes kept for replaying a call (either kind of retry); a larger request is not retried. */
+  retryBufferBytes: z.int().min(0).max(16 * 1024 * 1024).optional(),
+};
+
+/** Circuit breaking, as Envoy's cluster thresholds; shared by every data-plane worker. */
+const limitsSchema = z.strictObject({
+  /** Calls in flight in the cluster; past it a call fails at once. */
+  maxConcurrentCalls: z.int().min(1).default(10_000),
+  /** Calls waiting while no backend is ready; past it a call fails at once. */
+  maxPendingCalls: z.int().min(0).default(1024),
+  /** Connections to one backend; defaults to `http2.upstream.maxConnectionsPerBackend`. */
+  maxConnectionsPerBackend: z.int().min(1).optional(),
+});
+
+/** Envoy's `retry_budget`: retries in flight at most a share of the calls in flight. */
+const retryBudgetSchema = z.strictObject({
+  percent: z.number().min(0).max(100).default(20),
+  minRetryConcurrency: z.int().min(0).default(3),
+});
+
 /** One cluster: a set of interchangeable backends behind one picker. */
 const clusterSchema = z
   .strictObject({
@@ -95,20 +147,133 @@ const clusterSchema = z
     healthCheck: healthCheckSchema.optional(),
     outlierDetection: outlierDetectionSchema.optional(),
     panicThreshold: z.number().min(0).max(100).default(50),
+    ...callPolicyFields,
+    streamIdleTimeout: durationSchema.prefault("5m"),
+    retryBufferBytes: callPolicyFields.retryBufferBytes.unwrap().default(64 * 1024),
+    /**
+     * Attempts per call, the first included, for calls no backend processed (connect failure,
+     * REFUSED_STREAM, above a GOAWAY's last stream id); 1 turns transparent retry off.
+     */
+    transparentRetry: z.strictObject({ maxAttempts: z.int().min(1).max(10).default(3) })
+      .prefault({}),
+    retryBudget: retryBudgetSchema.prefault({}),
+    limits: limitsSchema.prefault({}),
   })
   .refine((cluster) => cluster.backends.length > 0 || cluster.discovery !== undefined, {
     error: "needs static backends, a discovery source, or both",
     path: ["backends"],
   });
 
-/** A routing rule: a gRPC service, a full method, or (without either) everything. */
+/** An HTTP field name as HTTP/2 carries it: a token in lower case (RFC 9113 §8.2.1). */
+const lowerFieldNameSchema = z.string().regex(/^[!#$%&'*+.^_`|~0-9a-z-]+$/, {
+  error: "is not a lower-case HTTP header name",
+});
+
+/** A header value: no CR, LF or NUL, no leading or trailing whitespace (RFC 9113 §8.2.1). */
+const fieldValueSchema = z.string().regex(/^(?:[^\0\r\n\t ](?:[^\0\r\n]*[^\0\r\n\t ])?)?$/, {
+  error: "is not a valid header value (CR, LF, NUL or surrounding whitespace)",
+});
+
+/** A regular expression, matched against the whole value. */
+const regexSchema = z.string().refine((text) => {
+  try {
+    new RegExp(text);
+    return true;
+  } catch {
+    return false;
+  }
+}, { error: (issue) => `${JSON.stringify(issue.input)} is not a regular expression` });
+
+/** How a value matches: exactly one of these. */
+const valueMatchFields = {
+  exact: z.string().optional(),
+  prefix: z.string().min(1).optional(),
+  suffix: z.string().min(1).optional(),
+  regex: regexSchema.optional(),
+};
+
+const ONE_MATCH_ERROR = "set exactly one of exact, prefix, suffix, regex or present";
+
+/** A header matcher: the header's first value matches, or the header is present or absent. */
+const headerMatchSchema = z
+  .strictObject({
+    name: lowerFieldNameSchema,
+    ...valueMatchFields,
+    present: z.boolean().optional(),
+  })
+  .refine(
+    (match) =>
+      [match.exact, match.prefix, match.suffix, match.regex, match.present]
+        .filter((value) => value !== undefined).length === 1,
+    { error: ONE_MATCH_ERROR },
+  );
+
+/** An `:authority` matcher (port included as the client sent it). */
+const authorityMatchSchema = z
+  .strictObject(valueMatchFields)
+  .refine(
+    (match) =>
+      [match.exact, match.prefix, match.suffix, match.regex]
+        .filter((value) => value !== undefined).length === 1,
+    { error: "set exactly one of exact, prefix, suffix or regex" },
+  );
+
+/**
+ * Headers no route may set, append or remove: the pseudo-headers, the connection-specific
+ * fields HTTP/2 forbids (RFC 9113 §8.2.2), and those gRPC framing depends on.
+ */
+const PROTECTED_HEADERS = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "te",
+  "content-type",
+  "grpc-timeout",
+  "grpc-encoding",
+  "grpc-accept-encoding",
+  "grpc-previous-rpc-attempts",
+  "host",
+]);
+
+const rewritableNameSchema = lowerFieldNameSchema.refine((name) => !PROTECTED_HEADERS.has(name), {
+  error: (issue) => `${JSON.stringify(issue.input)} cannot be rewritten: gRPC or HTTP/2 owns it`,
+});
+
+/** Request headers a route changes on the way to the backend, in this order: remove, set, append. */
+const requestHeadersSchema = z.strictObject({
+  remove: z.array(rewritableNameSchema).default([]),
+  set: z.record(rewritableNameSchema, fieldValueSchema).default({}),
+  append: z.record(rewritableNameSchema, fieldValueSchema).default({}),
+});
+
+/** The `:authority` the backend sees: a literal host, or the picked backend's `host:port`. */
+const authorityRewriteSchema = z.union([
+  z.strictObject({ literal: z.string().min(1).regex(/^[^\s/?#@]+$/, { error: "is not a host" }) }),
+  z.strictObject({ backendAddress: z.literal(true) }),
+], { error: 'set { "literal": "host" } or { "backendAddress": true }' });
+
+/**
+ * A routing rule: a gRPC service, a full method, or (without either) every path, optionally
+ * narrowed by `:authority` and headers; with the call policy and header rewrites for its calls.
+ */
 const routeSchema = z
   .strictObject({
     service: z.string().regex(SERVICE_NAME, { error: "is not a service name like pkg.Service" })
       .optional(),
     method: z.string().regex(FULL_METHOD, { error: "is not a method like /pkg.Service/Method" })
       .optional(),
+    authority: authorityMatchSchema.optional(),
+    headers: z.array(headerMatchSchema).default([]),
     cluster: z.string().min(1),
+    ...callPolicyFields,
+    requestHeaders: requestHeadersSchema.optional(),
+    /** Appends the client's address to `x-forwarded-for`. */
+    xForwardedFor: z.boolean().default(false),
+    /** Generates `x-request-id` when the client sent none, and returns it in the response headers. */
+    requestId: z.boolean().default(false),
+    authorityRewrite: authorityRewriteSchema.optional(),
   })
   .refine((route) => !(route.service && route.method), {
     error: "set service or method, not both",
@@ -290,7 +455,8 @@ const configObjectSchema = z
           message: `unknown cluster ${JSON.stringify(route.cluster)}`,
         });
       }
-      const isCatchAll = !route.service && !route.method;
+      const isCatchAll = !route.service && !route.method && !route.authority &&
+        route.headers.length === 0;
       if (isCatchAll && index !== config.routes.length - 1) {
         ctx.addIssue({
           code: "custom",
@@ -328,5 +494,11 @@ export type OutlierDetectionConfig = z.output<typeof outlierDetectionSchema>;
 export type BackoffConfig = z.output<typeof backoffSchema>;
 /** Validated HTTP/2 engine limits. */
 export type Http2Config = z.output<typeof http2Schema>;
+/** Validated retry policy. */
+export type RetryPolicyConfig = z.output<typeof retryPolicySchema>;
+/** Validated header matcher. */
+export type HeaderMatchConfig = z.output<typeof headerMatchSchema>;
+/** Validated `:authority` matcher. */
+export type AuthorityMatchConfig = z.output<typeof authorityMatchSchema>;
 /** Validated Redis settings. */
 export type RedisConfig = z.output<typeof redisSchema>;

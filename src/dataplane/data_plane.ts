@@ -14,7 +14,8 @@ import { DataPlaneMetrics, type MetricsJson } from "../metrics/data_plane_metric
 import type { CallObserver } from "../proxy/call_record.ts";
 import { GrpcWebListener } from "../grpc_web/listener.ts";
 import { ProxyListener } from "../proxy/listener.ts";
-import { Router } from "../proxy/router.ts";
+import { Router } from "../route/router.ts";
+import { CallLimits } from "../upstream/call_limits.ts";
 import { DialGate } from "../upstream/dial_gate.ts";
 import { UpstreamCluster } from "../upstream/upstream_cluster.ts";
 import type { DataPlaneStats } from "./stats.ts";
@@ -46,6 +47,11 @@ export interface DataPlaneInit {
   readonly tls: { readonly cert: string; readonly key: string } | undefined;
   /** Every cluster's latest snapshot: the members are known before the first call. */
   readonly snapshots: readonly ClusterSnapshot[];
+  /**
+   * The clusters' limit counters, shared by every data plane (from `limitsMemory`), for
+   * the clusters in `config.clusters` order.
+   */
+  readonly limits: SharedArrayBuffer;
 }
 
 /** Where a data plane's passive health signals go, and how soon. */
@@ -99,9 +105,14 @@ export class DataPlane {
       dialGate: new DialGate(Math.ceil(config.http2.upstream.maxConcurrentDials / workers)),
     };
     const clusters = new Map(
-      Object.entries(config.clusters).map((
-        [name, cluster],
-      ) => [name, new UpstreamCluster(name, cluster, upstream)]),
+      Object.entries(config.clusters).map(([name, cluster], index) => {
+        const limits = new CallLimits(init.limits, index, init.worker, workers, {
+          ...cluster.limits,
+          retryBudgetPercent: cluster.retryBudget.percent,
+          minRetryConcurrency: cluster.retryBudget.minRetryConcurrency,
+        });
+        return [name, new UpstreamCluster(name, cluster, upstream, limits)];
+      }),
     );
     for (const snapshot of init.snapshots) clusters.get(snapshot.cluster)?.apply(snapshot);
     const metrics = new DataPlaneMetrics(
@@ -122,7 +133,7 @@ export class DataPlane {
       ? AccessLog.forwarding(forwardAccessLog, maxBufferedBytes)
       : await AccessLog.open(path, maxBufferedBytes);
     if (accessLog) observers.push(accessLog.observe);
-    const router = new Router(config.routes, (name) => clusters.get(name)!);
+    const router = new Router(config.routes, config.clusters, (name) => clusters.get(name)!);
     const reusePort = workers > 1;
     let grpc: ProxyListener | undefined;
     let grpcWeb: GrpcWebListener | undefined;
@@ -171,6 +182,8 @@ export class DataPlane {
         state: cluster.state,
         calls: cluster.counters.calls,
         errors: cluster.counters.errors,
+        retries: { ...cluster.counters.retries },
+        overflow: { ...cluster.counters.overflow },
         backends: cluster.backends().map((backend) => ({
           address: backend.address,
           connectivity: backend.upstream.state,

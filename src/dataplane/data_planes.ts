@@ -19,6 +19,7 @@ import { dataPlaneConfig, type DataPlaneInit } from "./data_plane.ts";
 import { type DataPlaneHandle, LocalDataPlane } from "./handle.ts";
 import type { DataPlaneStats } from "./stats.ts";
 import { WorkerDataPlane } from "./worker_plane.ts";
+import { limitsMemory } from "../upstream/call_limits.ts";
 
 /** One data plane's liveness, for `/ready` and `/metrics`. */
 export interface WorkerState {
@@ -86,12 +87,15 @@ export class DataPlanes implements SnapshotSink {
       assertNobodyListens(config.listen, "listen");
       if (config.grpcWeb) assertNobodyListens(config.grpcWeb.listen, "grpcWeb.listen");
     }
+    // One block of limit counters for the whole process: every worker counts into it.
+    const limits = limitsMemory(Object.keys(config.clusters).length, workers);
     const init = (worker: number): DataPlaneInit => ({
       worker,
       workers,
       config,
       tls: options.tls,
       snapshots: [...this.#latest.values()],
+      limits,
     });
     if (workers === 1) {
       const local = await LocalDataPlane.start(init(1), options.onOutcomes);

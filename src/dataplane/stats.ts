@@ -4,6 +4,7 @@
  * @module
  */
 import type { ConnectivityState } from "../balancer/types.ts";
+import type { ClusterCounters } from "../upstream/upstream_cluster.ts";
 
 /** One backend in one data plane. */
 export interface BackendStats {
@@ -37,6 +38,10 @@ export interface ClusterStats {
   readonly calls: number;
   /** Of those, calls that ended with a non-OK status. */
   readonly errors: number;
+  /** Retries started, by kind. */
+  readonly retries: ClusterCounters["retries"];
+  /** Times each limit refused a call or a retry. */
+  readonly overflow: ClusterCounters["overflow"];
   /** Its members, in membership order. */
   readonly backends: readonly BackendStats[];
 }

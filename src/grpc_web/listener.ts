@@ -247,6 +247,8 @@ export class GrpcWebListener {
       resetCode: undefined,
       origin: status === GrpcStatus.CANCELLED ? "client" : "proxy",
       backendFailure: false,
+      failedAttempts: undefined,
+      retries: 0,
       bytesReceived: 0,
       bytesSent: 0,
       clientAddress: call.client,

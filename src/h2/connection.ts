@@ -207,6 +207,12 @@ export class H2Connection implements StreamOwner, TimerEntry {
   #recentResetAt = 0;
   #lastPeerStreamId = 0;
   #nextStreamId = 1;
+  /**
+   * Client side: the highest stream id whose HEADERS were handed to the socket. A stream above
+   * it never left this process, so when the connection dies it is NOT_SENT (safe to retry
+   * anywhere), not CONNECTION_LOST.
+   */
+  #handedOutStreamId = 0;
 
   // Settings and windows.
   #peerMaxFrameSize = MIN_MAX_FRAME_SIZE;
@@ -363,7 +369,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
       stream.closed = true;
       stream.handler = undefined;
       stream.closeReason = "connection closed";
-      queueMicrotask(() => handler.onClose(stream, CloseCause.UNPROCESSED));
+      queueMicrotask(() => handler.onClose(stream, CloseCause.NOT_SENT));
       return stream;
     }
     if (this.hasCapacity) this.#activate(stream);
@@ -393,7 +399,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
       // their callers may retry them elsewhere.
       for (const stream of this.#pending.splice(0)) {
         stream.closeReason = "its backend connection is going away";
-        this.#close(stream, CloseCause.UNPROCESSED);
+        this.#close(stream, CloseCause.NOT_SENT);
       }
       this.#closeIfDone();
     }
@@ -1117,7 +1123,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
       }
       for (const stream of this.#pending.splice(0)) {
         stream.closeReason = `backend sent GOAWAY (${errorCodeName(code)})`;
-        this.#close(stream, CloseCause.UNPROCESSED);
+        this.#close(stream, CloseCause.NOT_SENT);
       }
     }
     if (first) this.#listener.onGoingAway?.(this, `backend sent GOAWAY (${errorCodeName(code)})`);
@@ -1381,6 +1387,9 @@ export class H2Connection implements StreamOwner, TimerEntry {
     this.#out = this.#spare ?? new ByteBuffer(256);
     this.#spare = undefined;
     this.#writing = true;
+    // Activation writes a stream's HEADERS into the buffer at once, so every stream activated
+    // so far is in this write.
+    this.#handedOutStreamId = this.#nextStreamId - 2;
     this.#writeOut(out);
   }
 
@@ -1545,8 +1554,8 @@ export class H2Connection implements StreamOwner, TimerEntry {
   }
 
   /**
-   * Closes the connection: every stream ends (in flight: CONNECTION_LOST; never sent:
-   * UNPROCESSED), then the socket closes once queued frames are written when `flushFirst`.
+   * Closes the connection: every stream ends (in flight: CONNECTION_LOST; never handed to the
+   * socket: NOT_SENT), then the socket closes once queued frames are written when `flushFirst`.
    */
   #terminate(error: string | undefined, flushFirst: boolean): void {
     if (this.#closed) return;
@@ -1569,7 +1578,8 @@ export class H2Connection implements StreamOwner, TimerEntry {
     const reason = error ?? "connection closed";
     for (const stream of streams) {
       stream.closeReason = reason;
-      this.#close(stream, stream.id === 0 ? CloseCause.UNPROCESSED : CloseCause.CONNECTION_LOST);
+      const unsent = stream.id === 0 || (!this.#isServer && stream.id > this.#handedOutStreamId);
+      this.#close(stream, unsent ? CloseCause.NOT_SENT : CloseCause.CONNECTION_LOST);
     }
   }
 

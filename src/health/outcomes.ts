@@ -61,13 +61,22 @@ export class OutcomeBatcher {
     if (record.cluster === undefined || record.backend === undefined) return;
     const backends = this.#pending.get(record.cluster);
     if (!backends) return;
+    // Attempts that failed and were retried count against their backends, as Envoy's
+    // outlier detection sees every attempt.
+    const failed = record.failedAttempts;
+    if (failed !== undefined) { for (const backend of failed) this.#fold(backends, backend, true); }
     if (!record.backendFailure && record.origin !== "backend") return; // proves nothing
-    let streak = backends.get(record.backend);
+    this.#fold(backends, record.backend, record.backendFailure);
+  }
+
+  /** Folds one outcome into its backend's runs, and schedules a batch. */
+  #fold(backends: Map<string, Streak>, backend: string, failure: boolean): void {
+    let streak = backends.get(backend);
     if (!streak) {
       streak = { leading: 0, longest: 0, trailing: 0, reset: false };
-      backends.set(record.backend, streak);
+      backends.set(backend, streak);
     }
-    if (record.backendFailure) {
+    if (failure) {
       if (streak.reset) streak.trailing++;
       else streak.leading++;
     } else {

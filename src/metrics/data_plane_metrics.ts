@@ -4,7 +4,7 @@
  * (see {@link ProxyMetrics}); with `metrics.workerLabel` each series keeps a `worker` label.
  * @module
  */
-import { Registry } from "prom-client";
+import { Counter, Registry } from "prom-client";
 import type { ConnectivityState } from "../balancer/types.ts";
 import type { CallObserver } from "../proxy/call_record.ts";
 import type { UpstreamCluster } from "../upstream/upstream_cluster.ts";
@@ -46,6 +46,20 @@ export class DataPlaneMetrics {
       help: "Calls in flight to each backend.",
       value: (backend) => backend.upstream.activeStreams,
     });
+    clusterCounter(this.#registry, clusters, {
+      name: "switchyard_retries_total",
+      help: "Retries started, by kind: transparent (no backend processed the attempt) or " +
+        "configured (a status in the route's retryOn, or a per-try timeout).",
+      label: "kind",
+      values: (cluster) => cluster.counters.retries,
+    });
+    clusterCounter(this.#registry, clusters, {
+      name: "switchyard_overflow_total",
+      help: "Calls or retries a cluster limit refused (maxConcurrentCalls, maxPendingCalls, " +
+        "retryBudget), and calls that waited for a stream slot at maxConnectionsPerBackend.",
+      label: "limit",
+      values: (cluster) => cluster.counters.overflow,
+    });
     backendStateSet(this.#registry, source, {
       name: "switchyard_backend_connectivity",
       help: "Connection state of each backend: per state, how many data-plane workers see " +
@@ -60,4 +74,32 @@ export class DataPlaneMetrics {
   json(): Promise<MetricsJson> {
     return this.#registry.getMetricsAsJSON();
   }
+}
+
+/** A counter per cluster and `label` value, read from the clusters' counters at each scrape. */
+function clusterCounter(
+  registry: Registry,
+  clusters: ReadonlyMap<string, UpstreamCluster>,
+  options: {
+    name: string;
+    help: string;
+    label: string;
+    values: (cluster: UpstreamCluster) => Readonly<Record<string, number>>;
+  },
+): void {
+  const { name, help, label, values } = options;
+  new Counter({
+    name,
+    help,
+    labelNames: ["cluster", label],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const cluster of clusters.values()) {
+        for (const [value, count] of Object.entries(values(cluster))) {
+          this.inc({ cluster: cluster.name, [label]: value }, count);
+        }
+      }
+    },
+  });
 }

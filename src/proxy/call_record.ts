@@ -36,6 +36,13 @@ export interface CallRecord {
   readonly origin: CallOrigin;
   /** True when the backend caused the failure (connection error, reset, UNAVAILABLE). */
   readonly backendFailure: boolean;
+  /**
+   * Backends of earlier attempts that failed because of the backend and were retried, in
+   * order; `undefined` when there were none (most calls).
+   */
+  readonly failedAttempts: readonly string[] | undefined;
+  /** Retries of the call, transparent and configured. */
+  readonly retries: number;
   /** Request bytes received from the client. */
   readonly bytesReceived: number;
   /** Response bytes sent to the client. */

@@ -1,17 +1,23 @@
 /**
  * One gRPC call relayed from a client stream to a backend stream and back.
  *
- * The call is the {@link StreamHandler} of both of its streams and the timer entry of its
- * deadline, so relaying a call allocates no closures and no timer. Flow control runs end to
- * end: data received on one side is credited to its sender only once the other side has
- * written it on (`onFlushed` → `consume`), so a slow reader on either side holds the proxy
- * to about one stream window per call.
+ * The call is the {@link StreamHandler} of all of its streams and the one timer entry of its
+ * deadline, per-try timeout, retry backoff and idle timeout, so relaying a call allocates no
+ * closures and no timer. Flow control runs end to end: data received on one side is credited
+ * to its sender only once the other side has written it on (`onFlushed` → `consume`), so a
+ * slow reader on either side holds the proxy to about one stream window per call.
  *
  * Endings follow gRPC over HTTP/2 (PROTOCOL-HTTP2): the backend's trailers, or its
  * trailers-only response, end the call with its status; a backend reset is forwarded with
  * its code, so REFUSED_STREAM stays retryable; a stream the backend never processed (above
  * its GOAWAY's last stream id) is refused retryably; a lost backend connection is
  * UNAVAILABLE naming the backend; a client cancel or disconnect reaches the backend as CANCEL.
+ *
+ * Retries replay the request bytes kept so far, while the call is uncommitted (gRFC A6: no
+ * response headers yet) and its request fits `retryBufferBytes`. A call no backend processed
+ * is retried at once on another backend (transparent retry); a call that got a status in the
+ * route's `retryOn` is retried after a jittered backoff. Both draw on the cluster's retry
+ * budget, so a dying cluster is not hammered.
  * @module
  */
 import type { PickResult } from "../balancer/types.ts";
@@ -26,21 +32,29 @@ import {
 import type { CallObserver, CallOrigin, CallProtocol } from "./call_record.ts";
 import { formatGrpcTimeout, MAX_TIMER_MS, parseGrpcTimeout } from "./deadline.ts";
 import { GrpcStatus, isGrpcContentType, parseGrpcStatus, statusTrailers } from "./grpc_status.ts";
+import type { LimitName } from "../upstream/call_limits.ts";
 import type { UpstreamBackend } from "../upstream/upstream_backend.ts";
 import type { UpstreamCluster } from "../upstream/upstream_cluster.ts";
-import { upstreamRequestHeaders } from "./headers.ts";
-import type { Router } from "./router.ts";
+import type { Route, Router } from "../route/router.ts";
+import { retryBackoffMs } from "../route/policy.ts";
+import { REQUEST_ID, setHeader } from "../route/rewrite.ts";
 
 /** RST_STREAM codes the relay sends or maps (RFC 9113 §7). */
 const NO_ERROR = 0x0;
 const REFUSED_STREAM = 0x7;
 const CANCEL = 0x8;
 
+/** gRFC A6: the server's pushback, in ms; a malformed or negative one means "do not retry". */
+const RETRY_PUSHBACK = "grpc-retry-pushback-ms";
+const PUSHBACK_PATTERN = /^[0-9]+$/;
+/** gRFC A6: how many attempts came before this one, on every retry. */
+const PREVIOUS_ATTEMPTS = "grpc-previous-rpc-attempts";
+
 const log = componentLogger("proxy");
 
 /** Everything a call needs from the proxy; built once per listener. */
 export interface CallContext {
-  /** Maps `:path` to a cluster. */
+  /** Maps `:path` and headers to a route. */
   readonly router: Router<UpstreamCluster>;
   /** Told about every finished call. */
   readonly observers: readonly CallObserver[];
@@ -57,20 +71,12 @@ function statusForReset(code: number): number {
 
 const EMPTY = new Uint8Array(0);
 
-/**
- * Request bytes kept for a transparent retry. A call the backend never processed (above its
- * GOAWAY's last stream id, refused with REFUSED_STREAM, or queued on a connection that never
- * came up) is replayed on a fresh pick when its request so far fits here, as gRPC's
- * transparent retry (A6) and Envoy's retry buffer do.
- */
-const REPLAY_BUFFER_BYTES = 64 * 1024;
-
-/** Attempts per call, the first included, when backends keep refusing it unprocessed. */
-const MAX_ATTEMPTS = 3;
+/** Idle checks per `streamIdleTimeout`: the timeout fires at most a quarter late. */
+const IDLE_CHECKS = 4;
 
 /** Relays one call; construct it from the listener's stream and call {@link start}. */
 export class ProxiedCall implements StreamHandler, TimerEntry {
-  /** See {@link TimerEntry}: the call's deadline. */
+  /** See {@link TimerEntry}: the earliest of the call's timers. */
   timerAt = 0;
   /** See {@link TimerEntry}. */
   timerIndex = -1;
@@ -81,29 +87,59 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   readonly #startedAt = Date.now();
   readonly #clientAddress: string;
   #cluster: UpstreamCluster | undefined;
+  #route: Route<UpstreamCluster> | undefined;
   #backend: UpstreamBackend | undefined;
+  /** The current attempt's backend stream, while it is open. */
   #upstream: TransportStream | undefined;
-  #upstreamOpen = false;
-  /** Request data that arrived before the backend stream opened (copies). */
+  /** Request data that arrived before the first backend stream opened (copies). */
   #early: Uint8Array[] | undefined;
-  /** Copies of the request data sent so far, while a transparent retry is still possible. */
+  /** Copies of the request data sent so far, while a retry is still possible. */
   #replay: Uint8Array[] | undefined = [];
   #replayBytes = 0;
   /** Request bytes credited back to the client so far. */
   #requestCredited = 0;
   /** Replayed bytes whose flush must not credit the client a second time. */
   #creditDebt = 0;
+  /** Backend streams opened. */
   #attempts = 0;
-  #deadlineMs: number | undefined;
+  /** Retries after attempts no backend processed. */
+  #transparentRetries = 0;
+  /** Retries after a status in `retryOn` or a per-try timeout (gRFC A6). */
+  #configuredRetries = 0;
+  /** Backends of earlier attempts that failed because of the backend. */
+  #failedAttempts: string[] | undefined;
+  /** Epoch ms of the call's deadline; 0 for none. */
+  #deadlineAt = 0;
+  /** Epoch ms by which the current attempt must have its response headers; 0 for none. */
+  #tryDeadlineAt = 0;
+  /** Epoch ms when the backoff before the next attempt ends; 0 when not backing off. */
+  #retryAt = 0;
+  /**
+   * The idle timeout, checked every quarter of it: frames only bump {@link #frames}, and a
+   * check that finds it unchanged counts one more silent quarter. Four in a row (silence of at
+   * least the timeout, at most a quarter more) end the call. No clock read per frame.
+   */
+  #idleTimeoutMs = 0;
+  #idleCheckAt = 0;
+  #frames = 0;
+  #framesAtCheck = 0;
+  #silentChecks = 0;
   #requestEnded: boolean;
   /** The backend ended its side (trailers or END_STREAM). */
   #responseEnded = false;
   /** Set while the call waits for a backend, so a client cancel can withdraw it. */
   #pickWait: AbortController | undefined;
-  /** Response headers were sent downstream. */
+  /** Response headers were sent downstream: the call is committed (gRFC A6). */
   #responded = false;
   /** The call's outcome is decided; later upstream events change nothing. */
   #decided = false;
+  /** Counted into the cluster's `maxConcurrentCalls`, `maxPendingCalls`, retry budget. */
+  #admitted = false;
+  #pending = false;
+  #retrying = false;
+  /** The retry budget refused this call once; it is not asked (or counted) again. */
+  #budgetRefused = false;
+  #requestId: string | undefined;
   #grpcStatus: number = GrpcStatus.UNKNOWN;
   #resetCode: number | undefined;
   #origin: CallOrigin = "client";
@@ -141,7 +177,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
    */
   start(): void {
     try {
-      this.#route();
+      this.#start();
     } catch (error) {
       this.#internalError(error);
     }
@@ -156,7 +192,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     if (!this.#decided) this.#finishByProxy(GrpcStatus.INTERNAL, "internal proxy error");
   }
 
-  #route(): void {
+  #start(): void {
     const headers = this.#requestHeaders;
     let method = "";
     let contentType = "";
@@ -171,10 +207,10 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       this.#rejectNonGrpc(method, contentType);
       return;
     }
-    let deadlineMs: number | undefined;
+    let timeoutMs: number | undefined;
     if (timeoutHeader !== undefined) {
-      deadlineMs = parseGrpcTimeout(timeoutHeader);
-      if (deadlineMs === undefined) {
+      timeoutMs = parseGrpcTimeout(timeoutHeader);
+      if (timeoutMs === undefined) {
         // Quoted: an empty value would otherwise leave trailing whitespace in grpc-message,
         // which RFC 9113 §8.2.1 forbids and clients' HTTP/2 stacks drop.
         this.#finishByProxy(
@@ -185,46 +221,79 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       }
     }
 
-    const cluster = this.#context.router.match(this.#path);
-    if (!cluster) {
+    const route = this.#context.router.match(this.#path, headers);
+    if (!route) {
       this.#finishByProxy(GrpcStatus.UNIMPLEMENTED, `no route for ${this.#path}`);
       return;
     }
+    const cluster = route.target;
+    this.#route = route;
     this.#cluster = cluster;
-    this.#deadlineMs = deadlineMs;
+    if (!cluster.limits.admitCall()) {
+      this.#overflow("maxConcurrentCalls", cluster.config.limits.maxConcurrentCalls);
+      return;
+    }
+    this.#admitted = true;
+    const policy = route.policy;
+    // The client's deadline, capped by maxTimeout; the route's timeout when it sent none.
+    if (timeoutMs === undefined) timeoutMs = policy.timeoutMs;
+    else if (policy.maxTimeoutMs !== undefined) {
+      timeoutMs = Math.min(timeoutMs, policy.maxTimeoutMs);
+    }
+    if (timeoutMs !== undefined) this.#deadlineAt = this.#startedAt + timeoutMs;
+    if (policy.streamIdleTimeoutMs > 0) {
+      this.#idleTimeoutMs = policy.streamIdleTimeoutMs;
+      this.#idleCheckAt = this.#startedAt + policy.streamIdleTimeoutMs / IDLE_CHECKS;
+    }
+    if (route.rewrite) this.#requestId = route.rewrite.apply(headers, this.#clientAddress);
+    this.#arm();
     this.#pick();
   }
 
   /** Picks a backend, waiting for one while none is ready, then opens the backend stream. */
   #pick(): void {
     const cluster = this.#cluster!;
-    const pick = cluster.pick();
-    if (pick.kind === "queue") {
-      // While no backend is ready the call waits up to its deadline (or the cluster's
-      // default) and then fails with UNAVAILABLE, as gRPC's pickers do.
-      const deadlineMs = this.#deadlineMs;
-      const waitMs = deadlineMs === undefined
-        ? cluster.config.waitForReadyTimeout
-        : this.#startedAt + deadlineMs - Date.now();
-      this.#pickWait = new AbortController();
-      cluster.waitForPick(Math.min(Math.max(0, waitMs), MAX_TIMER_MS), this.#pickWait.signal)
-        .then((result) => {
-          this.#pickWait = undefined;
-          if (this.#decided) return; // the client cancelled while waiting
-          try {
-            this.#picked(result);
-          } catch (error) {
-            this.#internalError(error);
-          }
-        });
+    if (this.#attempts > 0 && this.#replay === undefined) {
+      // The client sent more than retryBufferBytes while the retry waited.
+      this.#backendFailure = true;
+      this.#finishByProxy(
+        GrpcStatus.UNAVAILABLE,
+        `cluster ${cluster.name}: retry abandoned: the request outgrew retryBufferBytes ` +
+          `(${this.#route!.policy.retryBufferBytes})`,
+      );
       return;
     }
-    this.#picked(pick);
+    const previous = this.#backend;
+    const pick = previous === undefined ? cluster.pick() : cluster.pickAnother(previous);
+    if (pick.kind !== "queue") {
+      this.#picked(pick);
+      return;
+    }
+    // While no backend is ready the call waits: up to its deadline, which then ends it with
+    // DEADLINE_EXCEEDED from the call's timer; without one, up to the cluster's
+    // waitForReadyTimeout, which ends it with UNAVAILABLE, as gRPC's pickers fail it.
+    if (!cluster.limits.admitPending()) {
+      this.#overflow("maxPendingCalls", cluster.config.limits.maxPendingCalls);
+      return;
+    }
+    this.#pending = true;
+    this.#pickWait = new AbortController();
+    const waitMs = this.#deadlineAt === 0 ? cluster.config.waitForReadyTimeout : MAX_TIMER_MS;
+    cluster.waitForPick(waitMs, this.#pickWait.signal)
+      .then((result) => {
+        this.#pickWait = undefined;
+        this.#releasePending();
+        if (this.#decided) return; // the client cancelled, or the deadline passed
+        try {
+          this.#picked(result);
+        } catch (error) {
+          this.#internalError(error);
+        }
+      });
   }
 
   /** Opens the backend stream for a completed pick, or answers why there is none. */
   #picked(pick: PickResult): void {
-    const deadlineMs = this.#deadlineMs;
     const cluster = this.#cluster!;
     const headers = this.#requestHeaders;
     if (pick.kind !== "complete") {
@@ -236,32 +305,37 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     const backend = pick.subConn as UpstreamBackend;
     this.#backend = backend;
     backend.counters.calls++;
-    let grpcTimeout: string | undefined;
-    if (deadlineMs !== undefined) {
-      const deadline = this.#startedAt + deadlineMs;
-      const remainingMs = deadline - Date.now();
+    const now = Date.now();
+    if (this.#deadlineAt !== 0) {
+      const remainingMs = this.#deadlineAt - now;
       if (remainingMs <= 0) {
         this.#deadlineExceeded();
         return;
       }
-      timers.schedule(this, deadline);
-      grpcTimeout = formatGrpcTimeout(remainingMs);
+      // The backend gets the time left (PROTOCOL-HTTP2 "Timeout"), not what the client asked.
+      setHeader(headers, "grpc-timeout", formatGrpcTimeout(remainingMs));
     }
-    const upstream = backend.upstream.openStream(
-      upstreamRequestHeaders(headers, grpcTimeout),
-      this,
-    );
+    const rewrite = this.#route!.rewrite;
+    if (rewrite?.authorityIsBackend) setHeader(headers, ":authority", backend.address);
+    if (this.#configuredRetries > 0) {
+      setHeader(headers, PREVIOUS_ATTEMPTS, String(this.#configuredRetries));
+    }
+    const upstream = backend.upstream.openStream(headers, this);
     if (upstream === undefined) {
+      // Nothing was sent: the backend lost its connection between the pick and now.
+      const reason = `backend ${backend.address} has no ready connection`;
+      if (this.#retryUnprocessed(false)) return;
       this.#backendFailure = true;
-      this.#finishByProxy(
-        GrpcStatus.UNAVAILABLE,
-        `cluster ${cluster.name}: backend ${backend.address} has no ready connection`,
-      );
+      this.#finishByProxy(GrpcStatus.UNAVAILABLE, `cluster ${cluster.name}: ${reason}`);
       return;
     }
     this.#upstream = upstream;
-    this.#upstreamOpen = true;
     this.#attempts++;
+    const perTryMs = this.#route!.policy.retry?.perTryTimeoutMs ?? 0;
+    if (perTryMs > 0) {
+      this.#tryDeadlineAt = now + perTryMs;
+      this.#arm();
+    }
     let chunks = this.#early;
     this.#early = undefined;
     if (this.#attempts > 1) {
@@ -278,59 +352,77 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     } else if (this.#requestEnded) upstream.sendData(EMPTY, true);
   }
 
-  /** Keeps a copy of request data for a transparent retry, while one is still possible. */
+  /** Keeps a copy of request data for a retry, while one is still possible. */
   #keepForReplay(chunk: Uint8Array): void {
     if (this.#replay === undefined) return;
     this.#replayBytes += chunk.length;
-    if (this.#replayBytes > REPLAY_BUFFER_BYTES) this.#replay = undefined;
+    if (this.#replayBytes > this.#route!.policy.retryBufferBytes) this.#replay = undefined;
     else this.#replay.push(chunk);
   }
 
-  // --- StreamHandler: events of both streams ----------------------------------------------
+  // --- StreamHandler: events of every stream -----------------------------------------------
 
   /** See {@link StreamHandler.onHeaders}. */
   onHeaders(stream: TransportStream, headers: HeaderList, endStream: boolean): void {
+    this.#frames++;
     if (stream === this.#downstream) {
       // Request trailers: gRPC sends none, but HTTP allows them; they end the request.
       this.#requestEnded = true;
-      if (this.#upstreamOpen) this.#upstream!.sendTrailers(headers);
+      this.#upstream?.sendTrailers(headers);
       return;
     }
+    if (stream !== this.#upstream) return; // an attempt given up on
     if (endStream) this.#responseEnded = true;
     if (this.#decided) return;
     if (!endStream) {
+      // Response headers commit the call (gRFC A6): no retry of either kind from here on.
       this.#responded = true;
-      this.#replay = undefined; // the backend processed the call: no transparent retry now
-      this.#downstream.sendHeaders(headers, false);
+      this.#replay = undefined;
+      this.#tryDeadlineAt = 0;
+      this.#sendResponseHeaders(headers, false);
+      return;
+    }
+    const status = grpcStatusOf(headers);
+    if (
+      !this.#responded &&
+      this.#retryOnStatus(status, headers, status === GrpcStatus.UNAVAILABLE)
+    ) {
+      this.#abandonAttempt(stream);
       return;
     }
     this.#decided = true;
     this.#origin = "backend";
-    this.#grpcStatus = grpcStatusOf(headers);
-    this.#backendFailure = this.#grpcStatus === GrpcStatus.UNAVAILABLE;
+    this.#grpcStatus = status;
+    this.#backendFailure = status === GrpcStatus.UNAVAILABLE;
     if (this.#responded) {
       this.#downstream.sendTrailers(headers);
     } else {
       // A trailers-only response travels as the only HEADERS frame, END_STREAM set.
-      this.#responded = true;
-      this.#downstream.sendHeaders(headers, true);
+      this.#sendResponseHeaders(headers, true);
     }
   }
 
   /** See {@link StreamHandler.onData}. */
   onData(stream: TransportStream, data: Uint8Array, endStream: boolean): void {
+    this.#frames++;
     if (stream === this.#downstream) {
       this.#bytesReceived += data.length;
       if (endStream) this.#requestEnded = true;
-      if (this.#upstreamOpen) {
+      const upstream = this.#upstream;
+      if (upstream !== undefined) {
         if (this.#replay !== undefined && data.length > 0) this.#keepForReplay(data.slice());
-        this.#upstream!.sendData(data, endStream);
+        upstream.sendData(data, endStream);
       } else if (this.#decided) {
         stream.consume(data.length);
       } else if (data.length > 0) {
         // Not credited until it goes upstream: the client's window bounds this buffer.
-        (this.#early ??= []).push(data.slice());
+        if (this.#attempts === 0) (this.#early ??= []).push(data.slice());
+        else this.#keepForReplay(data.slice()); // between attempts: the next one replays it
       }
+      return;
+    }
+    if (stream !== this.#upstream) {
+      stream.consume(data.length);
       return;
     }
     this.#bytesSent += data.length;
@@ -349,6 +441,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       this.#upstream?.consume(bytes);
       return;
     }
+    if (stream !== this.#upstream) return;
     if (this.#creditDebt > 0) {
       const replayed = Math.min(this.#creditDebt, bytes);
       this.#creditDebt -= replayed;
@@ -363,12 +456,150 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   /** See {@link StreamHandler.onClose}. */
   onClose(stream: TransportStream, cause: CloseCause): void {
     if (stream === this.#downstream) this.#downstreamClosed(cause);
-    else this.#upstreamClosed(stream, cause);
+    else if (stream === this.#upstream) this.#upstreamClosed(stream, cause);
   }
 
-  /** See {@link TimerEntry.onTimer}: the call's deadline passed. */
-  onTimer(): void {
-    this.#deadlineExceeded();
+  /** See {@link TimerEntry.onTimer}: the earliest of the call's timers is due. */
+  onTimer(now: number): void {
+    if (this.#decided) return;
+    if (this.#deadlineAt !== 0 && now >= this.#deadlineAt) {
+      this.#deadlineExceeded();
+      return;
+    }
+    if (this.#idleTimeoutMs !== 0 && now >= this.#idleCheckAt) {
+      if (this.#frames !== this.#framesAtCheck) {
+        this.#framesAtCheck = this.#frames;
+        this.#silentChecks = 0;
+      } else if (++this.#silentChecks >= IDLE_CHECKS) {
+        this.#idleTimeout();
+        return;
+      }
+      this.#idleCheckAt = now + this.#idleTimeoutMs / IDLE_CHECKS;
+    }
+    if (this.#tryDeadlineAt !== 0 && now >= this.#tryDeadlineAt) {
+      this.#perTryTimeout();
+    } else if (this.#retryAt !== 0 && now >= this.#retryAt) {
+      this.#retryAt = 0;
+      this.#pick();
+    }
+    if (!this.#decided) this.#arm();
+  }
+
+  /** Queues the call's timer entry for the earliest of its timers (none: out of the queue). */
+  #arm(): void {
+    let at = this.#deadlineAt || Infinity;
+    if (this.#idleTimeoutMs !== 0) at = Math.min(at, this.#idleCheckAt);
+    if (this.#tryDeadlineAt !== 0) at = Math.min(at, this.#tryDeadlineAt);
+    if (this.#retryAt !== 0) at = Math.min(at, this.#retryAt);
+    if (at === Infinity) timers.cancel(this);
+    else if (at !== this.timerAt || this.timerIndex < 0) timers.schedule(this, at);
+  }
+
+  // --- retries --------------------------------------------------------------------------------
+
+  /** Takes a slot of the cluster's retry budget for this call's first retry. */
+  #admitRetry(): boolean {
+    if (this.#retrying) return true;
+    if (this.#budgetRefused) return false;
+    const cluster = this.#cluster!;
+    if (!cluster.limits.admitRetry()) {
+      this.#budgetRefused = true;
+      cluster.counters.overflow.retryBudget++;
+      return false;
+    }
+    this.#retrying = true;
+    return true;
+  }
+
+  /**
+   * Retries at once, on another backend where there is one, an attempt no backend processed:
+   * above a GOAWAY's last stream id, refused with REFUSED_STREAM (RFC 9113 §8.7), queued on a
+   * connection that never came up, or never handed to the socket. True when it did.
+   *
+   * Only attempts a backend `refused` draw on the retry budget: REFUSED_STREAM is how an
+   * overloaded backend sheds load, and retrying every refusal would multiply that load. An
+   * attempt that never left the proxy, or that a backend's orderly GOAWAY left unprocessed,
+   * is no such signal: a restarting backend ends many at once, and none may be refused for
+   * it. These are bounded by `transparentRetry.maxAttempts` alone.
+   */
+  #retryUnprocessed(refused: boolean): boolean {
+    const policy = this.#route!.policy;
+    if (
+      this.#responded || this.#replay === undefined ||
+      this.#transparentRetries + 1 >= policy.transparentAttempts ||
+      (refused && !this.#admitRetry())
+    ) return false;
+    this.#transparentRetries++;
+    this.#cluster!.counters.retries.transparent++;
+    this.#pick();
+    return true;
+  }
+
+  /**
+   * A status the backend (or a failed attempt) produced before the call committed: retried
+   * after a backoff when the route's `retryOn` lists it (gRFC A6). True when it will be.
+   */
+  #retryOnStatus(
+    status: number,
+    trailers: HeaderList | undefined,
+    backendFailed: boolean,
+  ): boolean {
+    const retry = this.#route!.policy.retry;
+    if (retry === undefined || ((retry.retryOn >>> status) & 1) === 0) return false;
+    let pushbackMs: number | undefined;
+    if (trailers !== undefined) {
+      for (let i = 0; i < trailers.length; i += 2) {
+        if (trailers[i] !== RETRY_PUSHBACK) continue;
+        // A6: a pushback that is not a non-negative integer means the server says "stop".
+        if (!PUSHBACK_PATTERN.test(trailers[i + 1])) return false;
+        pushbackMs = Number(trailers[i + 1]);
+      }
+    }
+    return this.#scheduleRetry(retry.maxAttempts, backendFailed, pushbackMs);
+  }
+
+  /**
+   * Plans the next configured attempt after the backoff; false when none is allowed. A
+   * `backendFailed` attempt still counts against its backend for outlier detection.
+   */
+  #scheduleRetry(maxAttempts: number, backendFailed: boolean, pushbackMs?: number): boolean {
+    if (
+      this.#replay === undefined || this.#configuredRetries + 1 >= maxAttempts ||
+      !this.#admitRetry()
+    ) return false;
+    this.#configuredRetries++;
+    this.#cluster!.counters.retries.configured++;
+    if (backendFailed) (this.#failedAttempts ??= []).push(this.#backend!.address);
+    const delayMs = pushbackMs ??
+      retryBackoffMs(this.#route!.policy.retry!, this.#configuredRetries);
+    this.#retryAt = Math.max(1, Date.now() + delayMs);
+    this.#tryDeadlineAt = 0;
+    this.#arm();
+    return true;
+  }
+
+  /** Gives up on the current attempt's stream: its later events are ignored. */
+  #abandonAttempt(upstream: TransportStream): void {
+    this.#upstream = undefined;
+    this.#cancelUnlessEnded(upstream);
+    this.#responseEnded = false;
+  }
+
+  #perTryTimeout(): void {
+    const upstream = this.#upstream;
+    this.#tryDeadlineAt = 0;
+    if (upstream === undefined || this.#responded) return;
+    const retry = this.#route!.policy.retry!;
+    if (this.#scheduleRetry(retry.maxAttempts, true)) {
+      this.#abandonAttempt(upstream);
+      return;
+    }
+    this.#finishByProxy(
+      GrpcStatus.DEADLINE_EXCEEDED,
+      `cluster ${this.#cluster!.name}: backend ${this.#backend!.address} sent no response ` +
+        `within perTryTimeout (${retry.perTryTimeoutMs}ms) on attempt ${this.#attempts}`,
+    );
+    this.#cancelUnlessEnded(upstream);
   }
 
   // --- endings ------------------------------------------------------------------------------
@@ -385,58 +616,66 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     }
     // A backend stream still open either way is cancelled: the client is gone, or the
     // backend answered before the client finished its request and the request side would
-    // otherwise stay open. A stream that both sides ended closes on its own: a reset there
-    // would cost the backend a RST_STREAM per call, which its rapid-reset guard counts.
+    // otherwise stay open.
     const upstream = this.#upstream;
-    if (
-      this.#upstreamOpen &&
-      !(this.#responseEnded && this.#requestEnded && upstream!.queuedBytes === 0)
-    ) upstream!.reset(CANCEL);
+    if (upstream !== undefined) this.#cancelUnlessEnded(upstream);
     this.#pickWait?.abort();
+    this.#releasePending();
     this.#report();
   }
 
+  /**
+   * Cancels a backend stream unless both sides ended it: then it closes on its own, and a
+   * reset would cost the backend a RST_STREAM per call, which its rapid-reset guard counts.
+   */
+  #cancelUnlessEnded(upstream: TransportStream): void {
+    if (!(this.#responseEnded && this.#requestEnded && upstream.queuedBytes === 0)) {
+      upstream.reset(CANCEL);
+    }
+  }
+
   #upstreamClosed(upstream: TransportStream, cause: CloseCause): void {
-    this.#upstreamOpen = false;
+    this.#upstream = undefined;
     if (this.#decided || cause === CloseCause.DONE) {
       if (!this.#decided) this.#endedWithoutTrailers();
       return;
     }
-    if (this.#retryable(upstream, cause)) {
-      this.#upstream = undefined;
-      this.#pick();
-      return;
-    }
+    const notSent = cause === CloseCause.NOT_SENT;
+    const refused = cause === CloseCause.PEER_RESET && upstream.resetCode === REFUSED_STREAM;
+    if (
+      (notSent || refused || cause === CloseCause.UNPROCESSED) && this.#retryUnprocessed(refused)
+    ) return;
     const backend = this.#backend!.address;
     const cluster = this.#cluster!.name;
-    switch (cause) {
-      case CloseCause.PEER_RESET: {
-        const code = upstream.resetCode;
-        // NO_ERROR before the trailers still leaves the call without a status: the client
-        // sees it as a cancel, and the record says what the client saw.
-        const forwarded = code === NO_ERROR ? CANCEL : code;
-        this.#decided = true;
-        this.#origin = "backend_reset";
-        this.#resetCode = forwarded;
-        this.#grpcStatus = statusForReset(forwarded);
-        this.#backendFailure = code !== CANCEL && code !== NO_ERROR;
-        this.#downstream.reset(forwarded);
-        return;
-      }
-      case CloseCause.UNPROCESSED:
-        if (!this.#responded) {
-          // The backend never saw the call (GOAWAY, or its connection never came up): the
-          // client may retry it safely, and gRPC clients do so for REFUSED_STREAM.
-          this.#decided = true;
-          this.#origin = "proxy";
-          this.#resetCode = REFUSED_STREAM;
-          this.#grpcStatus = GrpcStatus.UNAVAILABLE;
-          this.#downstream.reset(REFUSED_STREAM);
-          return;
-        }
-        break;
-      default:
-        break;
+    if (cause === CloseCause.PEER_RESET) {
+      const code = upstream.resetCode;
+      // NO_ERROR before the trailers still leaves the call without a status: the client
+      // sees it as a cancel, and the record says what the client saw.
+      const forwarded = code === NO_ERROR ? CANCEL : code;
+      const status = statusForReset(forwarded);
+      const failed = code !== CANCEL && code !== NO_ERROR;
+      if (!this.#responded && this.#retryOnStatus(status, undefined, failed)) return;
+      this.#decided = true;
+      this.#origin = "backend_reset";
+      this.#resetCode = forwarded;
+      this.#grpcStatus = status;
+      this.#backendFailure = failed;
+      this.#downstream.reset(forwarded);
+      return;
+    }
+    const processed = cause === CloseCause.CONNECTION_LOST || cause === CloseCause.LOCAL_RESET;
+    if (!this.#responded && this.#retryOnStatus(GrpcStatus.UNAVAILABLE, undefined, processed)) {
+      return;
+    }
+    if ((cause === CloseCause.UNPROCESSED || notSent) && !this.#responded) {
+      // The backend never saw the call (GOAWAY, or its connection never came up): the
+      // client may retry it safely, and gRPC clients do so for REFUSED_STREAM.
+      this.#decided = true;
+      this.#origin = "proxy";
+      this.#resetCode = REFUSED_STREAM;
+      this.#grpcStatus = GrpcStatus.UNAVAILABLE;
+      this.#downstream.reset(REFUSED_STREAM);
+      return;
     }
     this.#backendFailure = true;
     const reason = upstream.closeReason;
@@ -448,18 +687,6 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     this.#finishByProxy(GrpcStatus.UNAVAILABLE, `cluster ${cluster}: ${message}`);
   }
 
-  /**
-   * A call the backend never processed, whose request so far is kept, goes to a fresh pick:
-   * streams above a GOAWAY's last stream id, refused with REFUSED_STREAM (RFC 9113 §8.7), or
-   * queued on a connection that never came up.
-   */
-  #retryable(upstream: TransportStream, cause: CloseCause): boolean {
-    const unprocessed = cause === CloseCause.UNPROCESSED ||
-      (cause === CloseCause.PEER_RESET && upstream.resetCode === REFUSED_STREAM);
-    return unprocessed && !this.#responded && this.#replay !== undefined &&
-      this.#attempts < MAX_ATTEMPTS;
-  }
-
   #endedWithoutTrailers(): void {
     this.#backendFailure = true;
     this.#finishByProxy(
@@ -468,19 +695,44 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
         this.#backend!.address
       } ended the stream without trailers`,
     );
-    if (this.#upstreamOpen) this.#upstream!.reset(CANCEL);
+    const upstream = this.#upstream;
+    if (upstream !== undefined) upstream.reset(CANCEL);
   }
 
   #deadlineExceeded(): void {
     if (this.#decided) return;
+    const backend = this.#backend;
     this.#finishByProxy(
       GrpcStatus.DEADLINE_EXCEEDED,
-      `deadline exceeded after ${Date.now() - this.#startedAt}ms (backend ${
-        this.#backend!.address
+      `deadline exceeded after ${Date.now() - this.#startedAt}ms (${
+        backend ? `backend ${backend.address}` : `waiting for a backend of ${this.#cluster!.name}`
       })`,
     );
+    this.#pickWait?.abort();
     // Decided first, so the reset's own close event is not taken for a backend failure.
-    if (this.#upstreamOpen) this.#upstream!.reset(CANCEL);
+    const upstream = this.#upstream;
+    if (upstream !== undefined) upstream.reset(CANCEL);
+  }
+
+  /** Envoy's stream idle timeout: no frame either way for `streamIdleTimeout`. */
+  #idleTimeout(): void {
+    this.#finishByProxy(
+      GrpcStatus.UNAVAILABLE,
+      `stream idle timeout: no frame either way for ${this.#idleTimeoutMs}ms`,
+    );
+    this.#pickWait?.abort();
+    const upstream = this.#upstream;
+    if (upstream !== undefined) upstream.reset(CANCEL);
+  }
+
+  /** A cluster limit refused the call: it fails at once, naming the limit. */
+  #overflow(limit: LimitName, value: number): void {
+    const cluster = this.#cluster!;
+    cluster.counters.overflow[limit]++;
+    this.#finishByProxy(
+      GrpcStatus.UNAVAILABLE,
+      `cluster ${cluster.name}: ${limit} (${value}) reached`,
+    );
   }
 
   /** Ends the call with a status the proxy produced itself. */
@@ -489,14 +741,20 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     this.#origin = "proxy";
     this.#grpcStatus = code;
     if (!this.#responded) {
-      this.#responded = true;
-      this.#downstream.sendHeaders(
+      this.#sendResponseHeaders(
         [":status", "200", "content-type", "application/grpc", ...statusTrailers(code, message)],
         true,
       );
     } else {
       this.#downstream.sendTrailers(statusTrailers(code, message));
     }
+  }
+
+  /** Sends the response headers (or a trailers-only response), with the call's request id. */
+  #sendResponseHeaders(headers: HeaderList, endStream: boolean): void {
+    this.#responded = true;
+    if (this.#requestId !== undefined) headers.push(REQUEST_ID, this.#requestId);
+    this.#downstream.sendHeaders(headers, endStream);
   }
 
   #rejectNonGrpc(method: string, contentType: string): void {
@@ -517,11 +775,19 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     ], true);
   }
 
+  #releasePending(): void {
+    if (!this.#pending) return;
+    this.#pending = false;
+    this.#cluster!.limits.releasePending();
+  }
+
   #report(): void {
     const cluster = this.#cluster;
     if (cluster) {
       cluster.counters.calls++;
       if (this.#grpcStatus !== GrpcStatus.OK) cluster.counters.errors++;
+      if (this.#admitted) cluster.limits.releaseCall();
+      if (this.#retrying) cluster.limits.releaseRetry();
     }
     const backend = this.#backend;
     if (backend) {
@@ -542,6 +808,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       resetCode: this.#resetCode,
       origin: this.#origin,
       backendFailure: this.#backendFailure,
+      failedAttempts: this.#failedAttempts,
+      retries: this.#transparentRetries + this.#configuredRetries,
       bytesReceived: this.#bytesReceived,
       bytesSent: this.#bytesSent,
       clientAddress: this.#clientAddress,

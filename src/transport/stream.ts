@@ -22,8 +22,10 @@ export const CloseCause = {
   LOCAL_RESET: 2,
   /** The connection failed or closed under the stream. */
   CONNECTION_LOST: 3,
-  /** The peer never processed the stream (beyond a GOAWAY's last stream id, or never sent): safe to retry. */
+  /** The peer did not process the stream (beyond its GOAWAY's last stream id): safe to retry. */
   UNPROCESSED: 4,
+  /** The stream never left this process (its connection failed or closed first): safe to retry. */
+  NOT_SENT: 5,
 } as const;
 
 /** One of {@link CloseCause}. */

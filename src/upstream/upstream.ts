@@ -40,6 +40,11 @@ export interface UpstreamOptions {
   readonly dialGate: DialGate;
   /** Called on every connectivity change. */
   readonly onStateChange: (state: ConnectivityState) => void;
+  /**
+   * Called when a call has to wait for a stream slot because the pool is at `maxConnections`
+   * (Envoy's `upstream_cx_overflow`).
+   */
+  readonly onOverflow: () => void;
 }
 
 /** A connection up this long has proven itself even if it carried no calls. */
@@ -152,6 +157,7 @@ export class Upstream implements ConnectionListener {
     if (dialling === undefined && open < this.#options.maxConnections && this.#peerMaxStreams > 0) {
       dialling = this.#dial();
     }
+    if (dialling === undefined && open >= this.#options.maxConnections) this.#options.onOverflow();
     return (dialling ?? ready).connection.openStream(headers, handler);
   }
 

@@ -19,6 +19,7 @@ import { type BackendSnapshot, type ClusterSnapshot, effectiveState } from "../c
 import type { ClusterConfig } from "../config/schema.ts";
 import type { ConnectionOptions } from "../h2/connection.ts";
 import { componentLogger } from "../log/logger.ts";
+import type { CallLimits, LimitName } from "./call_limits.ts";
 import type { DialGate } from "./dial_gate.ts";
 import { Upstream } from "./upstream.ts";
 import { UpstreamBackend } from "./upstream_backend.ts";
@@ -32,10 +33,25 @@ const MAX_REASONS_IN_MESSAGE = 3;
 export interface UpstreamSettings {
   /** The engine's settings for backend connections. */
   readonly connection: ConnectionOptions;
-  /** Connections per backend at most. */
+  /** Connections per backend at most, unless the cluster's `limits` set it. */
   readonly maxConnectionsPerBackend: number;
   /** The data plane's cap on dials in flight. */
   readonly dialGate: DialGate;
+}
+
+/** What one data plane counted for a cluster. */
+export interface ClusterCounters {
+  /**
+   * Every call routed here, including those that failed before a backend was picked (which
+   * per-backend counters cannot see).
+   */
+  calls: number;
+  /** Of those, calls that ended with a non-OK status. */
+  errors: number;
+  /** Retries started: of calls no backend processed, and configured ones (gRFC A6). */
+  readonly retries: { transparent: number; configured: number };
+  /** Times each limit refused a call or a retry. */
+  readonly overflow: Record<LimitName, number>;
 }
 
 interface PickWaiter {
@@ -49,11 +65,20 @@ export class UpstreamCluster implements BalancerHost {
   readonly name: string;
   /** Its validated settings. */
   readonly config: ClusterConfig;
-  /**
-   * Every call routed here, including those that failed before a backend was picked (which
-   * per-backend counters cannot see), and how many of them ended with a non-OK status.
-   */
-  readonly counters: { calls: number; errors: number } = { calls: 0, errors: 0 };
+  /** This data plane's counts. */
+  readonly counters: ClusterCounters = {
+    calls: 0,
+    errors: 0,
+    retries: { transparent: 0, configured: 0 },
+    overflow: {
+      maxConcurrentCalls: 0,
+      maxPendingCalls: 0,
+      maxConnectionsPerBackend: 0,
+      retryBudget: 0,
+    },
+  };
+  /** The cluster's circuit breakers, shared with the other workers. */
+  readonly limits: CallLimits;
   readonly #backends = new Map<string, UpstreamBackend>();
   readonly #waiters = new Set<PickWaiter>();
   readonly #removed: ((backend: UpstreamBackend) => void)[] = [];
@@ -67,10 +92,16 @@ export class UpstreamCluster implements BalancerHost {
   #closed = false;
 
   /** Creates the cluster without members: they come with the first snapshot. */
-  constructor(name: string, config: ClusterConfig, upstream: UpstreamSettings) {
+  constructor(
+    name: string,
+    config: ClusterConfig,
+    upstream: UpstreamSettings,
+    limits: CallLimits,
+  ) {
     this.name = name;
     this.config = config;
     this.#upstream = upstream;
+    this.limits = limits;
   }
 
   /** The balancer's aggregate state. */
@@ -91,6 +122,21 @@ export class UpstreamCluster implements BalancerHost {
   /** Picks a backend for a new call. */
   pick(): PickResult {
     return this.#balancerState.picker.pick();
+  }
+
+  /**
+   * Picks a backend for a retry: another than `previous` when the policy offers one within
+   * as many picks as there are members (a `pick_first` cluster keeps its one backend).
+   */
+  pickAnother(previous: UpstreamBackend): PickResult {
+    const picker = this.#balancerState.picker;
+    let result = picker.pick();
+    for (
+      let i = 1;
+      i < this.#backends.size && result.kind === "complete" && result.subConn === previous;
+      i++
+    ) result = picker.pick();
+    return result;
   }
 
   /**
@@ -214,9 +260,11 @@ export class UpstreamCluster implements BalancerHost {
         connectTimeoutMs: this.config.connectTimeout,
         backoff: this.config.reconnectBackoff,
         connection: this.#upstream.connection,
-        maxConnections: this.#upstream.maxConnectionsPerBackend,
+        maxConnections: this.config.limits.maxConnectionsPerBackend ??
+          this.#upstream.maxConnectionsPerBackend,
         dialGate: this.#upstream.dialGate,
         onStateChange: () => this.#refresh(backend),
+        onOverflow: () => this.counters.overflow.maxConnectionsPerBackend++,
       }),
     );
     return backend;
