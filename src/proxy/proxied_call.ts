@@ -654,7 +654,12 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       const forwarded = code === NO_ERROR ? CANCEL : code;
       const status = statusForReset(forwarded);
       const failed = code !== CANCEL && code !== NO_ERROR;
-      if (!this.#responded && this.#retryOnStatus(status, undefined, failed)) return;
+      // A backend that resets a call it never answered dropped it, whatever the code (grpc-js
+      // cancels every open stream when it is stopped): for retryOn that is UNAVAILABLE, as a
+      // lost connection is, and Envoy's `reset` retry condition sees it the same way.
+      if (!this.#responded && this.#retryOnStatus(GrpcStatus.UNAVAILABLE, undefined, failed)) {
+        return;
+      }
       this.#decided = true;
       this.#origin = "backend_reset";
       this.#resetCode = forwarded;
@@ -753,7 +758,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   /** Sends the response headers (or a trailers-only response), with the call's request id. */
   #sendResponseHeaders(headers: HeaderList, endStream: boolean): void {
     this.#responded = true;
-    if (this.#requestId !== undefined) headers.push(REQUEST_ID, this.#requestId);
+    // Replaced, not added: a backend that echoes the request id must not make it a list.
+    if (this.#requestId !== undefined) setHeader(headers, REQUEST_ID, this.#requestId);
     this.#downstream.sendHeaders(headers, endStream);
   }
 
