@@ -11,9 +11,16 @@ import * as grpc from "@grpc/grpc-js";
 
 /** The full method paths of `test.Test`. */
 export const TestMethod = {
-  /** Unary: answers with the request bytes. */
+  /**
+   * Unary: answers with the request bytes, after `x-delay-ms` milliseconds when it is set.
+   * `x-freeze-echoes: 1` calls {@link TestBackend.freezeEchoes} (for a backend in another
+   * process) and answers at once.
+   */
   echo: "/test.Test/Echo",
-  /** Client streaming: answers with all request messages concatenated. */
+  /**
+   * Client streaming: answers with all request messages concatenated; with `x-fail-code`, it
+   * reads the whole request and then fails with that status, trailers-only.
+   */
   collect: "/test.Test/Collect",
   /** Server streaming: `x-count` messages of `x-size` bytes, message i filled with i % 256. */
   stream: "/test.Test/Stream",
@@ -23,10 +30,19 @@ export const TestMethod = {
   fail: "/test.Test/Fail",
   /** Unary: fails at once with a trailers-only response. */
   failImmediately: "/test.Test/FailImmediately",
-  /** Unary: `x-*` request metadata comes back in the response headers and trailers. */
+  /**
+   * Unary: `x-*` request metadata comes back in the response headers and trailers, and
+   * `x-authority` in both names the `:authority` the backend saw.
+   */
   echoMetadata: "/test.Test/EchoMetadata",
   /** Unary: never answers; records its deadline and whether it was cancelled. */
   hang: "/test.Test/Hang",
+  /**
+   * Unary: fails with a trailers-only UNAVAILABLE unless the request carries
+   * `grpc-previous-rpc-attempts` (a retry, gRFC A6); a retry succeeds and names the value in
+   * an `x-previous-rpc-attempts` response header.
+   */
+  failFirst: "/test.Test/FailFirst",
 } as const;
 
 /** The status and details `Fail` ends with (details exercise percent-encoding). */
@@ -74,6 +90,7 @@ export const testService: grpc.ServiceDefinition = {
   FailImmediately: method(TestMethod.failImmediately, false, false),
   EchoMetadata: method(TestMethod.echoMetadata, false, false),
   Hang: method(TestMethod.hang, false, false),
+  FailFirst: method(TestMethod.failFirst, false, false),
 };
 
 /** What the backend saw of one `Hang` call. */
@@ -98,6 +115,18 @@ export interface TestBackend {
   resetCalls(): void;
   /** Every `Hang` call so far. */
   readonly hangs: readonly HangRecord[];
+  /**
+   * The `grpc-previous-rpc-attempts` of every `FailFirst` call so far, in arrival order
+   * (`undefined`: a first attempt).
+   */
+  readonly previousAttempts: readonly (string | undefined)[];
+  /** `Echo` calls waiting out their `x-delay-ms` (or frozen), not cancelled. */
+  delayedEchoes(): number;
+  /**
+   * From now on, `Echo` calls with `x-delay-ms` never answer: a test that kills the backend
+   * then knows that the calls inside it have sent nothing.
+   */
+  freezeEchoes(): void;
   /**
    * Cancellations seen by `Stream` calls before they ended. (`Chat` cannot tell: grpc-js on
    * Deno reports a reset as a half-close first, so the handler ends normally.)
@@ -137,6 +166,9 @@ export async function startTestBackend(name: string, port = 0): Promise<TestBack
   let calls = 0;
   let streamCancellations = 0;
   const hangs: HangRecord[] = [];
+  const previousAttempts: (string | undefined)[] = [];
+  let delayedEchoes = 0;
+  let echoesFrozen = false;
   let released = Promise.withResolvers<void>();
 
   const backendHeader = (): grpc.Metadata => {
@@ -147,15 +179,39 @@ export async function startTestBackend(name: string, port = 0): Promise<TestBack
   type Unary = grpc.handleUnaryCall<Buffer, Buffer>;
   const echo: Unary = (call, callback) => {
     calls++;
-    call.sendMetadata(backendHeader());
-    callback(null, call.request);
+    if (call.metadata.get("x-freeze-echoes")[0] === "1") echoesFrozen = true;
+    const delayMs = numberHeader(call.metadata, "x-delay-ms", 0);
+    if (delayMs <= 0) {
+      call.sendMetadata(backendHeader());
+      callback(null, call.request);
+      return;
+    }
+    // Nothing is sent before the delay ends: the call stays uncommitted (retryable) until then.
+    delayedEchoes++;
+    let waiting = true;
+    const done = () => {
+      if (waiting) delayedEchoes--;
+      waiting = false;
+    };
+    call.on("cancelled", done);
+    setTimeout(() => {
+      if (echoesFrozen || call.cancelled) return;
+      done();
+      call.sendMetadata(backendHeader());
+      callback(null, call.request);
+    }, delayMs);
   };
   const collect: grpc.handleClientStreamingCall<Buffer, Buffer> = (call, callback) => {
     calls++;
-    call.sendMetadata(backendHeader());
+    const failCode = call.metadata.get("x-fail-code")[0];
+    // A failing Collect sends no headers: its status goes out trailers-only.
+    if (failCode === undefined) call.sendMetadata(backendHeader());
     const parts: Buffer[] = [];
     call.on("data", (part: Buffer) => parts.push(part));
-    call.on("end", () => callback(null, Buffer.concat(parts)));
+    call.on("end", () => {
+      if (failCode === undefined) callback(null, Buffer.concat(parts));
+      else callback({ code: Number(failCode), details: `failed after ${parts.length} messages` });
+    });
   };
   const stream: grpc.handleServerStreamingCall<Buffer, Buffer> = async (call) => {
     calls++;
@@ -191,6 +247,7 @@ export async function startTestBackend(name: string, port = 0): Promise<TestBack
   const echoMetadata: Unary = (call, callback) => {
     calls++;
     const echoed = metadataPrefixed(call.metadata, "x-");
+    echoed.set("x-authority", call.getHost());
     const headers = echoed.clone();
     headers.merge(backendHeader());
     call.sendMetadata(headers);
@@ -206,6 +263,20 @@ export async function startTestBackend(name: string, port = 0): Promise<TestBack
     hangs.push(record);
     call.on("cancelled", () => record.cancelled = true);
   };
+  const failFirst: Unary = (call, callback) => {
+    calls++;
+    const previous = call.metadata.get("grpc-previous-rpc-attempts")[0];
+    previousAttempts.push(previous === undefined ? undefined : String(previous));
+    if (previous === undefined) {
+      // No sendMetadata first: a trailers-only response, which a retry policy may retry.
+      callback({ code: grpc.status.UNAVAILABLE, details: "first attempts fail" });
+      return;
+    }
+    const headers = backendHeader();
+    headers.set("x-previous-rpc-attempts", String(previous));
+    call.sendMetadata(headers);
+    callback(null, call.request);
+  };
   server.addService(testService, {
     Echo: echo,
     Collect: collect,
@@ -215,6 +286,7 @@ export async function startTestBackend(name: string, port = 0): Promise<TestBack
     FailImmediately: failImmediately,
     EchoMetadata: echoMetadata,
     Hang: hang,
+    FailFirst: failFirst,
   });
   const boundPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(
@@ -230,6 +302,9 @@ export async function startTestBackend(name: string, port = 0): Promise<TestBack
     calls: () => calls,
     resetCalls: () => calls = 0,
     hangs,
+    previousAttempts,
+    delayedEchoes: () => delayedEchoes,
+    freezeEchoes: () => echoesFrozen = true,
     streamCancellations: () => streamCancellations,
     release: () => {
       released.resolve();
@@ -249,9 +324,15 @@ export const TestClient: grpc.ServiceClientConstructor = grpc.makeGenericClientC
   "test.Test",
 );
 
-/** A `test.Test` client for `address` (the proxy), with the large-message limits. */
-export function testClient(address: string): grpc.Client {
-  return new TestClient(address, grpc.credentials.createInsecure(), MESSAGE_LIMITS);
+/**
+ * A `test.Test` client for `address` (the proxy), with the large-message limits; `options`
+ * adds channel options (e.g. `grpc.enable_retries: 0`, `grpc.default_authority`).
+ */
+export function testClient(address: string, options: grpc.ChannelOptions = {}): grpc.Client {
+  return new TestClient(address, grpc.credentials.createInsecure(), {
+    ...MESSAGE_LIMITS,
+    ...options,
+  });
 }
 
 /** The outcome of a unary call, including both metadata blocks. */
