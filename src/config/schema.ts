@@ -90,7 +90,7 @@ const pickFirstSchema = z.strictObject({
  */
 const retryPolicySchema = z.strictObject({
   /** The statuses that retry a call, by name (`"UNAVAILABLE"`). */
-  retryOn: z.array(z.enum(GRPC_STATUS_NAMES)).min(1),
+  retryOn: z.array(z.enum(GRPC_STATUS_NAMES.filter((name) => name !== "OK"))).min(1),
   /** Attempts per call, the first included; A6 caps it at 5. */
   maxAttempts: z.int().min(2).max(5).default(3),
   /** How long one attempt may wait for the backend's response headers; then it is retried. */

@@ -1565,6 +1565,9 @@ export class H2Connection implements StreamOwner, TimerEntry {
       // A peer that stops reading must not hold the socket open: close it regardless soon.
       timers.schedule(this, Date.now() + this.#options.settingsTimeoutMs);
     }
+    // What is queued will still be written, so its streams did leave (NOT_SENT would let the
+    // caller send them elsewhere while this backend still gets them).
+    if (flushFirst) this.#handedOutStreamId = this.#nextStreamId - 2;
     const streams = [...this.#pending.splice(0), ...this.#streams.values()];
     this.#blocked.length = 0;
     const resume = this.#readPaused;

@@ -229,6 +229,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     const cluster = route.target;
     this.#route = route;
     this.#cluster = cluster;
+    // First, so that even a call a limit refuses gets its x-request-id back.
+    if (route.rewrite) this.#requestId = route.rewrite.apply(headers, this.#clientAddress);
     if (!cluster.limits.admitCall()) {
       this.#overflow("maxConcurrentCalls", cluster.config.limits.maxConcurrentCalls);
       return;
@@ -245,7 +247,6 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       this.#idleTimeoutMs = policy.streamIdleTimeoutMs;
       this.#idleCheckAt = this.#startedAt + policy.streamIdleTimeoutMs / IDLE_CHECKS;
     }
-    if (route.rewrite) this.#requestId = route.rewrite.apply(headers, this.#clientAddress);
     this.#arm();
     this.#pick();
   }
@@ -253,16 +254,6 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   /** Picks a backend, waiting for one while none is ready, then opens the backend stream. */
   #pick(): void {
     const cluster = this.#cluster!;
-    if (this.#attempts > 0 && this.#replay === undefined) {
-      // The client sent more than retryBufferBytes while the retry waited.
-      this.#backendFailure = true;
-      this.#finishByProxy(
-        GrpcStatus.UNAVAILABLE,
-        `cluster ${cluster.name}: retry abandoned: the request outgrew retryBufferBytes ` +
-          `(${this.#route!.policy.retryBufferBytes})`,
-      );
-      return;
-    }
     const previous = this.#backend;
     const pick = previous === undefined ? cluster.pick() : cluster.pickAnother(previous);
     if (pick.kind !== "queue") {
@@ -331,11 +322,6 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     }
     this.#upstream = upstream;
     this.#attempts++;
-    const perTryMs = this.#route!.policy.retry?.perTryTimeoutMs ?? 0;
-    if (perTryMs > 0) {
-      this.#tryDeadlineAt = now + perTryMs;
-      this.#arm();
-    }
     let chunks = this.#early;
     this.#early = undefined;
     if (this.#attempts > 1) {
@@ -350,6 +336,18 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
         upstream.sendData(chunks[i], this.#requestEnded && i === chunks.length - 1);
       }
     } else if (this.#requestEnded) upstream.sendData(EMPTY, true);
+    if (this.#requestEnded) this.#startTryTimer(now);
+  }
+
+  /**
+   * Starts the attempt's `perTryTimeout` once its request is complete, as Envoy's does, so a
+   * long upload to a healthy backend is not taken for a slow answer.
+   */
+  #startTryTimer(now: number): void {
+    const perTryMs = this.#route?.policy.retry?.perTryTimeoutMs ?? 0;
+    if (perTryMs === 0 || this.#responded || this.#upstream === undefined) return;
+    this.#tryDeadlineAt = now + perTryMs;
+    this.#arm();
   }
 
   /** Keeps a copy of request data for a retry, while one is still possible. */
@@ -368,7 +366,9 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     if (stream === this.#downstream) {
       // Request trailers: gRPC sends none, but HTTP allows them; they end the request.
       this.#requestEnded = true;
-      this.#upstream?.sendTrailers(headers);
+      if (this.#upstream === undefined) return;
+      this.#upstream.sendTrailers(headers);
+      this.#startTryTimer(Date.now());
       return;
     }
     if (stream !== this.#upstream) return; // an attempt given up on
@@ -412,12 +412,17 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       if (upstream !== undefined) {
         if (this.#replay !== undefined && data.length > 0) this.#keepForReplay(data.slice());
         upstream.sendData(data, endStream);
+        if (endStream) this.#startTryTimer(Date.now());
       } else if (this.#decided) {
         stream.consume(data.length);
       } else if (data.length > 0) {
         // Not credited until it goes upstream: the client's window bounds this buffer.
         if (this.#attempts === 0) (this.#early ??= []).push(data.slice());
-        else this.#keepForReplay(data.slice()); // between attempts: the next one replays it
+        else {
+          // Between attempts: the next one replays it, unless the request outgrew the buffer.
+          this.#keepForReplay(data.slice());
+          if (this.#replay === undefined) this.#retryAbandoned();
+        }
       }
       return;
     }
@@ -461,6 +466,14 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
 
   /** See {@link TimerEntry.onTimer}: the earliest of the call's timers is due. */
   onTimer(now: number): void {
+    try {
+      this.#onTimer(now);
+    } catch (error) {
+      this.#internalError(error);
+    }
+  }
+
+  #onTimer(now: number): void {
     if (this.#decided) return;
     if (this.#deadlineAt !== 0 && now >= this.#deadlineAt) {
       this.#deadlineExceeded();
@@ -728,6 +741,16 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     this.#pickWait?.abort();
     const upstream = this.#upstream;
     if (upstream !== undefined) upstream.reset(CANCEL);
+  }
+
+  /** The client sent more than `retryBufferBytes` while a retry waited: it cannot be replayed. */
+  #retryAbandoned(): void {
+    this.#finishByProxy(
+      GrpcStatus.UNAVAILABLE,
+      `cluster ${this.#cluster!.name}: retry abandoned: the request outgrew retryBufferBytes ` +
+        `(${this.#route!.policy.retryBufferBytes}) after attempt ${this.#attempts} failed`,
+    );
+    this.#pickWait?.abort();
   }
 
   /** A cluster limit refused the call: it fails at once, naming the limit. */
