@@ -512,9 +512,11 @@ export class H2Wire {
       while (offset < bytes.length) offset += await this.#conn.write(bytes.subarray(offset));
       return true;
     } catch (error) {
+      // Interrupted: the reader saw the peer close and closed the socket under this write.
       if (
         error instanceof Deno.errors.BrokenPipe || error instanceof Deno.errors.ConnectionReset ||
-        error instanceof Deno.errors.BadResource || error instanceof Deno.errors.NotConnected
+        error instanceof Deno.errors.BadResource || error instanceof Deno.errors.NotConnected ||
+        error instanceof Deno.errors.Interrupted
       ) {
         return false;
       }
