@@ -7,7 +7,12 @@
 import type { ConnectivityState } from "../balancer/types.ts";
 import type { Backend } from "../cluster/backend.ts";
 import type { Cluster } from "../cluster/cluster.ts";
-import type { BackendStats, ClusterStats, DataPlaneStats } from "../dataplane/stats.ts";
+import {
+  type BackendStats,
+  clusterCounters,
+  type ClusterStats,
+  type DataPlaneStats,
+} from "../dataplane/stats.ts";
 import type { BackendView, ClusterView } from "./schemas.ts";
 
 /** Higher is more usable: a cluster or backend that some worker can use shows that state. */
@@ -97,6 +102,7 @@ export function backendView(
 /** Views one cluster with all of its members. */
 export function clusterView(cluster: Cluster, planes: readonly DataPlaneStats[]): ClusterView {
   const workers = inWorkers(cluster.name, planes);
+  const zero = clusterCounters();
   const perWorker = workers.map(({ worker, stats }) => ({
     worker,
     state: stats?.state ?? "IDLE",
@@ -111,16 +117,8 @@ export function clusterView(cluster: Cluster, planes: readonly DataPlaneStats[])
     redisSet: cluster.config.discovery?.redisSet ?? null,
     calls: perWorker.reduce((total, stats) => total + stats.calls, 0),
     errors: perWorker.reduce((total, stats) => total + stats.errors, 0),
-    retries: sumCounters(workers.map(({ stats }) => stats?.retries), {
-      transparent: 0,
-      configured: 0,
-    }),
-    overflow: sumCounters(workers.map(({ stats }) => stats?.overflow), {
-      maxConcurrentCalls: 0,
-      maxPendingCalls: 0,
-      maxConnectionsPerBackend: 0,
-      retryBudget: 0,
-    }),
+    retries: sumCounters(workers.map(({ stats }) => stats?.retries), zero.retries),
+    overflow: sumCounters(workers.map(({ stats }) => stats?.overflow), zero.overflow),
     workers: perWorker,
     backends: cluster.backends().map((backend) => backendViewIn(backend, workers)),
   };

@@ -4,7 +4,7 @@
  * @module
  */
 import type { ConnectivityState } from "../balancer/types.ts";
-import type { ClusterCounters } from "../upstream/upstream_cluster.ts";
+import type { LimitName } from "../upstream/call_limits.ts";
 
 /** One backend in one data plane. */
 export interface BackendStats {
@@ -26,6 +26,36 @@ export interface BackendStats {
   readonly bytesReceived: number;
   /** Response bytes sent to clients from this backend. */
   readonly bytesSent: number;
+}
+
+/** What one data plane counted for a cluster. */
+export interface ClusterCounters {
+  /**
+   * Every call routed here, including those that failed before a backend was picked (which
+   * per-backend counters cannot see).
+   */
+  calls: number;
+  /** Of those, calls that ended with a non-OK status. */
+  errors: number;
+  /** Retries started: of calls no backend processed, and configured ones (gRFC A6). */
+  readonly retries: { transparent: number; configured: number };
+  /** Times each limit refused a call or a retry. */
+  readonly overflow: Record<LimitName, number>;
+}
+
+/** A cluster's counters, all zero. */
+export function clusterCounters(): ClusterCounters {
+  return {
+    calls: 0,
+    errors: 0,
+    retries: { transparent: 0, configured: 0 },
+    overflow: {
+      maxConcurrentCalls: 0,
+      maxPendingCalls: 0,
+      maxConnectionsPerBackend: 0,
+      retryBudget: 0,
+    },
+  };
 }
 
 /** One cluster in one data plane. */

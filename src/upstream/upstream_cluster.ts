@@ -19,7 +19,8 @@ import { type BackendSnapshot, type ClusterSnapshot, effectiveState } from "../c
 import type { ClusterConfig } from "../config/schema.ts";
 import type { ConnectionOptions } from "../h2/connection.ts";
 import { componentLogger } from "../log/logger.ts";
-import type { CallLimits, LimitName } from "./call_limits.ts";
+import type { CallLimits } from "./call_limits.ts";
+import { type ClusterCounters, clusterCounters } from "../dataplane/stats.ts";
 import type { DialGate } from "./dial_gate.ts";
 import { Upstream } from "./upstream.ts";
 import { UpstreamBackend } from "./upstream_backend.ts";
@@ -39,21 +40,6 @@ export interface UpstreamSettings {
   readonly dialGate: DialGate;
 }
 
-/** What one data plane counted for a cluster. */
-export interface ClusterCounters {
-  /**
-   * Every call routed here, including those that failed before a backend was picked (which
-   * per-backend counters cannot see).
-   */
-  calls: number;
-  /** Of those, calls that ended with a non-OK status. */
-  errors: number;
-  /** Retries started: of calls no backend processed, and configured ones (gRFC A6). */
-  readonly retries: { transparent: number; configured: number };
-  /** Times each limit refused a call or a retry. */
-  readonly overflow: Record<LimitName, number>;
-}
-
 interface PickWaiter {
   readonly resolve: (result: PickResult) => void;
   readonly timer: ReturnType<typeof setTimeout>;
@@ -66,17 +52,7 @@ export class UpstreamCluster implements BalancerHost {
   /** Its validated settings. */
   readonly config: ClusterConfig;
   /** This data plane's counts. */
-  readonly counters: ClusterCounters = {
-    calls: 0,
-    errors: 0,
-    retries: { transparent: 0, configured: 0 },
-    overflow: {
-      maxConcurrentCalls: 0,
-      maxPendingCalls: 0,
-      maxConnectionsPerBackend: 0,
-      retryBudget: 0,
-    },
-  };
+  readonly counters: ClusterCounters = clusterCounters();
   /** The cluster's circuit breakers, shared with the other workers. */
   readonly limits: CallLimits;
   readonly #backends = new Map<string, UpstreamBackend>();
