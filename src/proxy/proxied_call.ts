@@ -714,7 +714,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       } ended the stream without trailers`,
     );
     const upstream = this.#upstream;
-    if (upstream !== undefined) upstream.reset(CANCEL);
+    if (upstream !== undefined) this.#cancelUnlessEnded(upstream);
   }
 
   #deadlineExceeded(): void {
