@@ -14,6 +14,7 @@
  * for a clock condition well past the time the event would need. The op sanitizer is on, so
  * a call left with its timer armed fails its test.
  */
+import { concatBytes } from "../src/h2/bytes.ts";
 import assert from "node:assert/strict";
 import type { ProxiedCall } from "../src/proxy/proxied_call.ts";
 import { MAX_TIMER_MS } from "../src/proxy/deadline.ts";
@@ -21,7 +22,6 @@ import { GrpcStatus } from "../src/proxy/grpc_status.ts";
 import { CloseCause } from "../src/transport/stream.ts";
 import {
   bytes,
-  concat,
   type FakeStream,
   headerValue,
   type RelayEnv,
@@ -502,10 +502,10 @@ relayTest("stream idle timeout: a call with a frame every 10ms lives on", {
   downstream.receiveData(new Uint8Array(0), true);
   upstream.receiveHeaders(trailers(GrpcStatus.OK), true);
   assert.ok(downstream.closed && upstream.closed);
-  assert.deepEqual(upstream.bytesSent(), concat(requestChunks));
+  assert.deepEqual(upstream.bytesSent(), concatBytes(...requestChunks));
   assert.deepEqual(
-    concat(downstream.dataSent().map((frame) => frame.data)),
-    concat(responseChunks),
+    concatBytes(...downstream.dataSent().map((frame) => frame.data)),
+    concatBytes(...responseChunks),
   );
   assert.equal(env.records[0].grpcStatus, GrpcStatus.OK);
   assert.deepEqual(env.limitSlots(), NO_LIMITS_HELD);

@@ -17,6 +17,7 @@
  * one place only: {@link asUpstreamCluster} and {@link asUpstreamBackend}.
  * @module
  */
+import { concatBytes } from "../../src/h2/bytes.ts";
 import type { z } from "zod";
 import type { PickResult } from "../../src/balancer/types.ts";
 import { type ClusterConfig, type Config, configSchema } from "../../src/config/schema.ts";
@@ -207,7 +208,7 @@ export class FakeStream implements TransportStream {
 
   /** Every byte sent, concatenated. */
   bytesSent(): Uint8Array {
-    return concat(this.dataSent().map((frame) => frame.data));
+    return concatBytes(...this.dataSent().map((frame) => frame.data));
   }
 
   /** The RST_STREAM codes sent. */
@@ -428,17 +429,6 @@ export function headerValue(headers: HeaderList, name: string): string | undefin
 /** `length` bytes counting up from `first` (mod 256), so order and gaps show. */
 export function bytes(first: number, length: number): Uint8Array {
   return Uint8Array.from({ length }, (_, i) => (first + i) & 0xff);
-}
-
-/** `chunks` end to end. */
-export function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
 }
 
 /** The cluster's limit slots in use, by name (the slot order of `call_limits.ts`). */
