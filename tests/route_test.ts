@@ -189,6 +189,12 @@ Deno.test("policy: a route's fields override its cluster's; the rest are the clu
     (1 << GrpcStatus.UNAVAILABLE) | (1 << GrpcStatus.RESOURCE_EXHAUSTED),
   );
   assert.equal(fallback.retry?.maxAttempts, 4);
+  const off = new Router(
+    parse([{ cluster: "a", retry: null }], { retry: { retryOn: ["UNAVAILABLE"] } }).routes,
+    config.clusters,
+    (name) => name,
+  );
+  assert.equal(off.match("/q.T/M", [])!.policy.retry, undefined, "retry: null turns it off");
   const defaults = router([{ cluster: "b" }]).match("/q.T/M", [])!.policy;
   assert.equal(defaults.timeoutMs, undefined);
   assert.equal(defaults.streamIdleTimeoutMs, 300_000, "Envoy's 5 minutes");

@@ -112,8 +112,8 @@ const callPolicyFields = {
   maxTimeout: positiveDurationSchema.optional(),
   /** A call with no frame either way for this long ends with UNAVAILABLE; 0 turns it off. */
   streamIdleTimeout: durationSchema.optional(),
-  /** Configured retries; none unless set. */
-  retry: retryPolicySchema.optional(),
+  /** Configured retries; none unless set. On a route, `null` turns off its cluster's. */
+  retry: retryPolicySchema.nullable().optional(),
   /** Request bytes kept for replaying a call (either kind of retry); a larger request is not retried. */
   retryBufferBytes: z.int().min(0).max(16 * 1024 * 1024).optional(),
 };

@@ -52,12 +52,13 @@ function retryPolicy(config: RetryPolicyConfig): RetryPolicy {
 
 /** The policy of `route`: each field the route sets, else its cluster's. */
 export function callPolicy(route: RouteConfig, cluster: ClusterConfig): CallPolicy {
-  const retry = route.retry ?? cluster.retry;
+  // `null` on the route turns the cluster's retries off; absent, the cluster's apply.
+  const retry = route.retry === undefined ? cluster.retry : route.retry;
   return {
     timeoutMs: route.timeout ?? cluster.timeout,
     maxTimeoutMs: route.maxTimeout ?? cluster.maxTimeout,
     streamIdleTimeoutMs: route.streamIdleTimeout ?? cluster.streamIdleTimeout,
-    retry: retry && retryPolicy(retry),
+    retry: retry ? retryPolicy(retry) : undefined,
     retryBufferBytes: route.retryBufferBytes ?? cluster.retryBufferBytes,
     transparentAttempts: cluster.transparentRetry.maxAttempts,
   };
