@@ -20,7 +20,6 @@ import {
   expectServiceError,
   rawBytes,
   startTestBackend,
-  type TestBackend,
   testClient,
   TestMethod,
   unaryCall,
@@ -34,10 +33,79 @@ const NO_CLIENT_RETRIES: grpc.ChannelOptions = { "grpc.enable_retries": 0 };
 /** A UUID as `crypto.randomUUID` writes it. */
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+/** A backend these tests start: grpc-js (`stop`), or raw `node:http2` or TCP (`close`). */
+type Backend =
+  & { readonly address: string }
+  & ({ stop(): Promise<unknown> } | { close(): Promise<unknown> });
+
+/** A proxy in front of backends, and a client of it; disposing it stops them all. */
+interface Setup {
+  readonly proxy: ProxyProcess;
+  /** A client of the proxy made with {@link NO_CLIENT_RETRIES}. */
+  readonly client: grpc.Client;
+  /** Another client of the proxy: {@link NO_CLIENT_RETRIES} and `options`. */
+  connect(options: grpc.ChannelOptions): grpc.Client;
+  /** Hands `backend`, started during the test, to the setup to stop with the others. */
+  adopt<B extends Backend>(backend: B): B;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Starts the proxy in front of `backends`, which the setup then owns: one cluster "echo" of
+ * them all with the settings `cluster` ({@link clusterConfig}), its top-level keys replaced
+ * by `config`. Disposing it closes the clients, stops the proxy, then the backends.
+ */
+async function setUp(
+  backends: readonly Backend[],
+  options: { cluster?: Record<string, unknown>; config?: Record<string, unknown> } = {},
+): Promise<Setup> {
+  const owned = [...backends];
+  const stopBackends = () => Promise.all(owned.map((b) => "stop" in b ? b.stop() : b.close()));
+  let proxy: ProxyProcess;
+  try {
+    proxy = await startAdminProxy({
+      ...clusterConfig(backends.map((backend) => backend.address), options.cluster),
+      ...options.config,
+    });
+  } catch (error) {
+    await stopBackends();
+    throw error;
+  }
+  const clients: grpc.Client[] = [];
+  const connect = (options: grpc.ChannelOptions = {}) => {
+    const client = testClient(proxy.address, { ...NO_CLIENT_RETRIES, ...options });
+    clients.push(client);
+    return client;
+  };
+  return {
+    proxy,
+    client: connect(),
+    connect,
+    adopt: (backend) => {
+      owned.push(backend);
+      return backend;
+    },
+    async [Symbol.asyncDispose]() {
+      for (const client of clients) client.close();
+      try {
+        await proxy.stop();
+      } finally {
+        await stopBackends();
+      }
+    },
+  };
+}
+
+/** {@link setUp} in front of one grpc-js backend, "b". */
+async function setUpBackend(options: Parameters<typeof setUp>[1] = {}) {
+  const backend = await startTestBackend("b");
+  return { ...await setUp([backend], options), backend };
+}
+
 /** Retry and overflow counters of `/metrics`, for `cluster`. */
 async function counters(
   proxy: ProxyProcess,
-  cluster: string,
+  cluster = "echo",
 ): Promise<{ transparent: number; configured: number; overflow: Record<string, number> }> {
   const samples = parsePrometheusText((await adminRequest(proxy, "/metrics")).body);
   const overflow: Record<string, number> = {};
@@ -51,11 +119,12 @@ async function counters(
   };
 }
 
-/** `GET /clusters/NAME`: its `retries` and `overflow` objects. */
-async function clusterView(
-  proxy: ProxyProcess,
-  cluster: string,
-): Promise<{ retries: Record<string, number>; overflow: Record<string, number> }> {
+/** `GET /clusters/NAME`: its `retries` and `overflow` objects, and its backends. */
+async function clusterView(proxy: ProxyProcess, cluster = "echo"): Promise<{
+  retries: Record<string, number>;
+  overflow: Record<string, number>;
+  backends: { address: string; state: string; activeStreams: number }[];
+}> {
   const { status, body } = await adminRequest(proxy, `/clusters/${cluster}`);
   assert.equal(status, 200, JSON.stringify(body));
   return body;
@@ -85,6 +154,43 @@ function settle(promise: Promise<unknown>): Promise<Outcome> {
   );
 }
 
+/** Unary calls started together; disposing the batch cancels them. */
+interface Batch {
+  /** How the calls that have ended ended, in the order they did. */
+  readonly settled: readonly Outcome[];
+  /** How every call ended, in the order they started. */
+  readonly outcomes: Promise<Outcome[]>;
+  /** Cancels every call; one that has ended ignores it. */
+  cancel(): void;
+  [Symbol.dispose](): void;
+}
+
+/** Starts `count` calls of `method` on `client` at once, each with `timeoutMs` if given. */
+function startCalls(
+  client: grpc.Client,
+  count: number,
+  method: string,
+  options: { timeoutMs?: number } = {},
+): Batch {
+  const calls: grpc.ClientUnaryCall[] = [];
+  const settled: Outcome[] = [];
+  const outcomes = Promise.all(Array.from(
+    { length: count },
+    () =>
+      settle(unaryCall(client, method, undefined, {
+        ...options,
+        onCall: (call) => calls.push(call),
+      })).then((outcome) => {
+        settled.push(outcome);
+        return outcome;
+      }),
+  ));
+  const cancel = () => {
+    for (const call of calls) call.cancel();
+  };
+  return { settled, outcomes, cancel, [Symbol.dispose]: cancel };
+}
+
 // --- 1. a backend restart under load ---------------------------------------------------------
 
 /** Concurrent call loops during the restart. */
@@ -111,6 +217,8 @@ interface KilledBackend {
   freeze(): Promise<void>;
   /** Kills it the chosen way and waits until it is gone. */
   kill(): Promise<void>;
+  /** The same as {@link kill}: how the setup stops it at the end. */
+  stop(): Promise<void>;
 }
 
 /** Starts backend "a", in this process or (for SIGKILL) in a process of its own. */
@@ -138,6 +246,15 @@ async function startKilledBackend(how: Kill): Promise<KilledBackend> {
     throw new Error("the backend process did not print its address");
   }
   let killed: Promise<unknown> | undefined;
+  const kill = () => {
+    killed ??= (async () => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited already */ }
+      await child.status;
+    })();
+    return killed.then(() => {});
+  };
   return {
     address,
     port: Number(address.split(":")[1]),
@@ -152,15 +269,60 @@ async function startKilledBackend(how: Kill): Promise<KilledBackend> {
         direct.close();
       }
     },
-    kill: () => {
-      killed ??= (async () => {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* exited already */ }
-        await child.status;
-      })();
-      return killed.then(() => {});
+    kill,
+    stop: kill,
+  };
+}
+
+/** {@link LOOPS} loops of delayed Echo calls; disposing it stops them as {@link stop} does. */
+interface Load {
+  /** Calls made so far. */
+  readonly calls: number;
+  /** Calls backend "a" answered so far. */
+  readonly servedByA: number;
+  /** Every failed call's status code and details. */
+  readonly failures: string[];
+  /** Starts no more calls and waits for those under way. */
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** Starts {@link LOOPS} loops, each making one Echo call on `client` after the other. */
+function startLoad(client: grpc.Client): Load {
+  const metadata = metadataOf({ "x-delay-ms": String(ECHO_DELAY_MS) });
+  let loading = true;
+  let calls = 0;
+  let servedByA = 0;
+  const failures: string[] = [];
+  const loops = Promise.all(Array.from({ length: LOOPS }, async () => {
+    while (loading) {
+      calls++;
+      try {
+        const { headers } = await unaryCall(client, TestMethod.echo, Buffer.from("ping"), {
+          metadata,
+          timeoutMs: 10_000,
+        });
+        if (headers.get("x-backend")[0] === "a") servedByA++;
+      } catch (error) {
+        const { code, details } = error as grpc.ServiceError;
+        failures.push(`${code} ${details}`);
+      }
+    }
+  }));
+  const stop = async () => {
+    loading = false;
+    await loops;
+  };
+  return {
+    get calls() {
+      return calls;
     },
+    get servedByA() {
+      return servedByA;
+    },
+    failures,
+    stop,
+    [Symbol.asyncDispose]: stop,
   };
 }
 
@@ -184,67 +346,36 @@ interface RestartRun {
 async function restartUnderLoad(how: Kill, cluster: Record<string, unknown>): Promise<RestartRun> {
   const killed = await startKilledBackend(how);
   const steady = await startTestBackend("b");
-  let restarted: TestBackend | undefined;
-  const proxy = await startAdminProxy(clusterConfig([killed.address, steady.address], {
-    reconnectBackoff: { initial: "50ms", max: "200ms" },
-    ...cluster,
-  }));
-  const client = testClient(proxy.address, NO_CLIENT_RETRIES);
-  const metadata = metadataOf({ "x-delay-ms": String(ECHO_DELAY_MS) });
-  let loading = true;
-  let calls = 0;
-  let servedByKilled = 0;
-  const failures: string[] = [];
-  const load = Promise.all(Array.from({ length: LOOPS }, async () => {
-    while (loading) {
-      calls++;
-      try {
-        const { headers } = await unaryCall(client, TestMethod.echo, Buffer.from("ping"), {
-          metadata,
-          timeoutMs: 10_000,
-        });
-        if (headers.get("x-backend")[0] === "a") servedByKilled++;
-      } catch (error) {
-        const { code, details } = error as grpc.ServiceError;
-        failures.push(`${code} ${details}`);
-      }
-    }
-  }));
+  await using setup = await setUp([killed, steady], {
+    cluster: { reconnectBackoff: { initial: "50ms", max: "200ms" }, ...cluster },
+  });
+  await using load = startLoad(setup.client);
   /** The proxy's calls in flight to the killed backend. */
-  const activeStreams = async () => {
-    const { body } = await adminRequest(proxy, "/clusters/echo");
-    return body.backends.find((b: { address: string }) => b.address === killed.address)
-      .activeStreams as number;
-  };
-  try {
-    await waitFor(() => servedByKilled >= 50 && steady.calls() >= 50, {
-      what: "traffic on both backends",
-    });
-    // Frozen, the backend answers no more calls: those inside it when it dies have sent
-    // nothing, rather than maybe half a response, and more pile up until the kill.
-    await killed.freeze();
-    const inFlightAtKill = await waitFor(async () => {
-      const held = killed.held() ?? await activeStreams();
-      return held >= 3 ? held : 0;
-    }, { what: "calls held inside the backend" });
-    await killed.kill();
-    restarted = await waitFor(() => startTestBackend("a-restarted", killed.port), {
+  const activeStreams = async () =>
+    (await clusterView(setup.proxy)).backends.find((b) => b.address === killed.address)!
+      .activeStreams;
+  await waitFor(() => load.servedByA >= 50 && steady.calls() >= 50, {
+    what: "traffic on both backends",
+  });
+  // Frozen, the backend answers no more calls: those inside it when it dies have sent
+  // nothing, rather than maybe half a response, and more pile up until the kill.
+  await killed.freeze();
+  const inFlightAtKill = await waitFor(async () => {
+    const held = killed.held() ?? await activeStreams();
+    return held >= 3 ? held : 0;
+  }, { what: "calls held inside the backend" });
+  await killed.kill();
+  const restarted = setup.adopt(
+    await waitFor(() => startTestBackend("a-restarted", killed.port), {
       what: "the port to be free again",
-    });
-    await waitFor(() => restarted!.calls() >= 100, {
-      what: "the restarted backend to take calls",
-    });
-    loading = false;
-    await load;
-    const { transparent, configured } = await counters(proxy, "echo");
-    return { calls, failures, inFlightAtKill, transparent, configured };
-  } finally {
-    loading = false;
-    await load;
-    client.close();
-    await proxy.stop();
-    await Promise.all([killed.kill(), steady.stop(), restarted?.stop()]);
-  }
+    }),
+  );
+  await waitFor(() => restarted.calls() >= 100, {
+    what: "the restarted backend to take calls",
+  });
+  await load.stop();
+  const { transparent, configured } = await counters(setup.proxy);
+  return { calls: load.calls, failures: load.failures, inFlightAtKill, transparent, configured };
 }
 
 const RETRIES_OFF = { transparentRetry: { maxAttempts: 1 } };
@@ -265,26 +396,47 @@ function report(how: Kill, without: RestartRun, withRetries: RestartRun): void {
   }
 }
 
+/** Restarts by `how` with retries off, then on, and prints both runs. */
+async function restartBothWays(
+  how: Kill,
+): Promise<{ without: RestartRun; withRetries: RestartRun }> {
+  const without = await restartUnderLoad(how, RETRIES_OFF);
+  const withRetries = await restartUnderLoad(how, RETRIES_ON);
+  report(how, without, withRetries);
+  return { without, withRetries };
+}
+
+/** Retries on: no call fails, and each call in flight at the kill is retried (`message`). */
+function assertAllRetried(withRetries: RestartRun, message: string): void {
+  assert.deepEqual(withRetries.failures, [], "no call fails with retries on");
+  assert.ok(withRetries.configured >= withRetries.inFlightAtKill, message);
+}
+
+/**
+ * Retries off: no retry, and at least the calls `inFlight` ("in flight", "held") at the kill
+ * fail, each with a status that matches `failure`.
+ */
+function assertLostWithoutRetries(without: RestartRun, failure: RegExp, inFlight: string): void {
+  assert.ok(
+    without.failures.length >= without.inFlightAtKill,
+    `${without.failures.length} failures, ${without.inFlightAtKill} calls ${inFlight} at the kill`,
+  );
+  for (const outcome of without.failures) assert.match(outcome, failure);
+  assert.equal(without.transparent + without.configured, 0, "retries off means none");
+}
+
 Deno.test({
   name: "a backend process killed under load: no call fails with retries on, some without",
   ...GRPC_JS,
   fn: async () => {
-    const without = await restartUnderLoad("SIGKILL", RETRIES_OFF);
-    const withRetries = await restartUnderLoad("SIGKILL", RETRIES_ON);
-    report("SIGKILL", without, withRetries);
-    assert.deepEqual(withRetries.failures, [], "no call fails with retries on");
-    assert.ok(
-      withRetries.configured >= withRetries.inFlightAtKill,
+    const { without, withRetries } = await restartBothWays("SIGKILL");
+    assertAllRetried(
+      withRetries,
       `switchyard_retries_total counts a retry per call in flight at the kill ` +
         `(${withRetries.inFlightAtKill} in flight, ${withRetries.configured} retries)`,
     );
     // The calls in flight when the connection dropped are lost, as UNAVAILABLE.
-    assert.ok(
-      without.failures.length >= without.inFlightAtKill,
-      `${without.failures.length} failures, ${without.inFlightAtKill} calls in flight at the kill`,
-    );
-    for (const failure of without.failures) assert.match(failure, /^14 /);
-    assert.equal(without.transparent + without.configured, 0, "retries off means none");
+    assertLostWithoutRetries(without, /^14 /, "in flight");
   },
 });
 
@@ -292,22 +444,14 @@ Deno.test({
   name: "a backend shut down by force under load: no call fails with retries on, some without",
   ...GRPC_JS,
   fn: async () => {
-    const without = await restartUnderLoad("forceShutdown", RETRIES_OFF);
-    const withRetries = await restartUnderLoad("forceShutdown", RETRIES_ON);
-    report("forceShutdown", without, withRetries);
+    const { without, withRetries } = await restartBothWays("forceShutdown");
     // Without retries, at least the calls the backend held when it died are lost: CANCELLED,
     // as the backend reset them, or UNAVAILABLE.
-    assert.ok(
-      without.failures.length >= without.inFlightAtKill,
-      `${without.failures.length} failures, ${without.inFlightAtKill} calls held at the kill`,
-    );
-    for (const failure of without.failures) assert.match(failure, /^(14|1) /);
-    assert.equal(without.transparent + without.configured, 0, "retries off means none");
+    assertLostWithoutRetries(without, /^(14|1) /, "held");
     // The calls inside the backend end with its RST_STREAM(CANCEL), before any response
     // headers. A backend reset counts as UNAVAILABLE for retryOn, so they must be retried.
-    assert.deepEqual(withRetries.failures, [], "no call fails with retries on");
-    assert.ok(
-      withRetries.configured >= withRetries.inFlightAtKill,
+    assertAllRetried(
+      withRetries,
       `each call the killed backend held is retried (${withRetries.inFlightAtKill} held, ` +
         `${withRetries.configured} configured retries)`,
     );
@@ -336,28 +480,25 @@ Deno.test({
   fn: async () => {
     const refusing = await startRefusingBackend();
     const good = await startTestBackend("good");
-    const proxy = await startAdminProxy(clusterConfig([refusing.address, good.address]));
-    const client = testClient(proxy.address, NO_CLIENT_RETRIES);
-    try {
-      const CALLS = 20;
-      for (let i = 0; i < CALLS; i++) {
-        const { headers, response } = await unaryCall(client, TestMethod.echo, Buffer.from(`${i}`));
-        assert.equal(response.toString(), `${i}`);
-        assert.deepEqual(headers.get("x-backend"), ["good"]);
-      }
-      assert.equal(good.calls(), CALLS, "each call reached the good backend once");
-      assert.ok(refusing.refused() > 0, "round robin sent some calls to the refusing backend");
-      const metrics = await counters(proxy, "echo");
-      assert.equal(metrics.transparent, refusing.refused(), "one transparent retry per refusal");
-      assert.equal(metrics.configured, 0);
-      const view = await clusterView(proxy, "echo");
-      assert.equal(view.retries.transparent, refusing.refused());
-      console.log(`refused stream: ${refusing.refused()} of ${CALLS} calls retried transparently`);
-    } finally {
-      client.close();
-      await proxy.stop();
-      await Promise.all([refusing.close(), good.stop()]);
+    await using setup = await setUp([refusing, good]);
+    const CALLS = 20;
+    for (let i = 0; i < CALLS; i++) {
+      const { headers, response } = await unaryCall(
+        setup.client,
+        TestMethod.echo,
+        Buffer.from(`${i}`),
+      );
+      assert.equal(response.toString(), `${i}`);
+      assert.deepEqual(headers.get("x-backend"), ["good"]);
     }
+    assert.equal(good.calls(), CALLS, "each call reached the good backend once");
+    assert.ok(refusing.refused() > 0, "round robin sent some calls to the refusing backend");
+    const metrics = await counters(setup.proxy);
+    assert.equal(metrics.transparent, refusing.refused(), "one transparent retry per refusal");
+    assert.equal(metrics.configured, 0);
+    const view = await clusterView(setup.proxy);
+    assert.equal(view.retries.transparent, refusing.refused());
+    console.log(`refused stream: ${refusing.refused()} of ${CALLS} calls retried transparently`);
   },
 });
 
@@ -367,43 +508,34 @@ Deno.test({
   fn: async () => {
     // The refusals come a little later, so that all the calls are in flight together.
     const refusing = [await startRefusingBackend(30), await startRefusingBackend(30)];
-    const proxy = await startAdminProxy(clusterConfig(refusing.map((b) => b.address), {
-      retryBudget: { percent: 20, minRetryConcurrency: 1 },
-    }));
-    const client = testClient(proxy.address, NO_CLIENT_RETRIES);
-    try {
-      await waitFor(async () => {
-        const { body } = await adminRequest(proxy, "/clusters/echo");
-        return body.backends.every((backend: { state: string }) => backend.state === "READY");
-      }, { what: "both backends to be ready" });
-      const CALLS = 40;
-      const MAX_ATTEMPTS = 3; // transparentRetry's default
-      const outcomes = await Promise.all(
-        Array.from({ length: CALLS }, () => settle(unaryCall(client, TestMethod.echo))),
-      );
-      for (const outcome of outcomes) assert.equal(outcome.code, grpc.status.UNAVAILABLE);
-      const { transparent, configured, overflow } = await counters(proxy, "echo");
-      const refused = refusing[0].refused() + refusing[1].refused();
-      console.log(
-        `retry budget: ${CALLS} calls, ${transparent} transparent retries ` +
-          `(at most ${CALLS * (MAX_ATTEMPTS - 1)} without a budget), ` +
-          `${overflow.retryBudget} refused by the budget, ${refused} streams refused`,
-      );
-      assert.ok(overflow.retryBudget > 0, "the budget refused retries");
-      assert.ok(transparent < CALLS * (MAX_ATTEMPTS - 1), `${transparent} retries`);
-      assert.equal(configured, 0);
-      // A call the budget admits retries until its attempts run out (2 retries); a call it
-      // refuses fails there. Every call is one or the other.
-      assert.equal(transparent / (MAX_ATTEMPTS - 1) + overflow.retryBudget, CALLS);
-      assert.equal(refused, CALLS + transparent, "every attempt reached a backend");
-      const view = await clusterView(proxy, "echo");
-      assert.equal(view.overflow.retryBudget, overflow.retryBudget);
-      assert.equal(view.retries.transparent, transparent);
-    } finally {
-      client.close();
-      await proxy.stop();
-      await Promise.all(refusing.map((b) => b.close()));
-    }
+    await using setup = await setUp(refusing, {
+      cluster: { retryBudget: { percent: 20, minRetryConcurrency: 1 } },
+    });
+    await waitFor(async () => {
+      const { backends } = await clusterView(setup.proxy);
+      return backends.every((backend) => backend.state === "READY");
+    }, { what: "both backends to be ready" });
+    const CALLS = 40;
+    const MAX_ATTEMPTS = 3; // transparentRetry's default
+    const outcomes = await startCalls(setup.client, CALLS, TestMethod.echo).outcomes;
+    for (const outcome of outcomes) assert.equal(outcome.code, grpc.status.UNAVAILABLE);
+    const { transparent, configured, overflow } = await counters(setup.proxy);
+    const refused = refusing[0].refused() + refusing[1].refused();
+    console.log(
+      `retry budget: ${CALLS} calls, ${transparent} transparent retries ` +
+        `(at most ${CALLS * (MAX_ATTEMPTS - 1)} without a budget), ` +
+        `${overflow.retryBudget} refused by the budget, ${refused} streams refused`,
+    );
+    assert.ok(overflow.retryBudget > 0, "the budget refused retries");
+    assert.ok(transparent < CALLS * (MAX_ATTEMPTS - 1), `${transparent} retries`);
+    assert.equal(configured, 0);
+    // A call the budget admits retries until its attempts run out (2 retries); a call it
+    // refuses fails there. Every call is one or the other.
+    assert.equal(transparent / (MAX_ATTEMPTS - 1) + overflow.retryBudget, CALLS);
+    assert.equal(refused, CALLS + transparent, "every attempt reached a backend");
+    const view = await clusterView(setup.proxy);
+    assert.equal(view.overflow.retryBudget, overflow.retryBudget);
+    assert.equal(view.retries.transparent, transparent);
   },
 });
 
@@ -414,28 +546,21 @@ Deno.test({
     "which carries grpc-previous-rpc-attempts",
   ...GRPC_JS,
   fn: async () => {
-    const backend = await startTestBackend("b");
-    const proxy = await startAdminProxy(clusterConfig([backend.address], {
-      retry: { retryOn: ["UNAVAILABLE"] },
-    }));
-    const client = testClient(proxy.address, NO_CLIENT_RETRIES);
-    try {
-      const { headers, response } = await unaryCall(
-        client,
-        TestMethod.failFirst,
-        Buffer.from("again"),
-      );
-      assert.equal(response.toString(), "again");
-      assert.deepEqual(backend.previousAttempts, [undefined, "1"]);
-      assert.deepEqual(headers.get("x-previous-rpc-attempts"), ["1"]);
-      const metrics = await counters(proxy, "echo");
-      assert.equal(metrics.configured, 1);
-      assert.equal(metrics.transparent, 0);
-    } finally {
-      client.close();
-      await proxy.stop();
-      await backend.stop();
-    }
+    await using setup = await setUpBackend({
+      cluster: { retry: { retryOn: ["UNAVAILABLE"] } },
+    });
+    const { backend } = setup;
+    const { headers, response } = await unaryCall(
+      setup.client,
+      TestMethod.failFirst,
+      Buffer.from("again"),
+    );
+    assert.equal(response.toString(), "again");
+    assert.deepEqual(backend.previousAttempts, [undefined, "1"]);
+    assert.deepEqual(headers.get("x-previous-rpc-attempts"), ["1"]);
+    const metrics = await counters(setup.proxy);
+    assert.equal(metrics.configured, 1);
+    assert.equal(metrics.transparent, 0);
   },
 });
 
@@ -459,33 +584,26 @@ Deno.test({
   name: "a 1 MiB client stream is not retried; a small one is",
   ...GRPC_JS,
   fn: async () => {
-    const backend = await startTestBackend("b");
-    const proxy = await startAdminProxy(clusterConfig([backend.address], {
-      retry: { retryOn: ["UNAVAILABLE"], maxAttempts: 3 },
-    }));
-    const client = testClient(proxy.address, NO_CLIENT_RETRIES);
-    try {
-      // 1 MiB in 16 messages: far past retryBufferBytes (64 KiB), so the proxy keeps no copy.
-      const large = await failingCollect(
-        client,
-        Array.from({ length: 16 }, (_, i) => Buffer.alloc(64 * 1024, i)),
-      );
-      assert.equal(large.code, grpc.status.UNAVAILABLE);
-      assert.match(large.details, /failed after 16 messages/, "the backend's own status");
-      assert.equal(backend.calls(), 1, "the backend saw exactly one attempt");
-      assert.equal((await counters(proxy, "echo")).configured, 0);
+    await using setup = await setUpBackend({
+      cluster: { retry: { retryOn: ["UNAVAILABLE"], maxAttempts: 3 } },
+    });
+    const { backend } = setup;
+    // 1 MiB in 16 messages: far past retryBufferBytes (64 KiB), so the proxy keeps no copy.
+    const large = await failingCollect(
+      setup.client,
+      Array.from({ length: 16 }, (_, i) => Buffer.alloc(64 * 1024, i)),
+    );
+    assert.equal(large.code, grpc.status.UNAVAILABLE);
+    assert.match(large.details, /failed after 16 messages/, "the backend's own status");
+    assert.equal(backend.calls(), 1, "the backend saw exactly one attempt");
+    assert.equal((await counters(setup.proxy)).configured, 0);
 
-      // The control: 1 KiB fits the buffer, so each of the 3 attempts reaches the backend.
-      backend.resetCalls();
-      const small = await failingCollect(client, [Buffer.alloc(1024, 1)]);
-      assert.equal(small.code, grpc.status.UNAVAILABLE);
-      assert.equal(backend.calls(), 3, "a request that fits the buffer is retried");
-      assert.equal((await counters(proxy, "echo")).configured, 2);
-    } finally {
-      client.close();
-      await proxy.stop();
-      await backend.stop();
-    }
+    // The control: 1 KiB fits the buffer, so each of the 3 attempts reaches the backend.
+    backend.resetCalls();
+    const small = await failingCollect(setup.client, [Buffer.alloc(1024, 1)]);
+    assert.equal(small.code, grpc.status.UNAVAILABLE);
+    assert.equal(backend.calls(), 3, "a request that fits the buffer is retried");
+    assert.equal((await counters(setup.proxy)).configured, 2);
   },
 });
 
@@ -495,55 +613,48 @@ Deno.test({
   name: "a route timeout ends a call without a deadline; maxTimeout caps a client's deadline",
   ...GRPC_JS,
   fn: async () => {
-    const backend = await startTestBackend("b");
-    const proxy = await startAdminProxy({
-      drainTimeout: "5s",
-      clusters: { echo: { backends: [backend.address] } },
-      routes: [
-        {
-          method: TestMethod.hang,
-          headers: [{ name: "x-policy", exact: "timeout" }],
-          cluster: "echo",
-          timeout: "400ms",
-        },
-        { method: TestMethod.hang, cluster: "echo", maxTimeout: "2s" },
-      ],
+    await using setup = await setUpBackend({
+      config: {
+        routes: [
+          {
+            method: TestMethod.hang,
+            headers: [{ name: "x-policy", exact: "timeout" }],
+            cluster: "echo",
+            timeout: "400ms",
+          },
+          { method: TestMethod.hang, cluster: "echo", maxTimeout: "2s" },
+        ],
+      },
     });
-    const client = testClient(proxy.address, NO_CLIENT_RETRIES);
-    try {
-      const startedAt = Date.now();
-      const timedOut = await expectServiceError(
-        unaryCall(client, TestMethod.hang, undefined, {
-          metadata: metadataOf({ "x-policy": "timeout" }),
-        }),
-      );
-      const elapsed = Date.now() - startedAt;
-      assert.equal(timedOut.code, grpc.status.DEADLINE_EXCEEDED, timedOut.details);
-      assert.ok(elapsed >= 350, `ended after ${elapsed}ms, the route timeout is 400ms`);
-      assert.ok(elapsed < 3_000, `ended after ${elapsed}ms, the route timeout is 400ms`);
-      const first = backend.hangs[0];
-      assert.ok(first.remainingMs !== undefined, "the backend got a grpc-timeout");
-      assert.ok(first.remainingMs > 0 && first.remainingMs <= 400, `${first.remainingMs}ms`);
-      await waitFor(() => first.cancelled, { what: "the backend to see the cancel" });
+    const { backend } = setup;
+    const startedAt = Date.now();
+    const timedOut = await expectServiceError(
+      unaryCall(setup.client, TestMethod.hang, undefined, {
+        metadata: metadataOf({ "x-policy": "timeout" }),
+      }),
+    );
+    const elapsed = Date.now() - startedAt;
+    assert.equal(timedOut.code, grpc.status.DEADLINE_EXCEEDED, timedOut.details);
+    assert.ok(elapsed >= 350, `ended after ${elapsed}ms, the route timeout is 400ms`);
+    assert.ok(elapsed < 3_000, `ended after ${elapsed}ms, the route timeout is 400ms`);
+    const first = backend.hangs[0];
+    assert.ok(first.remainingMs !== undefined, "the backend got a grpc-timeout");
+    assert.ok(first.remainingMs > 0 && first.remainingMs <= 400, `${first.remainingMs}ms`);
+    await waitFor(() => first.cancelled, { what: "the backend to see the cancel" });
 
-      // The client asks for 60 s; the backend must see at most the route's 2 s.
-      let call: grpc.ClientUnaryCall | undefined;
-      const capped = unaryCall(client, TestMethod.hang, undefined, {
-        timeoutMs: 60_000,
-        onCall: (c) => call = c,
-      });
-      await waitFor(() => backend.hangs.length === 2, { what: "the second Hang call" });
-      const second = backend.hangs[1];
-      assert.ok(second.remainingMs !== undefined, "the backend got a grpc-timeout");
-      assert.ok(second.remainingMs <= 2_000, `the backend's deadline is ${second.remainingMs}ms`);
-      assert.ok(second.remainingMs > 1_000, `the backend's deadline is ${second.remainingMs}ms`);
-      call!.cancel();
-      assert.equal((await expectServiceError(capped)).code, grpc.status.CANCELLED);
-    } finally {
-      client.close();
-      await proxy.stop();
-      await backend.stop();
-    }
+    // The client asks for 60 s; the backend must see at most the route's 2 s.
+    let call: grpc.ClientUnaryCall | undefined;
+    const capped = unaryCall(setup.client, TestMethod.hang, undefined, {
+      timeoutMs: 60_000,
+      onCall: (c) => call = c,
+    });
+    await waitFor(() => backend.hangs.length === 2, { what: "the second Hang call" });
+    const second = backend.hangs[1];
+    assert.ok(second.remainingMs !== undefined, "the backend got a grpc-timeout");
+    assert.ok(second.remainingMs <= 2_000, `the backend's deadline is ${second.remainingMs}ms`);
+    assert.ok(second.remainingMs > 1_000, `the backend's deadline is ${second.remainingMs}ms`);
+    call!.cancel();
+    assert.equal((await expectServiceError(capped)).code, grpc.status.CANCELLED);
   },
 });
 
@@ -551,52 +662,43 @@ Deno.test({
   name: "streamIdleTimeout ends a silent call with UNAVAILABLE, not one that keeps sending",
   ...GRPC_JS,
   fn: async () => {
-    const backend = await startTestBackend("b");
-    const proxy = await startAdminProxy(clusterConfig([backend.address], {
-      streamIdleTimeout: "300ms",
-    }));
-    const client = testClient(proxy.address, NO_CLIENT_RETRIES);
-    try {
-      const startedAt = Date.now();
-      const idle = await expectServiceError(unaryCall(client, TestMethod.hang));
-      const elapsed = Date.now() - startedAt;
-      assert.equal(idle.code, grpc.status.UNAVAILABLE);
-      assert.match(idle.details, /stream idle timeout/);
-      assert.ok(elapsed >= 250 && elapsed < 3_000, `ended after ${elapsed}ms`);
-      assert.equal(backend.hangs[0].remainingMs, undefined, "idle is not a deadline");
-      await waitFor(() => backend.hangs[0].cancelled, { what: "the backend to see the cancel" });
+    await using setup = await setUpBackend({ cluster: { streamIdleTimeout: "300ms" } });
+    const { backend } = setup;
+    const startedAt = Date.now();
+    const idle = await expectServiceError(unaryCall(setup.client, TestMethod.hang));
+    const elapsed = Date.now() - startedAt;
+    assert.equal(idle.code, grpc.status.UNAVAILABLE);
+    assert.match(idle.details, /stream idle timeout/);
+    assert.ok(elapsed >= 250 && elapsed < 3_000, `ended after ${elapsed}ms`);
+    assert.equal(backend.hangs[0].remainingMs, undefined, "idle is not a deadline");
+    await waitFor(() => backend.hangs[0].cancelled, { what: "the backend to see the cancel" });
 
-      // A chat that sends a message every 50 ms, for well past 300 ms of life: the gaps stay
-      // far below the idle timeout even on a busy machine.
-      const chat = client.makeBidiStreamRequest<Buffer, Buffer>(
-        TestMethod.chat,
-        rawBytes,
-        rawBytes,
-        new grpc.Metadata(),
-        {},
-      );
-      const echoed: Buffer[] = [];
-      const status = new Promise<grpc.StatusObject>((resolve) => chat.on("status", resolve));
-      chat.on("data", (message: Buffer) => echoed.push(message));
-      chat.on("error", () => {});
-      const chatStart = Date.now();
-      const MESSAGES = 20;
-      for (let i = 0; i < MESSAGES; i++) {
-        chat.write(Buffer.from([i]));
-        // Paced by the echo of each message, plus 50 ms of the client's own think time.
-        await waitFor(() => echoed.length > i, { what: `echo ${i}` });
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      chat.end();
-      const final = await status;
-      assert.equal(final.code, grpc.status.OK, final.details);
-      assert.equal(echoed.length, MESSAGES);
-      assert.ok(Date.now() - chatStart > 900, "the chat outlived the idle timeout");
-    } finally {
-      client.close();
-      await proxy.stop();
-      await backend.stop();
+    // A chat that sends a message every 50 ms, for well past 300 ms of life: the gaps stay
+    // far below the idle timeout even on a busy machine.
+    const chat = setup.client.makeBidiStreamRequest<Buffer, Buffer>(
+      TestMethod.chat,
+      rawBytes,
+      rawBytes,
+      new grpc.Metadata(),
+      {},
+    );
+    const echoed: Buffer[] = [];
+    const status = new Promise<grpc.StatusObject>((resolve) => chat.on("status", resolve));
+    chat.on("data", (message: Buffer) => echoed.push(message));
+    chat.on("error", () => {});
+    const chatStart = Date.now();
+    const MESSAGES = 20;
+    for (let i = 0; i < MESSAGES; i++) {
+      chat.write(Buffer.from([i]));
+      // Paced by the echo of each message, plus 50 ms of the client's own think time.
+      await waitFor(() => echoed.length > i, { what: `echo ${i}` });
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
+    chat.end();
+    const final = await status;
+    assert.equal(final.code, grpc.status.OK, final.details);
+    assert.equal(echoed.length, MESSAGES);
+    assert.ok(Date.now() - chatStart > 900, "the chat outlived the idle timeout");
   },
 });
 
@@ -606,58 +708,36 @@ Deno.test({
   name: "maxConcurrentCalls 10: of 50 slow calls 10 run and 40 fail at once",
   ...GRPC_JS,
   fn: async () => {
-    const backend = await startTestBackend("b");
-    const proxy = await startAdminProxy(clusterConfig([backend.address], {
-      limits: { maxConcurrentCalls: 10 },
-    }));
-    const client = testClient(proxy.address, NO_CLIENT_RETRIES);
-    const calls: grpc.ClientUnaryCall[] = [];
-    try {
-      await unaryCall(client, TestMethod.echo); // the backend connection is up
-      const startedAt = Date.now();
-      const settled: Outcome[] = [];
-      const outcomes = Array.from(
-        { length: 50 },
-        () =>
-          settle(unaryCall(client, TestMethod.hang, undefined, {
-            timeoutMs: 30_000,
-            onCall: (call) => calls.push(call),
-          })).then((outcome) => {
-            settled.push(outcome);
-            return outcome;
-          }),
-      );
-      await waitFor(() => settled.length >= 40, { what: "40 calls to fail" });
-      const failedAfter = Date.now() - startedAt;
-      assert.equal(settled.length, 40, "the 10 admitted calls still run");
-      for (const outcome of settled) {
-        assert.equal(outcome.code, grpc.status.UNAVAILABLE);
-        assert.equal(outcome.details, "cluster echo: maxConcurrentCalls (10) reached");
-      }
-      await waitFor(() => backend.hangs.length === 10, { what: "10 calls at the backend" });
-      assert.equal(backend.hangs.length, 10);
-      console.log(`maxConcurrentCalls: 40 calls refused within ${failedAfter}ms`);
-      assert.ok(failedAfter < 5_000, `the refused calls took ${failedAfter}ms`);
-
-      const metrics = await counters(proxy, "echo");
-      assert.equal(metrics.overflow.maxConcurrentCalls, 40);
-      assert.equal((await clusterView(proxy, "echo")).overflow.maxConcurrentCalls, 40);
-
-      for (const call of calls) call.cancel();
-      const results = await Promise.all(outcomes);
-      assert.equal(results.filter((o) => o.code === grpc.status.CANCELLED).length, 10);
-      // The slots are given back: a new call is admitted.
-      await waitFor(() => backend.hangs.every((hang) => hang.cancelled), {
-        what: "the backend to see every cancel",
-      });
-      const { response } = await unaryCall(client, TestMethod.echo, Buffer.from("after"));
-      assert.equal(response.toString(), "after");
-    } finally {
-      for (const call of calls) call.cancel();
-      client.close();
-      await proxy.stop();
-      await backend.stop();
+    await using setup = await setUpBackend({ cluster: { limits: { maxConcurrentCalls: 10 } } });
+    const { backend, proxy, client } = setup;
+    await unaryCall(client, TestMethod.echo); // the backend connection is up
+    const startedAt = Date.now();
+    using batch = startCalls(client, 50, TestMethod.hang, { timeoutMs: 30_000 });
+    await waitFor(() => batch.settled.length >= 40, { what: "40 calls to fail" });
+    const failedAfter = Date.now() - startedAt;
+    assert.equal(batch.settled.length, 40, "the 10 admitted calls still run");
+    for (const outcome of batch.settled) {
+      assert.equal(outcome.code, grpc.status.UNAVAILABLE);
+      assert.equal(outcome.details, "cluster echo: maxConcurrentCalls (10) reached");
     }
+    await waitFor(() => backend.hangs.length === 10, { what: "10 calls at the backend" });
+    assert.equal(backend.hangs.length, 10);
+    console.log(`maxConcurrentCalls: 40 calls refused within ${failedAfter}ms`);
+    assert.ok(failedAfter < 5_000, `the refused calls took ${failedAfter}ms`);
+
+    const metrics = await counters(proxy);
+    assert.equal(metrics.overflow.maxConcurrentCalls, 40);
+    assert.equal((await clusterView(proxy)).overflow.maxConcurrentCalls, 40);
+
+    batch.cancel();
+    const results = await batch.outcomes;
+    assert.equal(results.filter((o) => o.code === grpc.status.CANCELLED).length, 10);
+    // The slots are given back: a new call is admitted.
+    await waitFor(() => backend.hangs.every((hang) => hang.cancelled), {
+      what: "the backend to see every cancel",
+    });
+    const { response } = await unaryCall(client, TestMethod.echo, Buffer.from("after"));
+    assert.equal(response.toString(), "after");
   },
 });
 
@@ -667,52 +747,32 @@ Deno.test({
   fn: async () => {
     // Accepts TCP and never speaks HTTP/2: the backend never becomes ready.
     const silent = startTcpBackend(() => {});
-    const proxy = await startAdminProxy(clusterConfig([silent.address], {
-      connectTimeout: "30s",
-      waitForReadyTimeout: "30s",
-      limits: { maxPendingCalls: 2 },
-    }));
-    const client = testClient(proxy.address, NO_CLIENT_RETRIES);
-    const calls: grpc.ClientUnaryCall[] = [];
-    try {
-      const settled: Outcome[] = [];
-      const outcomes = Array.from(
-        { length: 6 },
-        () =>
-          settle(unaryCall(client, TestMethod.echo, undefined, {
-            onCall: (call) => calls.push(call),
-          })).then((outcome) => {
-            settled.push(outcome);
-            return outcome;
-          }),
-      );
-      await waitFor(() => settled.length >= 4, { what: "4 calls to fail" });
-      for (const outcome of settled) {
-        assert.equal(outcome.code, grpc.status.UNAVAILABLE);
-        assert.equal(outcome.details, "cluster echo: maxPendingCalls (2) reached");
-      }
-      assert.equal((await counters(proxy, "echo")).overflow.maxPendingCalls, 4);
-      assert.equal(settled.length, 4, "2 calls still wait for a backend");
-
-      for (const call of calls) call.cancel();
-      const results = await Promise.all(outcomes);
-      assert.equal(results.filter((o) => o.code === grpc.status.CANCELLED).length, 2);
-      // Cancelled waiters leave the queue: two new calls may wait again (here up to their
-      // deadline), and are not refused.
-      const again = await Promise.all([
-        settle(unaryCall(client, TestMethod.echo, undefined, { timeoutMs: 300 })),
-        settle(unaryCall(client, TestMethod.echo, undefined, { timeoutMs: 300 })),
-      ]);
-      for (const outcome of again) {
-        assert.equal(outcome.code, grpc.status.DEADLINE_EXCEEDED, outcome.details);
-      }
-      assert.equal((await clusterView(proxy, "echo")).overflow.maxPendingCalls, 4);
-    } finally {
-      for (const call of calls) call.cancel();
-      client.close();
-      await proxy.stop();
-      await silent.close();
+    await using setup = await setUp([silent], {
+      cluster: {
+        connectTimeout: "30s",
+        waitForReadyTimeout: "30s",
+        limits: { maxPendingCalls: 2 },
+      },
+    });
+    using batch = startCalls(setup.client, 6, TestMethod.echo);
+    await waitFor(() => batch.settled.length >= 4, { what: "4 calls to fail" });
+    for (const outcome of batch.settled) {
+      assert.equal(outcome.code, grpc.status.UNAVAILABLE);
+      assert.equal(outcome.details, "cluster echo: maxPendingCalls (2) reached");
     }
+    assert.equal((await counters(setup.proxy)).overflow.maxPendingCalls, 4);
+    assert.equal(batch.settled.length, 4, "2 calls still wait for a backend");
+
+    batch.cancel();
+    const results = await batch.outcomes;
+    assert.equal(results.filter((o) => o.code === grpc.status.CANCELLED).length, 2);
+    // Cancelled waiters leave the queue: two new calls may wait again (here up to their
+    // deadline), and are not refused.
+    const again = await startCalls(setup.client, 2, TestMethod.echo, { timeoutMs: 300 }).outcomes;
+    for (const outcome of again) {
+      assert.equal(outcome.code, grpc.status.DEADLINE_EXCEEDED, outcome.details);
+    }
+    assert.equal((await clusterView(setup.proxy)).overflow.maxPendingCalls, 4);
   },
 });
 
@@ -725,46 +785,47 @@ Deno.test({
     const names = ["main", "blue", "green", "canary"] as const;
     const backends = await Promise.all(names.map((name) => startTestBackend(name)));
     const [main, , green] = backends;
-    const proxy = await startAdminProxy({
-      drainTimeout: "5s",
-      clusters: Object.fromEntries(
-        names.map((name, i) => [name, { backends: [backends[i].address] }]),
-      ),
-      routes: [
-        // No condition: the fallback, though it comes first.
-        { service: "test.Test", cluster: "main", authorityRewrite: { backendAddress: true } },
-        {
-          service: "test.Test",
-          headers: [{ name: "x-tenant", exact: "blue" }],
-          cluster: "blue",
-          requestHeaders: {
-            remove: ["x-secret"],
-            set: { "x-env": "prod", "x-added": "by-route" },
-            append: { "x-via": "switchyard" },
+    await using setup = await setUp(backends, {
+      config: {
+        clusters: Object.fromEntries(
+          names.map((name, i) => [name, { backends: [backends[i].address] }]),
+        ),
+        routes: [
+          // No condition: the fallback, though it comes first.
+          { service: "test.Test", cluster: "main", authorityRewrite: { backendAddress: true } },
+          {
+            service: "test.Test",
+            headers: [{ name: "x-tenant", exact: "blue" }],
+            cluster: "blue",
+            requestHeaders: {
+              remove: ["x-secret"],
+              set: { "x-env": "prod", "x-added": "by-route" },
+              append: { "x-via": "switchyard" },
+            },
+            xForwardedFor: true,
+            requestId: true,
           },
-          xForwardedFor: true,
-          requestId: true,
-        },
-        {
-          service: "test.Test",
-          authority: { suffix: ".green.example" },
-          cluster: "green",
-          authorityRewrite: { literal: "green.internal" },
-        },
-        // Two conditions: beats both one-condition routes.
-        {
-          service: "test.Test",
-          authority: { suffix: ".green.example" },
-          headers: [{ name: "x-tenant", exact: "blue" }, { name: "x-no-canary", present: false }],
-          cluster: "canary",
-        },
-      ],
+          {
+            service: "test.Test",
+            authority: { suffix: ".green.example" },
+            cluster: "green",
+            authorityRewrite: { literal: "green.internal" },
+          },
+          // Two conditions: beats both one-condition routes.
+          {
+            service: "test.Test",
+            authority: { suffix: ".green.example" },
+            headers: [
+              { name: "x-tenant", exact: "blue" },
+              { name: "x-no-canary", present: false },
+            ],
+            cluster: "canary",
+          },
+        ],
+      },
     });
-    const plain = testClient(proxy.address, NO_CLIENT_RETRIES);
-    const greenClient = testClient(proxy.address, {
-      ...NO_CLIENT_RETRIES,
-      "grpc.default_authority": "api.green.example",
-    });
+    const plain = setup.client;
+    const greenClient = setup.connect({ "grpc.default_authority": "api.green.example" });
     /** An EchoMetadata call: the serving backend, and the metadata it saw (its trailers). */
     const echo = async (client: grpc.Client, metadata: Record<string, string> = {}) => {
       const { headers, status } = await unaryCall(client, TestMethod.echoMetadata, undefined, {
@@ -772,47 +833,42 @@ Deno.test({
       });
       return { backend: String(headers.get("x-backend")[0]), headers, seen: status.metadata };
     };
-    try {
-      const fallback = await echo(plain, { "x-tenant": "red" });
-      assert.equal(fallback.backend, "main");
-      assert.deepEqual(fallback.seen.get("x-authority"), [main.address], "backendAddress");
-      assert.deepEqual(fallback.seen.get("x-request-id"), [], "only routes asking add one");
+    const fallback = await echo(plain, { "x-tenant": "red" });
+    assert.equal(fallback.backend, "main");
+    assert.deepEqual(fallback.seen.get("x-authority"), [main.address], "backendAddress");
+    assert.deepEqual(fallback.seen.get("x-request-id"), [], "only routes asking add one");
 
-      const blue = await echo(plain, {
-        "x-tenant": "blue",
-        "x-secret": "s3cret",
-        "x-env": "dev",
-        "x-via": "client",
-        "x-forwarded-for": "10.1.2.3",
-      });
-      assert.equal(blue.backend, "blue");
-      assert.deepEqual(blue.seen.get("x-secret"), [], "removed");
-      assert.deepEqual(blue.seen.get("x-env"), ["prod"], "set replaces");
-      assert.deepEqual(blue.seen.get("x-added"), ["by-route"], "set adds");
-      assert.equal(blue.seen.get("x-via").join(", "), "client, switchyard", "appended");
-      assert.deepEqual(blue.seen.get("x-forwarded-for"), ["10.1.2.3, 127.0.0.1"]);
-      assert.deepEqual(blue.seen.get("x-authority"), [`127.0.0.1:${proxy.address.split(":")[1]}`]);
-      const seenId = String(blue.seen.get("x-request-id")[0]);
-      assert.match(seenId, UUID, "a generated x-request-id");
-      const greenCall = await echo(greenClient);
-      assert.equal(greenCall.backend, "green");
-      assert.deepEqual(greenCall.seen.get("x-authority"), ["green.internal"], "literal rewrite");
+    const blue = await echo(plain, {
+      "x-tenant": "blue",
+      "x-secret": "s3cret",
+      "x-env": "dev",
+      "x-via": "client",
+      "x-forwarded-for": "10.1.2.3",
+    });
+    assert.equal(blue.backend, "blue");
+    assert.deepEqual(blue.seen.get("x-secret"), [], "removed");
+    assert.deepEqual(blue.seen.get("x-env"), ["prod"], "set replaces");
+    assert.deepEqual(blue.seen.get("x-added"), ["by-route"], "set adds");
+    assert.equal(blue.seen.get("x-via").join(", "), "client, switchyard", "appended");
+    assert.deepEqual(blue.seen.get("x-forwarded-for"), ["10.1.2.3, 127.0.0.1"]);
+    assert.deepEqual(blue.seen.get("x-authority"), [
+      `127.0.0.1:${setup.proxy.address.split(":")[1]}`,
+    ]);
+    const seenId = String(blue.seen.get("x-request-id")[0]);
+    assert.match(seenId, UUID, "a generated x-request-id");
+    const greenCall = await echo(greenClient);
+    assert.equal(greenCall.backend, "green");
+    assert.deepEqual(greenCall.seen.get("x-authority"), ["green.internal"], "literal rewrite");
 
-      const canary = await echo(greenClient, { "x-tenant": "blue" });
-      assert.equal(canary.backend, "canary", "two conditions beat one");
-      assert.deepEqual(canary.seen.get("x-authority"), ["api.green.example"], "no rewrite");
-      assert.equal(
-        (await echo(greenClient, { "x-tenant": "blue", "x-no-canary": "1" })).backend,
-        "blue",
-        "present: false fails on a present header; the header route is next in config order",
-      );
-      assert.equal(green.calls(), 1);
-    } finally {
-      plain.close();
-      greenClient.close();
-      await proxy.stop();
-      await Promise.all(backends.map((backend) => backend.stop()));
-    }
+    const canary = await echo(greenClient, { "x-tenant": "blue" });
+    assert.equal(canary.backend, "canary", "two conditions beat one");
+    assert.deepEqual(canary.seen.get("x-authority"), ["api.green.example"], "no rewrite");
+    assert.equal(
+      (await echo(greenClient, { "x-tenant": "blue", "x-no-canary": "1" })).backend,
+      "blue",
+      "present: false fails on a present header; the header route is next in config order",
+    );
+    assert.equal(green.calls(), 1);
   },
 });
 
@@ -820,44 +876,35 @@ Deno.test({
   name: "requestId: the client gets the call's x-request-id back once, in every kind of answer",
   ...GRPC_JS,
   fn: async () => {
-    const backend = await startTestBackend("b");
-    const proxy = await startAdminProxy({
-      drainTimeout: "5s",
-      clusters: { echo: { backends: [backend.address] } },
-      routes: [{ service: "test.Test", cluster: "echo", requestId: true }],
+    await using setup = await setUpBackend({
+      config: { routes: [{ service: "test.Test", cluster: "echo", requestId: true }] },
     });
-    const client = testClient(proxy.address, NO_CLIENT_RETRIES);
+    const { client } = setup;
     const ids = (metadata: grpc.Metadata) => metadata.get("x-request-id").map(String);
-    try {
-      // Echo returns no metadata of its own: the id in its headers is the proxy's.
-      const first = ids((await unaryCall(client, TestMethod.echo)).headers);
-      const second = ids((await unaryCall(client, TestMethod.echo)).headers);
-      assert.equal(first.length, 1, JSON.stringify(first));
-      assert.match(first[0], UUID);
-      assert.notEqual(first[0], second[0], "a new id per call");
+    // Echo returns no metadata of its own: the id in its headers is the proxy's.
+    const first = ids((await unaryCall(client, TestMethod.echo)).headers);
+    const second = ids((await unaryCall(client, TestMethod.echo)).headers);
+    assert.equal(first.length, 1, JSON.stringify(first));
+    assert.match(first[0], UUID);
+    assert.notEqual(first[0], second[0], "a new id per call");
 
-      // A client's own id is kept and returned.
-      const own = await unaryCall(client, TestMethod.echo, undefined, {
-        metadata: metadataOf({ "x-request-id": "client-id-1" }),
-      });
-      assert.deepEqual(ids(own.headers), ["client-id-1"]);
+    // A client's own id is kept and returned.
+    const own = await unaryCall(client, TestMethod.echo, undefined, {
+      metadata: metadataOf({ "x-request-id": "client-id-1" }),
+    });
+    assert.deepEqual(ids(own.headers), ["client-id-1"]);
 
-      // A trailers-only answer (the backend's) carries it too.
-      const failed = await expectServiceError(unaryCall(client, TestMethod.failImmediately));
-      assert.equal(ids(failed.metadata).length, 1, JSON.stringify(ids(failed.metadata)));
-      assert.match(ids(failed.metadata)[0], UUID);
+    // A trailers-only answer (the backend's) carries it too.
+    const failed = await expectServiceError(unaryCall(client, TestMethod.failImmediately));
+    assert.equal(ids(failed.metadata).length, 1, JSON.stringify(ids(failed.metadata)));
+    assert.match(ids(failed.metadata)[0], UUID);
 
-      // A backend that returns the id itself (EchoMetadata echoes x-* request metadata): the
-      // client still gets one id, the one the backend saw, not the header twice.
-      const echoed = await unaryCall(client, TestMethod.echoMetadata);
-      const seen = ids(echoed.status.metadata);
-      assert.equal(seen.length, 1);
-      assert.match(seen[0], UUID, "the backend saw a generated id");
-      assert.deepEqual(ids(echoed.headers), seen, "x-request-id once in the response headers");
-    } finally {
-      client.close();
-      await proxy.stop();
-      await backend.stop();
-    }
+    // A backend that returns the id itself (EchoMetadata echoes x-* request metadata): the
+    // client still gets one id, the one the backend saw, not the header twice.
+    const echoed = await unaryCall(client, TestMethod.echoMetadata);
+    const seen = ids(echoed.status.metadata);
+    assert.equal(seen.length, 1);
+    assert.match(seen[0], UUID, "the backend saw a generated id");
+    assert.deepEqual(ids(echoed.headers), seen, "x-request-id once in the response headers");
   },
 });
