@@ -10,6 +10,7 @@ import denoJson from "./deno.json" with { type: "json" };
 import { registeredPolicies } from "./src/balancer/registry.ts";
 import { parseCli, type RunOptions, USAGE, UsageError } from "./src/cli.ts";
 import { ConfigError, parseConfig, readConfigJson } from "./src/config/load.ts";
+import { readTlsMaterial } from "./src/config/tls_material.ts";
 import { runRegister } from "./src/discovery/register.ts";
 import { keepServingOnUncaughtErrors } from "./src/log/keep_serving.ts";
 import { componentLogger, configureLogging } from "./src/log/logger.ts";
@@ -41,7 +42,8 @@ async function run(options: RunOptions): Promise<number> {
   configureLogging(config.log.level);
   log.info("starting switchyard {version} with {source}", { version: denoJson.version, source });
   const debugHooks = Deno.env.get("SWITCHYARD_DEBUG_HOOKS") === "1";
-  const proxy = await Switchyard.start(config, { logLevel: config.log.level, debugHooks });
+  const tls = await readTlsMaterial(config, source);
+  const proxy = await Switchyard.start(config, tls, { logLevel: config.log.level, debugHooks });
   if (debugHooks) {
     (await import("./src/dataplane/debug_hooks.ts")).installDebugHooks(proxy.dataPlanes);
   }

@@ -9,6 +9,7 @@ import { resolveAdminToken } from "./admin/auth.ts";
 import { AdminServer } from "./admin/server.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import type { Config } from "./config/schema.ts";
+import type { TlsMaterial } from "./config/tls_material.ts";
 import { DataPlanes } from "./dataplane/data_planes.ts";
 import type { WorkerMetrics } from "./dataplane/data_planes.ts";
 import type { DataPlaneStats } from "./dataplane/stats.ts";
@@ -60,8 +61,12 @@ export class Switchyard {
     this.discovery = discovery;
   }
 
-  /** Builds everything and starts listening. */
-  static async start(config: Config, settings: RunSettings): Promise<Switchyard> {
+  /** Builds everything and starts listening, with the PEM files `tls` read from the config. */
+  static async start(
+    config: Config,
+    tls: TlsMaterial,
+    settings: RunSettings,
+  ): Promise<Switchyard> {
     // First, so a missing admin token stops the process before anything binds or connects.
     const adminToken = resolveAdminToken(config.admin);
     const dataPlanes = new DataPlanes();
@@ -78,7 +83,7 @@ export class Switchyard {
       await dataPlanes.start({
         config,
         workers,
-        tls: config.tls && (await readTls(config.tls)),
+        tls,
         logLevel: settings.logLevel,
         debugHooks: settings.debugHooks,
         onOutcomes: (batch) => health.observeOutcomes(batch),
@@ -149,8 +154,4 @@ export class Switchyard {
     await this.#admin?.stop();
     log.info("shutdown complete");
   }
-}
-
-async function readTls(tls: { cert: string; key: string }): Promise<{ cert: string; key: string }> {
-  return { cert: await Deno.readTextFile(tls.cert), key: await Deno.readTextFile(tls.key) };
 }

@@ -936,7 +936,7 @@ function startLocal(planes: DataPlanes, config: Config): Promise<void> {
   return planes.start({
     config,
     workers: 1,
-    tls: undefined,
+    tls: { listener: undefined },
     logLevel: "error",
     debugHooks: false,
     onOutcomes: () => {},

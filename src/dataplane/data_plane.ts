@@ -8,6 +8,7 @@
 import { AccessLog, STDOUT_PATH } from "../access_log/access_log.ts";
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import type { Config } from "../config/schema.ts";
+import type { TlsMaterial } from "../config/tls_material.ts";
 import { connectionOptions } from "../h2/options.ts";
 import { type BackendOutcome, OutcomeBatcher } from "../health/outcomes.ts";
 import { DataPlaneMetrics, type MetricsJson } from "../metrics/data_plane_metrics.ts";
@@ -43,8 +44,8 @@ export interface DataPlaneInit {
   readonly workers: number;
   /** The data plane's part of the effective config. */
   readonly config: DataPlaneConfig;
-  /** The listener's PEM certificate and key, read once by the control plane. */
-  readonly tls: { readonly cert: string; readonly key: string } | undefined;
+  /** Every PEM the config names, read and checked by the control plane. */
+  readonly tls: TlsMaterial;
   /** Every cluster's latest snapshot: the members are known before the first call. */
   readonly snapshots: readonly ClusterSnapshot[];
   /**
@@ -140,7 +141,7 @@ export class DataPlane {
     try {
       grpc = ProxyListener.start({
         listen: config.listen,
-        tls: init.tls,
+        tls: init.tls.listener,
         http2: {
           ...config.http2,
           maxConnections: Math.ceil(config.http2.maxConnections / workers),
@@ -153,7 +154,7 @@ export class DataPlane {
           maxConcurrentCalls: Math.ceil(config.grpcWeb.maxConcurrentCalls / workers),
           maxHeaderListSize: config.http2.maxHeaderListSize,
           sendTimeout: config.http2.sendTimeout,
-          tls: init.tls,
+          tls: init.tls.listener,
           reusePort,
         }, { router, observers, protocol: "grpc-web" });
       }

@@ -12,6 +12,7 @@ import type { SnapshotSink } from "../cluster/cluster.ts";
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import { parseHostPort } from "../config/address.ts";
 import type { Config } from "../config/schema.ts";
+import type { TlsMaterial } from "../config/tls_material.ts";
 import type { BackendOutcome } from "../health/outcomes.ts";
 import type { LogLevel } from "../log/logger.ts";
 import type { MetricsJson } from "../metrics/data_plane_metrics.ts";
@@ -43,8 +44,8 @@ export interface DataPlanesOptions {
   readonly config: Config;
   /** How many data planes: 1 runs in the main thread. */
   readonly workers: number;
-  /** The listener's PEM certificate and key. */
-  readonly tls: { readonly cert: string; readonly key: string } | undefined;
+  /** Every PEM the config names, read and checked by the control plane. */
+  readonly tls: TlsMaterial;
   /** The workers' log level. */
   readonly logLevel: LogLevel;
   /** Let tests crash a worker (see `debug_hooks.ts`). */
