@@ -8,9 +8,19 @@
 import embeddedConfig from "./config.json" with { type: "json" };
 import denoJson from "./deno.json" with { type: "json" };
 import { registeredPolicies } from "./src/balancer/registry.ts";
-import { parseCli, type RunOptions, USAGE, UsageError } from "./src/cli.ts";
+import { checkStartable, configSummary, printableConfig } from "./src/check.ts";
+import {
+  type CheckOptions,
+  type ConfigOptions,
+  parseCli,
+  type RunOptions,
+  USAGE,
+  UsageError,
+} from "./src/cli.ts";
 import { ConfigError, parseConfig, readConfigJson } from "./src/config/load.ts";
+import type { LoadedConfig } from "./src/config/reload.ts";
 import { readTlsMaterial } from "./src/config/tls_material.ts";
+import { ConfigWatcher } from "./src/config/watch.ts";
 import { runRegister } from "./src/discovery/register.ts";
 import { keepServingOnUncaughtErrors } from "./src/log/keep_serving.ts";
 import { componentLogger, configureLogging } from "./src/log/logger.ts";
@@ -19,7 +29,7 @@ import { Switchyard } from "./src/switchyard.ts";
 const log = componentLogger("lifecycle");
 
 /** Applies CLI overrides before validation, so their errors name the config field too. */
-function applyOverrides(raw: unknown, options: RunOptions): unknown {
+function applyOverrides(raw: unknown, options: ConfigOptions): unknown {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return raw;
   const config = { ...raw } as Record<string, unknown>;
   if (options.listen !== undefined) config.listen = options.listen;
@@ -32,18 +42,37 @@ function applyOverrides(raw: unknown, options: RunOptions): unknown {
   return config;
 }
 
-async function run(options: RunOptions): Promise<number> {
+/**
+ * Reads, overrides and validates the config, and reads the PEM files it names, as at start
+ * and at every reload. Throws {@link ConfigError}.
+ */
+async function load(options: ConfigOptions): Promise<LoadedConfig> {
   const source = options.config ?? "(embedded config.json)";
   const fileConfig = options.config === undefined
     ? structuredClone(embeddedConfig)
     : await readConfigJson(options.config);
-  const raw = applyOverrides(fileConfig, options);
-  const config = parseConfig(raw, source, { pickers: registeredPolicies() });
+  const warnings: string[] = [];
+  const config = parseConfig(
+    applyOverrides(fileConfig, options),
+    source,
+    { pickers: registeredPolicies() },
+    warnings,
+  );
+  return { config, tls: await readTlsMaterial(config, source), warnings };
+}
+
+async function run(options: RunOptions): Promise<number> {
+  const { config, tls, warnings } = await load(options);
   configureLogging(config.log.level);
+  const source = options.config ?? "(embedded config.json)";
   log.info("starting switchyard {version} with {source}", { version: denoJson.version, source });
+  for (const warning of warnings) log.warn("config: {warning}", { warning });
   const debugHooks = Deno.env.get("SWITCHYARD_DEBUG_HOOKS") === "1";
-  const tls = await readTlsMaterial(config, source);
-  const proxy = await Switchyard.start(config, tls, { logLevel: config.log.level, debugHooks });
+  const proxy = await Switchyard.start(config, tls, {
+    logLevel: config.log.level,
+    debugHooks,
+    reread: options.config === undefined ? undefined : () => load(options),
+  });
   if (debugHooks) {
     (await import("./src/dataplane/debug_hooks.ts")).installDebugHooks(proxy.dataPlanes);
   }
@@ -52,15 +81,53 @@ async function run(options: RunOptions): Promise<number> {
   const stopped = Promise.withResolvers<void>();
   let stopping = false;
   const onSignal = (signal: Deno.Signal) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second signal during the drain delay: go on to GOAWAY at once.
+      proxy.skipDrainDelay();
+      return;
+    }
     stopping = true;
     log.info("received {signal}: shutting down", { signal });
     proxy.shutdown().then(stopped.resolve, stopped.reject);
   };
   Deno.addSignalListener("SIGTERM", () => onSignal("SIGTERM"));
   Deno.addSignalListener("SIGINT", () => onSignal("SIGINT"));
+  // SIGHUP reloads, as for NGINX and Caddy; its default action would end the process.
+  Deno.addSignalListener("SIGHUP", () => {
+    log.info("received SIGHUP: reloading {source}", { source });
+    void proxy.reload();
+  });
+  const watcher = options.config === undefined
+    ? undefined
+    : new ConfigWatcher(options.config, () => proxy.config.watch, () => void proxy.reload());
   await stopped.promise;
+  watcher?.close();
   return 0;
+}
+
+/**
+ * `switchyard check`: loads the config as a start would, and checks what else a start needs,
+ * without listening or connecting. 0 with a summary line, or 2 with every problem on stderr.
+ */
+async function check(options: CheckOptions): Promise<number> {
+  const source = options.config ?? "(embedded config.json)";
+  try {
+    const { config, warnings } = await load(options);
+    await checkStartable(config, source);
+    for (const warning of warnings) console.error(`warning: ${warning}`);
+    if (!options.print) {
+      console.log(configSummary(config, source));
+      return 0;
+    }
+    // stdout carries the config alone, for jq and diff.
+    console.log(printableConfig(config, { pickers: registeredPolicies() }));
+    console.error(configSummary(config, source));
+    return 0;
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    return 2;
+  }
 }
 
 async function main(args: string[]): Promise<number> {
@@ -78,6 +145,8 @@ async function main(args: string[]): Promise<number> {
         return await runRegister(request);
       case "run":
         return await run(request);
+      case "check":
+        return await check(request);
     }
   } catch (error) {
     if (error instanceof UsageError) {

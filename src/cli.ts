@@ -9,22 +9,31 @@ export const USAGE = `switchyard — gRPC edge proxy and load balancer
 
 Usage:
   switchyard [--config FILE] [--listen HOST:PORT] [--admin HOST:PORT] [--log-level LEVEL]
+  switchyard check [--config FILE] [--print] [--listen …] [--admin …] [--log-level …]
   switchyard register --redis URL --set KEY --addr HOST:PORT [--ttl 15s]
   switchyard --help | --version
+
+Commands:
+  (none)               run the proxy
+  check                validate the config, its PEM files and paths as a start would, without
+                       listening or connecting; exit 0 with a summary, or 2 listing every problem
+  register             keep a backend in a Redis set until SIGTERM
 
 Options:
   --config FILE        config.json to load (default: the embedded config.json)
   --listen HOST:PORT   override "listen"
   --admin HOST:PORT    override "admin.listen"
   --log-level LEVEL    debug | info | warning | error (overrides "log.level")
+  --print              check: print the effective config as JSON, secrets redacted
   --help               show this text
   --version            print the version
+
+Config strings may name environment variables: \${NAME}, or \${NAME:-default} when NAME is
+unset or empty; write $\${ for a literal "\${".
 `;
 
-/** Options of the proxy command. */
-export interface RunOptions {
-  /** Run the proxy. */
-  readonly command: "run";
+/** Where the config comes from, and the command-line overrides applied to it. */
+export interface ConfigOptions {
   /** `--config`: the config file; the embedded `config.json` when absent. */
   readonly config?: string;
   /** `--listen`: overrides `listen`. */
@@ -33,6 +42,20 @@ export interface RunOptions {
   readonly admin?: string;
   /** `--log-level`: overrides `log.level`. */
   readonly logLevel?: string;
+}
+
+/** Options of the proxy command. */
+export interface RunOptions extends ConfigOptions {
+  /** Run the proxy. */
+  readonly command: "run";
+}
+
+/** Options of the `check` command. */
+export interface CheckOptions extends ConfigOptions {
+  /** Validate the config as a start would, without listening or connecting. */
+  readonly command: "check";
+  /** `--print`: print the effective config, secrets redacted. */
+  readonly print: boolean;
 }
 
 /** Options of the `register` command. */
@@ -52,6 +75,7 @@ export interface RegisterOptions {
 /** What the command line asks for. */
 export type CliRequest =
   | RunOptions
+  | CheckOptions
   | RegisterOptions
   | { readonly command: "help" }
   | { readonly command: "version" };
@@ -89,35 +113,54 @@ function parseRegister(args: string[]): RegisterOptions {
   };
 }
 
+/** The flags of the commands that load a config: the run command and `check`. */
+const CONFIG_FLAGS = {
+  config: { type: "string", short: "c" },
+  listen: { type: "string" },
+  admin: { type: "string" },
+  "log-level": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+function configOptions(
+  values: { config?: string; listen?: string; admin?: string; "log-level"?: string },
+): ConfigOptions {
+  return {
+    config: values.config,
+    listen: values.listen,
+    admin: values.admin,
+    logLevel: values["log-level"],
+  };
+}
+
+function parseCheck(args: string[]): CheckOptions | { readonly command: "help" } {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: { ...CONFIG_FLAGS, print: { type: "boolean" } },
+  });
+  if (values.help) return { command: "help" };
+  return { command: "check", print: values.print ?? false, ...configOptions(values) };
+}
+
 /** Parses `args` (without the program name). Throws {@link UsageError}. */
 export function parseCli(args: string[]): CliRequest {
   try {
     if (args[0] === "register") return parseRegister(args.slice(1));
+    if (args[0] === "check") return parseCheck(args.slice(1));
     const { values, positionals } = parseArgs({
       args,
       strict: true,
       allowPositionals: true,
-      options: {
-        config: { type: "string", short: "c" },
-        listen: { type: "string" },
-        admin: { type: "string" },
-        "log-level": { type: "string" },
-        help: { type: "boolean", short: "h" },
-        version: { type: "boolean", short: "V" },
-      },
+      options: { ...CONFIG_FLAGS, version: { type: "boolean", short: "V" } },
     });
     if (positionals.length > 0) {
       throw new UsageError(`unknown command ${JSON.stringify(positionals[0])}`);
     }
     if (values.help) return { command: "help" };
     if (values.version) return { command: "version" };
-    return {
-      command: "run",
-      config: values.config,
-      listen: values.listen,
-      admin: values.admin,
-      logLevel: values["log-level"],
-    };
+    return { command: "run", ...configOptions(values) };
   } catch (error) {
     if (error instanceof UsageError) throw error;
     throw new UsageError((error as Error).message);

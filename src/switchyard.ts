@@ -10,6 +10,14 @@ import { AdminServer } from "./admin/server.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import type { Config } from "./config/schema.ts";
 import type { TlsMaterial } from "./config/tls_material.ts";
+import { ConfigError } from "./config/load.ts";
+import {
+  changedSections,
+  keepRestartOnly,
+  type LoadedConfig,
+  type ReloadResult,
+  type ReloadStatus,
+} from "./config/reload.ts";
 import { DataPlanes } from "./dataplane/data_planes.ts";
 import type { WorkerMetrics } from "./dataplane/data_planes.ts";
 import type { DataPlaneStats } from "./dataplane/stats.ts";
@@ -26,6 +34,12 @@ export interface RunSettings {
   readonly logLevel: LogLevel;
   /** Let tests crash a worker (`SWITCHYARD_DEBUG_HOOKS=1`). */
   readonly debugHooks: boolean;
+  /**
+   * Reads the config again for a reload, as the process read it at start (the same file and
+   * command-line overrides); `undefined` when there is nothing to read again (the embedded
+   * config). Throws {@link ConfigError}.
+   */
+  readonly reread: (() => Promise<LoadedConfig>) | undefined;
 }
 
 /** The data-plane worker count `workers` asks for: `"auto"` is one per core. */
@@ -35,30 +49,59 @@ export function workerCount(workers: Config["workers"]): number {
 
 /** A running proxy. */
 export class Switchyard {
-  /** The effective config. */
-  readonly config: Config;
-  /** Clusters by name. */
-  readonly clusters: ReadonlyMap<string, Cluster>;
-  /** Live membership from Redis; undefined when no cluster has `discovery`. */
-  readonly discovery: RedisDiscovery | undefined;
+  readonly #clusters: Map<string, Cluster>;
   /** The data planes. */
   readonly dataPlanes: DataPlanes;
   readonly #health: HealthSupervisor;
+  readonly #settings: RunSettings;
+  #config: Config;
+  #tls: TlsMaterial;
+  #discovery: RedisDiscovery | undefined;
   #admin: AdminServer | undefined;
   #draining = false;
+  /** Ends the drain delay early (a second SIGTERM). */
+  #skipDelay: (() => void) | undefined;
+  /** Reloads run one at a time, in order. */
+  #reloading: Promise<unknown> = Promise.resolve();
+  #reloads: ReloadStatus;
 
   private constructor(
     config: Config,
-    clusters: ReadonlyMap<string, Cluster>,
+    tls: TlsMaterial,
+    clusters: Map<string, Cluster>,
     dataPlanes: DataPlanes,
     health: HealthSupervisor,
     discovery: RedisDiscovery | undefined,
+    settings: RunSettings,
   ) {
-    this.config = config;
-    this.clusters = clusters;
+    this.#config = config;
+    this.#tls = tls;
+    this.#clusters = clusters;
     this.dataPlanes = dataPlanes;
     this.#health = health;
-    this.discovery = discovery;
+    this.#discovery = discovery;
+    this.#settings = settings;
+    this.#reloads = { successes: 0, failures: 0, lastSuccessAt: Date.now(), lastErrors: undefined };
+  }
+
+  /** The effective config: the one read at start, or at the last reload that applied. */
+  get config(): Config {
+    return this.#config;
+  }
+
+  /** Clusters by name. */
+  get clusters(): ReadonlyMap<string, Cluster> {
+    return this.#clusters;
+  }
+
+  /** Live membership from Redis; undefined when no cluster has `discovery`. */
+  get discovery(): RedisDiscovery | undefined {
+    return this.#discovery;
+  }
+
+  /** Every reload so far. */
+  get reloadStatus(): ReloadStatus {
+    return this.#reloads;
   }
 
   /** Builds everything and starts listening, with the PEM files `tls` read from the config. */
@@ -75,7 +118,16 @@ export class Switchyard {
         [name, cluster],
       ) => [name, new Cluster(name, cluster, dataPlanes)]),
     );
-    const health = HealthSupervisor.start(clusters.values());
+    for (const [name, cluster] of Object.entries(config.clusters)) {
+      if (!cluster.tls?.insecureSkipVerify) continue;
+      log.warn(
+        "cluster {cluster}: backend certificates are not verified (tls.insecureSkipVerify)",
+        {
+          cluster: name,
+        },
+      );
+    }
+    const health = HealthSupervisor.start(clusters.values(), tls);
     const discovery = await RedisDiscovery.start(config, clusters);
     for (const cluster of clusters.values()) cluster.flush();
     const workers = workerCount(config.workers);
@@ -104,7 +156,7 @@ export class Switchyard {
         protocol: config.tls ? "HTTPS" : "HTTP/1.1 and h2c",
       });
     }
-    const proxy = new Switchyard(config, clusters, dataPlanes, health, discovery);
+    const proxy = new Switchyard(config, tls, clusters, dataPlanes, health, discovery, settings);
     proxy.#admin = AdminServer.start(proxy, {
       token: adminToken,
       metrics: new ProxyMetrics(proxy),
@@ -133,25 +185,150 @@ export class Switchyard {
     return this.dataPlanes.settled();
   }
 
-  /** Stops accepting, sends GOAWAY, and waits for in-flight calls up to `drainTimeout`. */
-  async drain(): Promise<void> {
-    if (!this.#draining) {
-      log.info("draining: GOAWAY sent, waiting up to {timeoutMs}ms for in-flight calls", {
-        timeoutMs: this.config.drainTimeout,
+  /**
+   * Reads the config again and applies it without dropping a call: routes, clusters (added,
+   * removed, changed), pickers, health checks, outlier detection, Redis discovery, access
+   * log, listener addresses and certificates. A config that is invalid, names unusable PEM
+   * files or cannot be bound changes nothing. `workers`, `admin`, `metrics` and `log` apply
+   * at the next restart (the result warns). Reloads run one at a time.
+   */
+  reload(): Promise<ReloadResult> {
+    const result = this.#reloading.then(() => this.#reload());
+    this.#reloading = result.catch(() => {});
+    return result;
+  }
+
+  async #reload(): Promise<ReloadResult> {
+    let result: ReloadResult;
+    try {
+      result = await this.#apply();
+    } catch (error) {
+      result = {
+        ok: false,
+        errors: error instanceof ConfigError
+          ? error.problems
+          : [String((error as Error)?.message ?? error)],
+      };
+    }
+    const status = this.#reloads;
+    if (result.ok) {
+      this.#reloads = {
+        ...status,
+        successes: status.successes + 1,
+        lastSuccessAt: Date.now(),
+        lastErrors: undefined,
+      };
+      log.info("config reloaded: {changed}", {
+        changed: result.changed.length ? result.changed.join(", ") : "no changes",
+      });
+      for (const warning of result.warnings) log.warn("reload: {warning}", { warning });
+    } else {
+      this.#reloads = { ...status, failures: status.failures + 1, lastErrors: result.errors };
+      log.error("config reload failed, the running config is kept: {errors}", {
+        errors: result.errors.join("; "),
       });
     }
+    return result;
+  }
+
+  async #apply(): Promise<ReloadResult> {
+    if (this.#draining) throw new Error("draining: reloads are refused");
+    const reread = this.#settings.reread;
+    if (reread === undefined) throw new Error("no config file to read again (the embedded config)");
+    const loaded = await reread();
+    const warnings = [...loaded.warnings];
+    const next = keepRestartOnly(this.#config, loaded.config, warnings);
+    const changed = changedSections(this.#config, next);
+    if (JSON.stringify(loaded.tls) !== JSON.stringify(this.#tls)) changed.push("certificates");
+    // New clusters exist in the control plane first, so the data planes get their members
+    // with the change; if the data planes refuse it, they go again and nothing changed.
+    const added = Object.entries(next.clusters)
+      .filter(([name]) => !this.#clusters.has(name))
+      .map(([name, settings]) => new Cluster(name, settings, this.dataPlanes));
+    for (const cluster of added) cluster.flush();
+    try {
+      await this.dataPlanes.reconfigure(next, loaded.tls);
+    } catch (error) {
+      for (const cluster of added) cluster.close();
+      this.dataPlanes.forget(added.map((cluster) => cluster.name));
+      throw error;
+    }
+    const before = this.#config;
+    this.#config = next;
+    this.#tls = loaded.tls;
+    for (const cluster of added) this.#clusters.set(cluster.name, cluster);
+    for (const [name, cluster] of this.#clusters) {
+      const settings = next.clusters[name];
+      if (settings === undefined) {
+        cluster.close();
+        this.#clusters.delete(name);
+      } else if (JSON.stringify(settings) !== JSON.stringify(cluster.config)) {
+        cluster.reconfigure(settings);
+      }
+    }
+    this.#health.sync(this.#clusters.values(), this.#tls);
+    if (discoveryChanged(before, next)) {
+      this.#discovery?.stop();
+      for (const [name, cluster] of this.#clusters) {
+        if (!next.clusters[name].discovery) cluster.setMembers("redis", []);
+      }
+      this.#discovery = await RedisDiscovery.start(next, this.#clusters);
+    }
+    await this.settled();
+    return { ok: true, changed, warnings };
+  }
+
+  /**
+   * Starts the shutdown: readiness fails at once; after `drain.delay`, during which the
+   * listeners still serve so that load balancers deregister the proxy first, every listener
+   * sends GOAWAY and in-flight calls get up to `drain.timeout`. Settles when done.
+   */
+  async drain(): Promise<void> {
+    if (this.#draining) return;
     this.#draining = true;
-    await this.dataPlanes.drain(this.config.drainTimeout);
+    const { delay, timeout } = this.#config.drain;
+    if (delay > 0) {
+      log.info("draining: not ready; serving for {delayMs}ms more before GOAWAY", {
+        delayMs: delay,
+      });
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.#skipDelay = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#skipDelay = undefined;
+    }
+    log.info("draining: GOAWAY sent, waiting up to {timeoutMs}ms for in-flight calls", {
+      timeoutMs: timeout,
+    });
+    await this.dataPlanes.drain(timeout);
+  }
+
+  /** Ends the drain delay now (a second SIGTERM). */
+  skipDrainDelay(): void {
+    this.#skipDelay?.();
   }
 
   /** Drains, stops health checking and discovery, then closes every data plane. */
   async shutdown(): Promise<void> {
     await this.drain();
     this.#health.stop();
-    this.discovery?.stop();
-    for (const cluster of this.clusters.values()) cluster.close();
+    this.#discovery?.stop();
+    for (const cluster of this.#clusters.values()) cluster.close();
     await this.dataPlanes.close();
     await this.#admin?.stop();
     log.info("shutdown complete");
   }
+}
+
+/** Whether Redis discovery must start again: its connection or any cluster's set changed. */
+function discoveryChanged(before: Config, after: Config): boolean {
+  const discovery = (config: Config) =>
+    JSON.stringify([
+      config.redis,
+      Object.entries(config.clusters).map(([name, cluster]) => [name, cluster.discovery]),
+    ]);
+  return discovery(before) !== discovery(after);
 }

@@ -3,6 +3,7 @@
  * The app runs against a fake {@link AdminTarget} holding one real, memberless cluster, whose
  * snapshots are recorded instead of reaching data planes.
  */
+import type { ReloadResult } from "../src/config/reload.ts";
 import assert from "node:assert/strict";
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { createAdminApp } from "../src/admin/app.ts";
@@ -28,6 +29,8 @@ const TOKEN = "s3cret-admin-token-0123456789";
 interface FakeTarget extends AdminTarget {
   drains: number;
   readonly published: ClusterSnapshot[];
+  /** What the next reloads answer, in order; a success once empty. */
+  readonly reloadResults: ReloadResult[];
 }
 
 /** Builds the admin app over a fake proxy whose config has `admin` merged in. */
@@ -58,12 +61,20 @@ function adminApp(
     },
     dataPlaneStats: () => Promise.resolve([]),
     settled: () => Promise.resolve(echo.flush()),
+    reloadResults: [],
+    reloadStatus: { successes: 0, failures: 0, lastSuccessAt: 0, lastErrors: undefined },
+    reload() {
+      return Promise.resolve(
+        target.reloadResults.shift() ?? { ok: true, changed: [], warnings: [] },
+      );
+    },
   };
   const metrics = new ProxyMetrics({
     clusters: target.clusters,
     discovery: undefined,
     dataPlaneMetrics: () => Promise.resolve([]),
     dataPlanes: { workers: () => [] },
+    reloadStatus: target.reloadStatus,
   });
   return {
     app: createAdminApp(target, { token, metrics }),
@@ -286,4 +297,33 @@ Deno.test("with a token, Host is checked only when admin.allowedHosts is set", a
       );
     }
   }
+});
+
+Deno.test("POST /reload: 200 with what changed, 400 naming the field; /config shows reloads", async () => {
+  using fixture = adminApp();
+  const { app, target } = fixture;
+  target.reloadResults.push(
+    { ok: true, changed: ["routes", "clusters.echo"], warnings: ["workers: restart"] },
+    { ok: false, errors: ['clusters.echo.connectTimeout: "5 s" is not a duration'] },
+  );
+  const applied = await app.request("http://127.0.0.1:9901/reload", { method: "POST" });
+  assert.equal(applied.status, 200);
+  assert.deepEqual(await applied.json(), {
+    status: "reloaded",
+    changed: ["routes", "clusters.echo"],
+    warnings: ["workers: restart"],
+  });
+  const refused = await app.request("http://127.0.0.1:9901/reload", { method: "POST" });
+  assert.equal(refused.status, 400);
+  const body = await refused.json();
+  assert.equal(body.error, "reload refused");
+  assert.match(body.problems[0], /^clusters\.echo\.connectTimeout: /);
+  const config = await (await app.request("http://127.0.0.1:9901/config")).json();
+  assert.deepEqual(config.reload, {
+    successes: 0,
+    failures: 0,
+    lastSuccessAt: new Date(0).toISOString(),
+    lastErrors: null,
+  });
+  assert.ok("routes" in config, "the config itself is still there");
 });

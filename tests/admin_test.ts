@@ -169,7 +169,7 @@ Deno.test("read endpoints: live, ready, clusters, config, openapi, docs", GRPC_J
 
     const config = await adminRequest(proxy, "/config");
     assert.equal(config.status, 200);
-    assert.equal(config.body.drainTimeout, 5000, "durations are effective values in ms");
+    assert.equal(config.body.drain.timeout, 5000, "durations are effective values in ms");
     assert.doesNotMatch(JSON.stringify(config.body), /hunter2/);
     assert.match(config.body.redis.url, /^redis:\/\/switchyard:.*redacted.*@127\.0\.0\.1:6379\/0$/);
 

@@ -4,6 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { freePort, runSwitchyard, type SwitchyardRun } from "./support/harness.ts";
+import { parseConfig } from "../src/config/load.ts";
+import { registeredPolicies } from "../src/balancer/registry.ts";
 
 /** A valid config to break one field at a time. */
 async function validConfig(): Promise<Record<string, unknown>> {
@@ -98,8 +100,8 @@ const BAD_CONFIGS: readonly {
   },
   {
     name: "a malformed duration",
-    edit: (c) => c.drainTimeout = "soon",
-    expected: 'drainTimeout: "soon" is not a duration',
+    edit: (c) => c.drain = { timeout: "soon" },
+    expected: 'drain.timeout: "soon" is not a duration',
   },
 ];
 
@@ -134,4 +136,21 @@ Deno.test("command line: an unknown flag exits 2 with the usage", async () => {
   assert.equal(run.code, 2);
   assert.match(run.stderr, /frobnicate/);
   assert.match(run.stderr, /Usage:/);
+});
+
+Deno.test("config: the deprecated drainTimeout still sets drain.timeout, with a warning", () => {
+  const warnings: string[] = [];
+  const config = parseConfig(
+    {
+      drainTimeout: "12s",
+      clusters: { a: { backends: ["127.0.0.1:1"] } },
+      routes: [{ cluster: "a" }],
+    },
+    "test",
+    { pickers: registeredPolicies() },
+    warnings,
+  );
+  assert.equal(config.drain.timeout, 12_000);
+  assert.equal(config.drain.delay, 0);
+  assert.deepEqual(warnings, ["drainTimeout is deprecated: use drain.timeout"]);
 });

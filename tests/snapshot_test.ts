@@ -115,6 +115,7 @@ function upstreamCluster(): UpstreamCluster {
     connection: connectionOptions(config.http2, "client"),
     maxConnectionsPerBackend: 1,
     dialGate: new DialGate(8),
+    tls: undefined,
   }, limits);
 }
 
@@ -575,6 +576,7 @@ function callRecord(call: Call, backend = A, cluster = "od"): CallRecord {
     bytesReceived: 0,
     bytesSent: 0,
     clientAddress: "127.0.0.1:40000",
+    clientIdentity: undefined,
     ...CALLS[call],
   };
 }
@@ -811,7 +813,7 @@ Deno.test("outcomes: calls of clusters without outlier detection are ignored", a
     clusterConfig({ backends: [A, B], outlierDetection: { consecutiveFailures: 2 } }),
     new Recorder(),
   );
-  const health = HealthSupervisor.start([plain, detected]);
+  const health = HealthSupervisor.start([plain, detected], { listener: undefined, clusters: {} });
   try {
     health.observeOutcomes([
       outcome(A, { leading: 50 }, "plain"),
@@ -936,7 +938,7 @@ function startLocal(planes: DataPlanes, config: Config): Promise<void> {
   return planes.start({
     config,
     workers: 1,
-    tls: { listener: undefined },
+    tls: { listener: undefined, clusters: {} },
     logLevel: "error",
     debugHooks: false,
     onOutcomes: () => {},

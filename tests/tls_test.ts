@@ -3,22 +3,7 @@ import { equal as assertEquals } from "node:assert/strict";
 import tls from "node:tls";
 import { GreeterClient, startGreeterBackend } from "../examples/greeter_backend.ts";
 import { startProxy } from "./support/harness.ts";
-
-async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: string }> {
-  const cert = `${dir}/cert.pem`;
-  const key = `${dir}/key.pem`;
-  const { success, stderr } = await new Deno.Command("openssl", {
-    args: [
-      ...["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"],
-      ...["-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"],
-      ...["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!success) throw new Error(new TextDecoder().decode(stderr));
-  return { cert, key };
-}
+import { selfSigned } from "./support/pki.ts";
 
 Deno.test({
   name: "TLS listener negotiates ALPN h2 and proxies gRPC",
@@ -27,7 +12,9 @@ Deno.test({
   async fn() {
     const dir = await Deno.makeTempDir();
     const backend = await startGreeterBackend("tls-backend");
-    const files = await selfSignedCertificate(dir);
+    const files = await selfSigned(dir, "localhost", "/CN=localhost", [
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    ]);
     const proxy = await startProxy({
       tls: files,
       clusters: { greeter: { backends: [backend.address] } },

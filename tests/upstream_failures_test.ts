@@ -111,7 +111,7 @@ Deno.test({
     );
     const good = await startRawBackend(respondOk);
     const proxy = await startProxy({
-      drainTimeout: "5s",
+      drain: { timeout: "5s" },
       clusters: {
         bad: { backends: [http1.address], waitForReadyTimeout: "200ms" },
         good: { backends: [good.address] },

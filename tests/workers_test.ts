@@ -75,7 +75,7 @@ async function setUp(
   );
   const proxy = await startAdminProxy({
     workers: 2,
-    drainTimeout: "10s",
+    drain: { timeout: "10s" },
     clusters: {
       greeter: {
         backends: backends.map((backend) => backend.address),
@@ -409,7 +409,7 @@ Deno.test(
     const backend = await startTestBackend("slow");
     const proxy = await startAdminProxy({
       workers: 2,
-      drainTimeout: "5s",
+      drain: { timeout: "5s" },
       clusters: { slow: { backends: [backend.address], limits: { maxConcurrentCalls: limit } } },
       routes: [{ service: "test.Test", cluster: "slow" }],
     });

@@ -30,6 +30,8 @@ export interface AccessLogEntry {
   readonly bytesSent: number;
   /** The client's address, when known. */
   readonly client: string | null;
+  /** Who the client is by its verified TLS certificate (mTLS), or null without one. */
+  readonly clientIdentity: string | null;
 }
 
 /** Formats one finished call as a JSON line, newline included. */
@@ -47,6 +49,7 @@ export function formatAccessLogLine(record: CallRecord): string {
     bytesReceived: record.bytesReceived,
     bytesSent: record.bytesSent,
     client: record.clientAddress ?? null,
+    clientIdentity: record.clientIdentity ?? null,
   };
   return JSON.stringify(entry) + "\n";
 }

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Cluster } from "../cluster/cluster.ts";
+import type { ReloadResult, ReloadStatus } from "../config/reload.ts";
 import type { Config } from "../config/schema.ts";
 import type { WorkerState } from "../dataplane/data_planes.ts";
 import type { DataPlaneStats } from "../dataplane/stats.ts";
@@ -32,4 +33,8 @@ export interface AdminTarget {
   dataPlaneStats(): Promise<DataPlaneStats[]>;
   /** Settles once every data plane has applied every change made so far. */
   settled(): Promise<void>;
+  /** Reads the config again and applies it; see `Switchyard.reload`. */
+  reload(): Promise<ReloadResult>;
+  /** Every reload so far. */
+  readonly reloadStatus: ReloadStatus;
 }

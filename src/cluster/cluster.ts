@@ -34,8 +34,8 @@ export interface SnapshotSink {
 export class Cluster {
   /** The cluster's name in `config.json`. */
   readonly name: string;
-  /** Its validated settings. */
-  readonly config: ClusterConfig;
+  /** Its validated settings; replaced by a reload. */
+  config: ClusterConfig;
   readonly #backends = new Map<string, Backend>();
   readonly #membership = new Map<BackendSource, Set<string>>();
   readonly #listeners: ClusterListener[] = [];
@@ -138,6 +138,22 @@ export class Cluster {
     if (!backend) return;
     backend.ejectedUntil = untilMs;
     this.#changed();
+  }
+
+  /**
+   * Takes a reloaded config: the static members become the new list (Redis members stay),
+   * the picker switches when the config's changed (a switch made through the admin API
+   * otherwise stands), and panic is recomputed with the new threshold.
+   */
+  reconfigure(config: ClusterConfig): void {
+    const before = this.config;
+    this.config = config;
+    if (config.picker !== before.picker) this.switchPolicy(config.picker);
+    if (before.healthCheck && !config.healthCheck) {
+      // No checker will speak for them any more (as for members of a cluster without one).
+      for (const backend of this.#backends.values()) backend.health = "healthy";
+    }
+    this.setMembers("static", config.backends);
   }
 
   /** Switches the policy live; in-flight calls are untouched. Throws for unknown names. */

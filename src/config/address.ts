@@ -11,7 +11,12 @@ export interface HostPort {
   readonly port: number;
 }
 
-const HOST_PORT_PATTERN = /^(\[[^\]]*\]|[^:[\]]*):(\d{1,5})$/;
+/**
+ * The shape of `host:port`: a bracketed IPv6 address or a name or IPv4 address, and a port.
+ * {@link parseHostPort} checks the parts further; this is also the `pattern` the published
+ * JSON Schema gives addresses, so editors flag `"127.0.0.1"` or `"host: 80"` as the loader does.
+ */
+export const HOST_PORT_PATTERN: RegExp = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
 
 // RFC 3986 §3.2.2 dec-octet: 0–255 without leading zeros, which inet_aton() reads as octal.
 const DEC_OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";

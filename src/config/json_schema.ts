@@ -3,10 +3,25 @@
  * @module
  */
 import { z } from "zod";
-import { configSchema } from "./schema.ts";
+import type { ConfigContext } from "./load.ts";
+import { configSchema, pickerSchema } from "./schema.ts";
 
-/** Renders the config's JSON Schema (input side: durations as strings) as formatted JSON. */
-export function renderConfigJsonSchema(): string {
-  const schema = z.toJSONSchema(configSchema, { io: "input", unrepresentable: "any" });
-  return JSON.stringify({ ...schema, title: "Switchyard config.json" }, null, 2) + "\n";
+/**
+ * The config's JSON Schema (input side: durations as strings), with the registered pickers in
+ * `context` as the `enum` of every cluster's `picker`.
+ */
+export function configJsonSchema(context: ConfigContext): Record<string, unknown> {
+  const schema = z.toJSONSchema(configSchema, {
+    io: "input",
+    unrepresentable: "any",
+    override: ({ zodSchema, jsonSchema }) => {
+      if (zodSchema === pickerSchema) jsonSchema.enum = [...context.pickers];
+    },
+  });
+  return { ...schema, title: "Switchyard config.json" };
+}
+
+/** Renders {@link configJsonSchema} as formatted JSON. */
+export function renderConfigJsonSchema(context: ConfigContext): string {
+  return JSON.stringify(configJsonSchema(context), null, 2) + "\n";
 }

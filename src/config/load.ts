@@ -3,6 +3,7 @@
  * @module
  */
 import type { z } from "zod";
+import { substituteEnv } from "./env_vars.ts";
 import { type Config, configSchema } from "./schema.ts";
 
 /** A config that failed validation; `problems` holds one `path: reason` line per issue. */
@@ -48,23 +49,59 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   return issue.message;
 }
 
-/** Validates an already-parsed JSON value; throws {@link ConfigError} on any problem. */
-export function parseConfig(raw: unknown, source: string, context: ConfigContext): Config {
-  const result = configSchema.safeParse(raw);
-  if (!result.success) {
-    throw new ConfigError(
-      source,
-      result.error.issues.map((issue) => `${formatIssuePath(issue.path)}: ${describeIssue(issue)}`),
-    );
+/**
+ * `drainTimeout`, from before `drain.timeout`, still works: it is moved there (with a warning
+ * in `warnings`), and setting both is an error.
+ */
+function migrateDrainTimeout(raw: unknown, warnings: string[]): unknown {
+  if (typeof raw !== "object" || raw === null || !("drainTimeout" in raw)) return raw;
+  const { drainTimeout, ...rest } = raw as Record<string, unknown>;
+  const drain = rest.drain;
+  if (typeof drain === "object" && drain !== null && "timeout" in drain) return raw;
+  warnings.push("drainTimeout is deprecated: use drain.timeout");
+  return { ...rest, drain: { ...(drain as object | undefined), timeout: drainTimeout } };
+}
+
+/** The `picker` of every cluster in `raw` that names no registered policy. */
+function pickerProblems(raw: unknown, pickers: readonly string[]): string[] {
+  const clusters = (raw as { clusters?: unknown } | null)?.clusters;
+  if (typeof clusters !== "object" || clusters === null) return [];
+  return Object.entries(clusters).flatMap(([name, cluster]) => {
+    const picker = (cluster as { picker?: unknown } | null)?.picker;
+    if (typeof picker !== "string" || pickers.includes(picker)) return [];
+    return [
+      `${formatIssuePath(["clusters", name, "picker"])}: unknown picker ${
+        JSON.stringify(picker)
+      } (known: ${pickers.join(", ")})`,
+    ];
+  });
+}
+
+/**
+ * Validates an already-parsed JSON value, after replacing the environment variables its
+ * strings name (see `env_vars.ts`); throws {@link ConfigError} listing every problem.
+ * Deprecations that still work are pushed to `warnings`, when given.
+ */
+export function parseConfig(
+  raw: unknown,
+  source: string,
+  context: ConfigContext,
+  warnings: string[] = [],
+): Config {
+  const substituted = substituteEnv(raw, (name) => Deno.env.get(name));
+  const problems = substituted.problems.map((problem) =>
+    `${formatIssuePath(problem.path)}: ${problem.message}`
+  );
+  // A string whose variable is missing still holds its `${…}`: what the schema says about that
+  // text would only repeat the problem.
+  const unset = new Set(substituted.problems.map((problem) => formatIssuePath(problem.path)));
+  const result = configSchema.safeParse(migrateDrainTimeout(substituted.value, warnings));
+  for (const issue of result.error?.issues ?? []) {
+    const path = formatIssuePath(issue.path);
+    if (!unset.has(path)) problems.push(`${path}: ${describeIssue(issue)}`);
   }
-  const problems = Object.entries(result.data.clusters)
-    .filter(([, cluster]) => !context.pickers.includes(cluster.picker))
-    .map(([name, cluster]) =>
-      `clusters.${name}.picker: unknown picker ${JSON.stringify(cluster.picker)} (known: ${
-        context.pickers.join(", ")
-      })`
-    );
-  if (problems.length > 0) throw new ConfigError(source, problems);
+  problems.push(...pickerProblems(substituted.value, context.pickers));
+  if (!result.success || problems.length > 0) throw new ConfigError(source, problems);
   return result.data;
 }
 

@@ -4,14 +4,21 @@
  * @module
  */
 import { z } from "zod";
-import { parseHost, parseHostPort } from "./address.ts";
-import { parseDuration } from "./duration.ts";
+import { HOST_PORT_PATTERN, parseHost, parseHostPort } from "./address.ts";
+import { DURATION_PATTERN, parseDuration } from "./duration.ts";
 import { GRPC_STATUS_NAMES } from "../proxy/grpc_status.ts";
 
-/** A `host:port` string. */
-const addressSchema = z.string().refine((text) => parseHostPort(text) !== undefined, {
-  error: (issue) => `${JSON.stringify(issue.input)} is not host:port`,
-});
+const notHostPort = (issue: { input: unknown }) =>
+  `${JSON.stringify(issue.input)} is not host:port`;
+
+/**
+ * A `host:port` string. The pattern (emitted in the JSON Schema) checks the shape, the refinement
+ * the parts; `abort` keeps a bad shape to one message.
+ */
+const addressSchema = z
+  .string()
+  .regex(HOST_PORT_PATTERN, { error: notHostPort, abort: true })
+  .refine((text) => parseHostPort(text) !== undefined, { error: notHostPort });
 
 /** A host as a `Host` header names it: RFC 1123 name, dotted quad or `[IPv6]`; lowercased. */
 const hostSchema = z
@@ -24,10 +31,13 @@ const hostSchema = z
 /** Timers cannot wait longer: Node-style timers fire at once past 2^31-1 ms (about 24 days). */
 const MAX_DURATION_MS = 2 ** 31 - 1;
 
-/** A duration string such as `"250ms"` or `"5s"`, parsed to milliseconds. */
+/**
+ * A duration string such as `"250ms"` or `"5s"`, parsed to milliseconds. A pattern rather than a
+ * refinement, so the JSON Schema carries it.
+ */
 const durationSchema = z
   .string()
-  .refine((text) => parseDuration(text) !== undefined, {
+  .regex(DURATION_PATTERN, {
     error: (issue) => `${JSON.stringify(issue.input)} is not a duration like "250ms" or "5s"`,
   })
   .transform((text) => parseDuration(text)!)
@@ -134,14 +144,59 @@ const retryBudgetSchema = z.strictObject({
   minRetryConcurrency: z.int().min(0).default(3),
 });
 
+/**
+ * A cluster's picker: the loader checks the name against the balancer registry
+ * (`ConfigContext.pickers`), and the JSON Schema lists the registered names as its `enum`, so
+ * this module need not load the balancers.
+ */
+export const pickerSchema: z.ZodDefault<z.ZodString> = z.string().default("round_robin");
+
+/**
+ * A TLS server name: an RFC 1123 host name, not an IP address, which SNI cannot carry
+ * (RFC 6066 §3).
+ */
+const serverNameSchema = z.string().refine(
+  (text) => parseHost(text) === text && !/^[\d.]+$/.test(text),
+  { error: (issue) => `${JSON.stringify(issue.input)} is not a host name` },
+);
+
+/**
+ * TLS to a cluster's backends. The files are read by the control plane at start; verification
+ * is on unless `insecureSkipVerify` says otherwise.
+ */
+const backendTlsSchema = z
+  .strictObject({
+    /** PEM CA certificates the backends' certificates must chain to; default: the system roots. */
+    ca: z.string().min(1).optional(),
+    /** A PEM client certificate chain (mTLS), with `key`. */
+    cert: z.string().min(1).optional(),
+    /** The PEM private key of `cert`. */
+    key: z.string().min(1).optional(),
+    /** The name sent in SNI and verified in the certificate; default: the backend's host. */
+    serverName: serverNameSchema.optional(),
+    /** ALPN protocols offered (RFC 7301); the backend must choose `h2` (RFC 9113 §3.2). */
+    alpn: z.array(z.string().min(1).max(255)).min(1).default(["h2"]).refine(
+      (protocols) => protocols.includes("h2"),
+      { error: 'must include "h2": backends are spoken to in HTTP/2 (RFC 9113 §3.2)' },
+    ),
+    /** Accept any certificate from the backends. Logged as a warning at start. */
+    insecureSkipVerify: z.boolean().default(false),
+  })
+  .superRefine((tls, ctx) => {
+    if ((tls.cert === undefined) === (tls.key === undefined)) return;
+    const [missing, given] = tls.cert === undefined ? ["cert", "key"] : ["key", "cert"];
+    ctx.addIssue({ code: "custom", path: [missing], message: `is required with ${given}` });
+  });
+
 /** One cluster: a set of interchangeable backends behind one picker. */
 const clusterSchema = z
   .strictObject({
-    picker: z.string().default("round_robin"),
+    picker: pickerSchema,
     pickFirst: pickFirstSchema.prefault({}),
     backends: z.array(addressSchema).default([]),
     discovery: discoverySchema.optional(),
     connectTimeout: positiveDurationSchema.prefault("5s"),
+    tls: backendTlsSchema.optional(),
     waitForReadyTimeout: durationSchema.prefault("5s"),
     reconnectBackoff: backoffSchema.prefault({}),
     healthCheck: healthCheckSchema.optional(),
@@ -279,6 +334,27 @@ const routeSchema = z
     error: "set service or method, not both",
   });
 
+/** What a route's path is, for messages: its method or service, or neither. */
+function describeRoutePath(route: z.output<typeof routeSchema>): string {
+  if (route.method) return `the same method ${JSON.stringify(route.method)}`;
+  if (route.service) return `the same service ${JSON.stringify(route.service)}`;
+  return "no service or method";
+}
+
+/**
+ * Routes with equal keys match the same calls, so the later one is never taken. Conditions are
+ * compared as JSON with sorted keys, and header conditions in any order since all must hold.
+ */
+function routeMatchKey(route: z.output<typeof routeSchema>): string {
+  const path = route.method ?? (route.service ? `${route.service}/` : "");
+  return JSON.stringify([path, sortedJson(route.authority), route.headers.map(sortedJson).sort()]);
+}
+
+/** A flat object as JSON with its keys sorted, so `{ name, exact }` equals `{ exact, name }`. */
+function sortedJson(value: object | undefined): string | undefined {
+  return value === undefined ? undefined : JSON.stringify(value, Object.keys(value).sort());
+}
+
 /** Redis connection settings shared by all clusters that use Redis discovery. */
 const redisSchema = z.strictObject({
   url: z.string().regex(/^rediss?:\/\//, { error: "must start with redis:// or rediss://" }),
@@ -296,11 +372,28 @@ const adminSchema = z.strictObject({
   allowedHosts: z.array(hostSchema).optional(),
 });
 
-/** TLS for the downstream listener (ALPN `h2`). */
-const tlsSchema = z.strictObject({
-  cert: z.string().min(1),
-  key: z.string().min(1),
-});
+/** TLS for the downstream listener (ALPN `h2`); with `clientCa`, clients authenticate (mTLS). */
+const tlsSchema = z
+  .strictObject({
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    /** PEM file of the CAs that sign client certificates: every client is asked for one. */
+    clientCa: z.string().min(1).optional(),
+    /** Refuse clients that send no certificate; otherwise they are served with no identity. */
+    requireClientCert: z.boolean().default(false),
+    /** Request header that carries the verified client identity to the backend. */
+    clientIdentityHeader: rewritableNameSchema.optional(),
+  })
+  .superRefine((tls, ctx) => {
+    if (tls.clientCa !== undefined) return;
+    // Without clientCa no client is asked for a certificate, so none could be required or named.
+    if (tls.requireClientCert) {
+      ctx.addIssue({ code: "custom", path: ["requireClientCert"], message: "needs clientCa" });
+    }
+    if (tls.clientIdentityHeader !== undefined) {
+      ctx.addIssue({ code: "custom", path: ["clientIdentityHeader"], message: "needs clientCa" });
+    }
+  });
 
 /** A flow-control window in bytes: RFC 9113 §6.9.1 caps it at 2^31-1. */
 const windowSchema = z.int().min(65_535).max(2 ** 31 - 1);
@@ -402,6 +495,15 @@ const grpcWebSchema = z.strictObject({
   cors: corsSchema.prefault({}),
 });
 
+/**
+ * Shutdown on SIGTERM: `delay` first (readiness fails while the listener still serves, so
+ * load balancers deregister the proxy), then GOAWAY and up to `timeout` for in-flight calls.
+ */
+const drainSchema = z.strictObject({
+  delay: durationSchema.prefault("0s"),
+  timeout: durationSchema.prefault("30s"),
+});
+
 /** `/metrics` settings. */
 const metricsSchema = z.strictObject({
   /** Label every data-plane series with its `worker`, rather than summing over workers. */
@@ -430,7 +532,9 @@ const configObjectSchema = z
       .prefault({}),
     accessLog: accessLogSchema.prefault({}),
     metrics: metricsSchema.prefault({}),
-    drainTimeout: durationSchema.prefault("30s"),
+    drain: drainSchema.prefault({}),
+    /** Reload when the config file changes (as well as on SIGHUP and `POST /reload`). */
+    watch: z.boolean().default(false),
     http2: http2Schema.prefault({}),
     redis: redisSchema.optional(),
     clusters: z.record(z.string().regex(/^[\w.-]+$/), clusterSchema).refine(
@@ -447,6 +551,7 @@ const configObjectSchema = z
         message: "must differ from listen",
       });
     }
+    const firstRouteByMatch = new Map<string, number>();
     config.routes.forEach((route, index) => {
       if (!(route.cluster in config.clusters)) {
         ctx.addIssue({
@@ -462,6 +567,18 @@ const configObjectSchema = z
           code: "custom",
           path: ["routes", index],
           message: "a catch-all route must be the last one",
+        });
+      }
+      const key = routeMatchKey(route);
+      const first = firstRouteByMatch.get(key);
+      if (first === undefined) firstRouteByMatch.set(key, index);
+      else {
+        ctx.addIssue({
+          code: "custom",
+          path: ["routes", index],
+          message: `duplicates routes[${first}] (${
+            describeRoutePath(route)
+          } and the same conditions), so it would never be used`,
         });
       }
     });
@@ -488,6 +605,8 @@ export type ClusterConfig = Config["clusters"][string];
 export type RouteConfig = Config["routes"][number];
 /** Validated health-check settings. */
 export type HealthCheckConfig = z.output<typeof healthCheckSchema>;
+/** Validated TLS settings of a cluster's backends. */
+export type BackendTlsConfig = z.output<typeof backendTlsSchema>;
 /** Validated outlier-detection settings. */
 export type OutlierDetectionConfig = z.output<typeof outlierDetectionSchema>;
 /** Validated reconnect-backoff settings. */

@@ -9,7 +9,7 @@
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { ConfigError } from "./load.ts";
-import type { Config } from "./schema.ts";
+import type { BackendTlsConfig, Config } from "./schema.ts";
 
 /** A certificate chain and its private key, as PEM. */
 export interface CertifiedKey {
@@ -17,10 +17,55 @@ export interface CertifiedKey {
   readonly key: string;
 }
 
+/** The listener's `tls`: its settings, with the PEM text in place of the paths. */
+export interface ListenerTlsMaterial extends CertifiedKey {
+  /** CAs that sign client certificates, when `clientCa` is set (mTLS). */
+  readonly clientCa: string | undefined;
+  /** Refuse clients that send no certificate. */
+  readonly requireClientCert: boolean;
+  /** The request header that carries a verified client's identity to the backend. */
+  readonly clientIdentityHeader: string | undefined;
+}
+
+/** The PEM of one cluster's `tls`: what its backends are verified with and shown. */
+export interface ClusterTlsMaterial {
+  /** CA certificates, when `ca` is set (else the system roots apply). */
+  readonly ca?: string;
+  /** The client certificate chain, when `cert` is set. */
+  readonly cert?: string;
+  /** The client certificate's private key, with `cert`. */
+  readonly key?: string;
+}
+
 /** Every PEM the config names. */
 export interface TlsMaterial {
-  /** The listener's certificate and key, when `tls` is set. */
-  readonly listener: CertifiedKey | undefined;
+  /** The listener's certificate, key and client CAs, when `tls` is set. */
+  readonly listener: ListenerTlsMaterial | undefined;
+  /** Per cluster with `tls`, by name. */
+  readonly clusters: Readonly<Record<string, ClusterTlsMaterial>>;
+}
+
+/**
+ * A cluster's TLS to its backends, settings and PEM together: what a dial or a health probe
+ * needs, in either plane.
+ */
+export interface BackendTls extends ClusterTlsMaterial {
+  /** The name sent in SNI and verified; `undefined`: the backend's host. */
+  readonly serverName: string | undefined;
+  /** ALPN protocols offered, `h2` among them. */
+  readonly alpn: readonly string[];
+  /** Accept any certificate. */
+  readonly insecureSkipVerify: boolean;
+}
+
+/** A cluster's {@link BackendTls} from its `tls` settings and PEM; `undefined` without `tls`. */
+export function backendTls(
+  config: BackendTlsConfig | undefined,
+  material: ClusterTlsMaterial | undefined,
+): BackendTls | undefined {
+  if (config === undefined) return undefined;
+  const { serverName, alpn, insecureSkipVerify } = config;
+  return { ...material, serverName, alpn, insecureSkipVerify };
 }
 
 /** Collects the problems of several files, so that one run reports them all. */
@@ -99,15 +144,40 @@ function checkPair(cert: string, key: string): string | undefined {
   return undefined;
 }
 
+/** The listener's `tls` with its files read; `undefined` (with problems noted) if one is unusable. */
+async function readListenerTls(
+  reader: PemReader,
+  tls: NonNullable<Config["tls"]>,
+): Promise<ListenerTlsMaterial | undefined> {
+  const pair = await reader.certifiedKey("tls", tls.cert, tls.key);
+  const clientCa = tls.clientCa === undefined
+    ? undefined
+    : await reader.caCerts("tls.clientCa", tls.clientCa);
+  if (pair === undefined || (tls.clientCa !== undefined && clientCa === undefined)) {
+    return undefined;
+  }
+  const { requireClientCert, clientIdentityHeader } = tls;
+  return { ...pair, clientCa, requireClientCert, clientIdentityHeader };
+}
+
 /**
  * Reads and checks every PEM file `config` (from `source`) names. Throws {@link ConfigError}
  * with a `path: reason` line per unusable file.
  */
 export async function readTlsMaterial(config: Config, source: string): Promise<TlsMaterial> {
   const reader = new PemReader();
-  const listener = config.tls
-    ? await reader.certifiedKey("tls", config.tls.cert, config.tls.key)
-    : undefined;
+  const listener = config.tls ? await readListenerTls(reader, config.tls) : undefined;
+  const clusters: Record<string, ClusterTlsMaterial> = {};
+  for (const [name, { tls }] of Object.entries(config.clusters)) {
+    if (tls === undefined) continue;
+    const field = `clusters.${name}.tls`;
+    const ca = tls.ca === undefined ? undefined : await reader.caCerts(`${field}.ca`, tls.ca);
+    // The schema lets `cert` and `key` only come together.
+    const pair = tls.cert === undefined || tls.key === undefined
+      ? undefined
+      : await reader.certifiedKey(field, tls.cert, tls.key);
+    clusters[name] = { ca, ...pair };
+  }
   reader.throwIfProblems(source);
-  return { listener };
+  return { listener, clusters };
 }

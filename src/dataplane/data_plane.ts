@@ -8,15 +8,16 @@
 import { AccessLog, STDOUT_PATH } from "../access_log/access_log.ts";
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import type { Config } from "../config/schema.ts";
-import type { TlsMaterial } from "../config/tls_material.ts";
+import { backendTls, type TlsMaterial } from "../config/tls_material.ts";
 import { connectionOptions } from "../h2/options.ts";
 import { type BackendOutcome, OutcomeBatcher } from "../health/outcomes.ts";
 import { DataPlaneMetrics, type MetricsJson } from "../metrics/data_plane_metrics.ts";
 import type { CallObserver } from "../proxy/call_record.ts";
+import type { CallContext } from "../proxy/proxied_call.ts";
 import { GrpcWebListener } from "../grpc_web/listener.ts";
 import { ProxyListener } from "../proxy/listener.ts";
 import { Router } from "../route/router.ts";
-import { CallLimits } from "../upstream/call_limits.ts";
+import { CallLimits, limitSettings } from "../upstream/call_limits.ts";
 import { DialGate } from "../upstream/dial_gate.ts";
 import { UpstreamCluster } from "../upstream/upstream_cluster.ts";
 import type { DataPlaneStats } from "./stats.ts";
@@ -27,32 +28,35 @@ import type { DataPlaneStats } from "./stats.ts";
  */
 export type DataPlaneConfig = Pick<
   Config,
-  "listen" | "grpcWeb" | "http2" | "clusters" | "routes" | "accessLog" | "metrics"
+  "listen" | "grpcWeb" | "http2" | "clusters" | "routes" | "accessLog" | "metrics" | "drain"
 >;
 
 /** The data plane's part of `config`. */
 export function dataPlaneConfig(config: Config): DataPlaneConfig {
-  const { listen, grpcWeb, http2, clusters, routes, accessLog, metrics } = config;
-  return { listen, grpcWeb, http2, clusters, routes, accessLog, metrics };
+  const { listen, grpcWeb, http2, clusters, routes, accessLog, metrics, drain } = config;
+  return { listen, grpcWeb, http2, clusters, routes, accessLog, metrics, drain };
 }
 
-/** What a data plane is built from. */
-export interface DataPlaneInit {
+/** What a data plane is built from: its first {@link DataPlaneChange}, and where it runs. */
+export interface DataPlaneInit extends DataPlaneChange {
   /** The worker's number, from 1. */
   readonly worker: number;
   /** How many data planes share the listening address. */
   readonly workers: number;
-  /** The data plane's part of the effective config. */
+  /** The clusters' limit counters, shared by every data plane (from `limitsMemory`). */
+  readonly limits: SharedArrayBuffer;
+}
+
+/** What a running data plane is changed to by a reload. */
+export interface DataPlaneChange {
+  /** The data plane's part of the new config. */
   readonly config: DataPlaneConfig;
-  /** Every PEM the config names, read and checked by the control plane. */
+  /** Every PEM the new config names. */
   readonly tls: TlsMaterial;
   /** Every cluster's latest snapshot: the members are known before the first call. */
   readonly snapshots: readonly ClusterSnapshot[];
-  /**
-   * The clusters' limit counters, shared by every data plane (from `limitsMemory`), for
-   * the clusters in `config.clusters` order.
-   */
-  readonly limits: SharedArrayBuffer;
+  /** Each cluster's slot in the limits memory; stable across reloads. */
+  readonly limitSlots: Readonly<Record<string, number>>;
 }
 
 /** Where a data plane's passive health signals go, and how soon. */
@@ -63,29 +67,66 @@ export interface OutcomeSink {
   readonly delayMs: number;
 }
 
+/** The listener settings a config gives; a change in them needs a new listener. */
+function listenerSettings(config: DataPlaneConfig, tls: TlsMaterial): string {
+  return JSON.stringify([
+    config.listen,
+    config.grpcWeb,
+    { ...config.http2, upstream: undefined },
+    tls.listener,
+  ]);
+}
+
+/** The access log settings; a change in them opens a new log. */
+function accessLogSettings(config: DataPlaneConfig): string {
+  return JSON.stringify(config.accessLog);
+}
+
 /** A running data plane. */
 export class DataPlane {
   /** The worker's number, from 1. */
   readonly worker: number;
-  readonly #clusters: ReadonlyMap<string, UpstreamCluster>;
-  readonly #listener: ProxyListener;
-  readonly #grpcWeb: GrpcWebListener | undefined;
+  readonly #workers: number;
+  readonly #limits: SharedArrayBuffer;
+  readonly #clusters = new Map<string, UpstreamCluster>();
+  readonly #outcomes: OutcomeSink;
+  readonly #forwardAccessLog: ((batch: Uint8Array) => void) | undefined;
   readonly #metrics: DataPlaneMetrics;
-  readonly #accessLog: AccessLog | undefined;
+  /** What every call of the gRPC listener, and of the gRPC-Web one, reads: swapped by reloads. */
+  readonly #grpcContext: CallContext;
+  readonly #webContext: CallContext;
+  readonly #dialGate: DialGate;
+  #config: DataPlaneConfig;
+  #tls: TlsMaterial;
+  #listener: ProxyListener | undefined;
+  #grpcWeb: GrpcWebListener | undefined;
+  #accessLog: AccessLog | undefined;
+  /** Listeners replaced by a reload, still draining their connections. */
+  readonly #retiring = new Set<Promise<void>>();
 
   private constructor(
-    worker: number,
-    clusters: ReadonlyMap<string, UpstreamCluster>,
-    listeners: { grpc: ProxyListener; grpcWeb: GrpcWebListener | undefined },
-    metrics: DataPlaneMetrics,
-    accessLog: AccessLog | undefined,
+    init: DataPlaneInit,
+    outcomes: OutcomeSink,
+    forwardAccessLog: ((batch: Uint8Array) => void) | undefined,
   ) {
-    this.worker = worker;
-    this.#clusters = clusters;
-    this.#listener = listeners.grpc;
-    this.#grpcWeb = listeners.grpcWeb;
-    this.#metrics = metrics;
-    this.#accessLog = accessLog;
+    this.worker = init.worker;
+    this.#workers = init.workers;
+    this.#limits = init.limits;
+    this.#outcomes = outcomes;
+    this.#forwardAccessLog = forwardAccessLog;
+    this.#config = init.config;
+    this.#tls = init.tls;
+    this.#metrics = new DataPlaneMetrics(
+      this.#clusters,
+      init.config.metrics.workerLabel ? String(init.worker) : undefined,
+    );
+    const router = new Router<UpstreamCluster>([], {}, () => undefined!);
+    this.#grpcContext = { router, observers: [], protocol: "grpc" };
+    this.#webContext = { router, observers: [], protocol: "grpc-web" };
+    // The process-wide caps are shared out: each data plane takes its part.
+    this.#dialGate = new DialGate(
+      Math.ceil(init.config.http2.upstream.maxConcurrentDials / init.workers),
+    );
   }
 
   /**
@@ -98,74 +139,154 @@ export class DataPlane {
     outcomes: OutcomeSink,
     forwardAccessLog?: (batch: Uint8Array) => void,
   ): Promise<DataPlane> {
-    const { config, workers } = init;
-    const upstream = {
-      connection: connectionOptions(config.http2, "client"),
-      maxConnectionsPerBackend: config.http2.upstream.maxConnectionsPerBackend,
-      // The process-wide caps are shared out: each data plane takes its part.
-      dialGate: new DialGate(Math.ceil(config.http2.upstream.maxConcurrentDials / workers)),
-    };
-    const clusters = new Map(
-      Object.entries(config.clusters).map(([name, cluster], index) => {
-        const limits = new CallLimits(init.limits, index, init.worker, workers, {
-          ...cluster.limits,
-          retryBudgetPercent: cluster.retryBudget.percent,
-          minRetryConcurrency: cluster.retryBudget.minRetryConcurrency,
-        });
-        return [name, new UpstreamCluster(name, cluster, upstream, limits)];
-      }),
-    );
-    for (const snapshot of init.snapshots) clusters.get(snapshot.cluster)?.apply(snapshot);
-    const metrics = new DataPlaneMetrics(
-      clusters,
-      config.metrics.workerLabel ? String(init.worker) : undefined,
-    );
-    const observers: CallObserver[] = [metrics.observeCall];
+    const plane = new DataPlane(init, outcomes, forwardAccessLog);
+    try {
+      await plane.#configure(init, true);
+    } catch (error) {
+      // An address cannot be bound: undo what started, the dials included.
+      await plane.close();
+      throw error;
+    }
+    return plane;
+  }
+
+  /**
+   * Applies a reload. New listeners are bound first, so a failure changes nothing. Then
+   * clusters are added, changed and removed (a removed one finishes its calls), routes and
+   * observers are swapped for new calls, and replaced listeners drain their connections:
+   * no call in flight is dropped.
+   */
+  reconfigure(change: DataPlaneChange): Promise<void> {
+    return this.#configure(change, false);
+  }
+
+  async #configure(change: DataPlaneChange, first: boolean): Promise<void> {
+    const { config, tls } = change;
+    const previous = this.#config;
+    // Everything that can fail comes first, and everything after the first bind is
+    // synchronous: a listener accepts only once this task yields, so no call sees a
+    // half-applied change.
+    let accessLog = this.#accessLog;
+    const reopenLog = first || accessLogSettings(previous) !== accessLogSettings(config);
+    if (reopenLog) accessLog = await this.#openAccessLog(config);
+    let listeners: { grpc: ProxyListener; grpcWeb: GrpcWebListener | undefined } | undefined;
+    if (first || listenerSettings(previous, this.#tls) !== listenerSettings(config, tls)) {
+      try {
+        listeners = this.#bind(config, tls);
+      } catch (error) {
+        if (reopenLog) await accessLog?.close();
+        throw error;
+      }
+    }
+    this.#config = config;
+    this.#tls = tls;
+    this.#syncClusters(change);
+    for (const snapshot of change.snapshots) this.#clusters.get(snapshot.cluster)?.apply(snapshot);
+    const retiredLog = reopenLog ? this.#accessLog : undefined;
+    this.#accessLog = accessLog;
+    const observers: CallObserver[] = [this.#metrics.observeCall];
     const detected = Object.entries(config.clusters)
       .filter(([, cluster]) => cluster.outlierDetection !== undefined)
       .map(([name]) => name);
     if (detected.length > 0) {
-      observers.push(new OutcomeBatcher(detected, outcomes.deliver, outcomes.delayMs).observe);
+      const { deliver, delayMs } = this.#outcomes;
+      observers.push(new OutcomeBatcher(detected, deliver, delayMs).observe);
     }
-    const { enabled, path, maxBufferedBytes } = config.accessLog;
-    const accessLog = !enabled
-      ? undefined
-      : forwardAccessLog && path === STDOUT_PATH
-      ? AccessLog.forwarding(forwardAccessLog, maxBufferedBytes)
-      : await AccessLog.open(path, maxBufferedBytes);
     if (accessLog) observers.push(accessLog.observe);
-    const router = new Router(config.routes, config.clusters, (name) => clusters.get(name)!);
-    const reusePort = workers > 1;
-    let grpc: ProxyListener | undefined;
-    let grpcWeb: GrpcWebListener | undefined;
-    try {
-      grpc = ProxyListener.start({
-        listen: config.listen,
-        tls: init.tls.listener,
-        http2: {
-          ...config.http2,
-          maxConnections: Math.ceil(config.http2.maxConnections / workers),
-        },
-        reusePort,
-      }, { router, observers, protocol: "grpc" });
-      if (config.grpcWeb) {
-        grpcWeb = GrpcWebListener.start({
-          ...config.grpcWeb,
-          maxConcurrentCalls: Math.ceil(config.grpcWeb.maxConcurrentCalls / workers),
-          maxHeaderListSize: config.http2.maxHeaderListSize,
-          sendTimeout: config.http2.sendTimeout,
-          tls: init.tls.listener,
-          reusePort,
-        }, { router, observers, protocol: "grpc-web" });
+    const router = new Router(config.routes, config.clusters, (name) => this.#clusters.get(name)!);
+    for (const context of [this.#grpcContext, this.#webContext]) {
+      context.router = router;
+      context.observers = observers;
+    }
+    if (listeners) {
+      const old = [this.#listener, this.#grpcWeb];
+      this.#listener = listeners.grpc;
+      this.#grpcWeb = listeners.grpcWeb;
+      for (const listener of old) {
+        if (listener === undefined) continue;
+        // Replaced listeners send GOAWAY and let their calls finish, as a drain does.
+        const retiring = listener.drain(config.drain.timeout);
+        this.#retiring.add(retiring);
+        retiring.finally(() => this.#retiring.delete(retiring));
       }
+    }
+    // Calls in flight report to the observers they started with; the old log takes their
+    // lines until it closes, then drops them with a count (see AccessLog).
+    await retiredLog?.close();
+  }
+
+  /** Binds the listeners `config` asks for; on failure none stays bound. */
+  #bind(
+    config: DataPlaneConfig,
+    tls: TlsMaterial,
+  ): { grpc: ProxyListener; grpcWeb: GrpcWebListener | undefined } {
+    const workers = this.#workers;
+    // Always shared: a reload binds the same address again before the old listener closes.
+    const reusePort = true;
+    const grpc = ProxyListener.start({
+      listen: config.listen,
+      tls: tls.listener,
+      http2: { ...config.http2, maxConnections: Math.ceil(config.http2.maxConnections / workers) },
+      reusePort,
+    }, this.#grpcContext);
+    if (!config.grpcWeb) return { grpc, grpcWeb: undefined };
+    try {
+      const grpcWeb = GrpcWebListener.start({
+        ...config.grpcWeb,
+        maxConcurrentCalls: Math.ceil(config.grpcWeb.maxConcurrentCalls / workers),
+        maxHeaderListSize: config.http2.maxHeaderListSize,
+        sendTimeout: config.http2.sendTimeout,
+        tls: tls.listener,
+        reusePort,
+      }, this.#webContext);
+      return { grpc, grpcWeb };
     } catch (error) {
-      // An address cannot be bound: undo what started, the dials above included.
-      await grpc?.drain(0);
-      for (const cluster of clusters.values()) cluster.close();
-      await accessLog?.close();
+      void grpc.drain(0);
       throw error;
     }
-    return new DataPlane(init.worker, clusters, { grpc, grpcWeb }, metrics, accessLog);
+  }
+
+  /** Adds, changes and removes clusters to match `change.config.clusters`. */
+  #syncClusters(change: DataPlaneChange): void {
+    const { config } = change;
+    for (const [name, cluster] of this.#clusters) {
+      if (name in config.clusters) continue;
+      // Its calls in flight hold it and finish; its connections close after them.
+      this.#clusters.delete(name);
+      cluster.close();
+      this.#metrics.forgetCluster(name);
+    }
+    const upstream = {
+      connection: connectionOptions(config.http2, "client"),
+      maxConnectionsPerBackend: config.http2.upstream.maxConnectionsPerBackend,
+      dialGate: this.#dialGate,
+    };
+    for (const [name, settings] of Object.entries(config.clusters)) {
+      const tls = backendTls(settings.tls, change.tls.clusters[name]);
+      const existing = this.#clusters.get(name);
+      if (existing) {
+        existing.reconfigure(settings, { ...upstream, tls });
+        continue;
+      }
+      const limits = new CallLimits(
+        this.#limits,
+        change.limitSlots[name],
+        this.worker,
+        this.#workers,
+        limitSettings(settings),
+      );
+      const cluster = new UpstreamCluster(name, settings, { ...upstream, tls }, limits);
+      this.#clusters.set(name, cluster);
+      this.#metrics.track(cluster);
+    }
+  }
+
+  #openAccessLog(config: DataPlaneConfig): Promise<AccessLog | undefined> | undefined {
+    const { enabled, path, maxBufferedBytes } = config.accessLog;
+    if (!enabled) return undefined;
+    return this.#forwardAccessLog && path === STDOUT_PATH
+      ? Promise.resolve(AccessLog.forwarding(this.#forwardAccessLog, maxBufferedBytes))
+      : AccessLog.open(path, maxBufferedBytes);
   }
 
   /** Applies the control plane's latest snapshots. */
@@ -177,7 +298,7 @@ export class DataPlane {
   stats(): DataPlaneStats {
     return {
       worker: this.worker,
-      connections: this.#listener.connections,
+      connections: this.#listener?.connections ?? 0,
       clusters: [...this.#clusters.values()].map((cluster) => ({
         name: cluster.name,
         state: cluster.state,
@@ -215,7 +336,11 @@ export class DataPlane {
 
   /** Stops accepting, sends GOAWAY, and waits for in-flight calls up to `timeoutMs`. */
   async drain(timeoutMs: number): Promise<void> {
-    await Promise.all([this.#listener.drain(timeoutMs), this.#grpcWeb?.drain(timeoutMs)]);
+    await Promise.all([
+      this.#listener?.drain(timeoutMs),
+      this.#grpcWeb?.drain(timeoutMs),
+      ...this.#retiring,
+    ]);
   }
 
   /**

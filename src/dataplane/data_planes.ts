@@ -16,11 +16,22 @@ import type { TlsMaterial } from "../config/tls_material.ts";
 import type { BackendOutcome } from "../health/outcomes.ts";
 import type { LogLevel } from "../log/logger.ts";
 import type { MetricsJson } from "../metrics/data_plane_metrics.ts";
-import { dataPlaneConfig, type DataPlaneInit } from "./data_plane.ts";
+import {
+  type DataPlaneChange,
+  type DataPlaneConfig,
+  dataPlaneConfig,
+  type DataPlaneInit,
+} from "./data_plane.ts";
 import { type DataPlaneHandle, LocalDataPlane } from "./handle.ts";
 import type { DataPlaneStats } from "./stats.ts";
 import { WorkerDataPlane } from "./worker_plane.ts";
 import { limitsMemory } from "../upstream/call_limits.ts";
+
+/**
+ * Cluster names one process can have over its life, reloads included: the limits memory is
+ * sized once, and a cluster keeps its slot.
+ */
+const MAX_CLUSTER_SLOTS = 1024;
 
 /** One data plane's liveness, for `/ready` and `/metrics`. */
 export interface WorkerState {
@@ -58,6 +69,10 @@ export interface DataPlanesOptions {
 export class DataPlanes implements SnapshotSink {
   readonly #latest = new Map<string, ClusterSnapshot>();
   #handles: DataPlaneHandle[] = [];
+  /** What a (re)started data plane is built from: the latest config, PEMs and slots. */
+  #current: Omit<DataPlaneChange, "snapshots"> | undefined;
+  /** Each cluster's slot in the limits memory, kept for the process's life. */
+  readonly #limitSlots = new Map<string, number>();
   #published: Promise<unknown> = Promise.resolve();
   /** With workers and an access log on stdout: the one writer of every worker's lines. */
   #stdoutLog: AccessLog | undefined;
@@ -84,17 +99,17 @@ export class DataPlanes implements SnapshotSink {
   async start(options: DataPlanesOptions): Promise<void> {
     const { workers } = options;
     const config = dataPlaneConfig(options.config);
-    if (workers > 1) {
-      assertNobodyListens(config.listen, "listen");
-      if (config.grpcWeb) assertNobodyListens(config.grpcWeb.listen, "grpcWeb.listen");
-    }
+    // Listeners always share their address (a reload binds it again before the old one
+    // closes), so first make sure no other process listens there.
+    assertNobodyListens(config.listen, "listen");
+    if (config.grpcWeb) assertNobodyListens(config.grpcWeb.listen, "grpcWeb.listen");
+    this.#current = { config, tls: options.tls, limitSlots: this.#slotsFor(config) };
     // One block of limit counters for the whole process: every worker counts into it.
-    const limits = limitsMemory(Object.keys(config.clusters).length, workers);
+    const limits = limitsMemory(MAX_CLUSTER_SLOTS, workers);
     const init = (worker: number): DataPlaneInit => ({
+      ...this.#current!,
       worker,
       workers,
-      config,
-      tls: options.tls,
       snapshots: [...this.#latest.values()],
       limits,
     });
@@ -132,6 +147,48 @@ export class DataPlanes implements SnapshotSink {
       this.#handles = [];
       throw (failed as PromiseRejectedResult).reason;
     }
+  }
+
+  /**
+   * Applies a reloaded config to every data plane, with the latest snapshots (new clusters
+   * get their members with it). Throws, having changed nothing, when a new listen address
+   * is taken or a cluster slot cannot be given. A data plane that fails to apply it (it
+   * could not bind) is logged; a restarted worker starts from the new config anyway.
+   */
+  async reconfigure(fullConfig: Config, tls: TlsMaterial): Promise<void> {
+    const config = dataPlaneConfig(fullConfig);
+    const previous = this.#current!.config;
+    if (config.listen !== previous.listen) assertNobodyListens(config.listen, "listen");
+    if (config.grpcWeb && config.grpcWeb.listen !== previous.grpcWeb?.listen) {
+      assertNobodyListens(config.grpcWeb.listen, "grpcWeb.listen");
+    }
+    this.#current = { config, tls, limitSlots: this.#slotsFor(config) };
+    for (const name of this.#latest.keys()) {
+      if (!(name in config.clusters)) this.#latest.delete(name);
+    }
+    const change: DataPlaneChange = { ...this.#current, snapshots: [...this.#latest.values()] };
+    const results = await Promise.allSettled(this.#handles.map((h) => h.reconfigure(change)));
+    const failed = results.find((result) => result.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  /** Drops the snapshots of clusters a failed reload had added. */
+  forget(clusters: readonly string[]): void {
+    for (const name of clusters) this.#latest.delete(name);
+  }
+
+  /** Slots for `config`'s clusters: a cluster keeps its slot across reloads. */
+  #slotsFor(config: DataPlaneConfig): Record<string, number> {
+    for (const name of Object.keys(config.clusters)) {
+      if (this.#limitSlots.has(name)) continue;
+      if (this.#limitSlots.size >= MAX_CLUSTER_SLOTS) {
+        throw new Error(
+          `more than ${MAX_CLUSTER_SLOTS} cluster names in this process's life: restart it`,
+        );
+      }
+      this.#limitSlots.set(name, this.#limitSlots.size);
+    }
+    return Object.fromEntries(this.#limitSlots);
   }
 
   /** Each data plane's number, whether it listens now, and how often it was restarted. */

@@ -6,7 +6,7 @@
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import type { BackendOutcome } from "../health/outcomes.ts";
 import type { MetricsJson } from "../metrics/data_plane_metrics.ts";
-import { DataPlane, type DataPlaneInit } from "./data_plane.ts";
+import { DataPlane, type DataPlaneChange, type DataPlaneInit } from "./data_plane.ts";
 import type { DataPlaneStats } from "./stats.ts";
 
 /** One data plane as the control plane drives it. */
@@ -22,6 +22,8 @@ export interface DataPlaneHandle {
    * that restarts starts from the latest snapshots anyway).
    */
   apply(snapshots: readonly ClusterSnapshot[]): Promise<void>;
+  /** Applies a reload; rejects when the data plane could not (a new address not bound). */
+  reconfigure(change: DataPlaneChange): Promise<void>;
   /** Its connectivity and counters. */
   stats(): Promise<DataPlaneStats>;
   /** The clusters with a member that can take a call now. */
@@ -60,6 +62,11 @@ export class LocalDataPlane implements DataPlaneHandle {
   apply(snapshots: readonly ClusterSnapshot[]): Promise<void> {
     this.#plane.apply(snapshots);
     return Promise.resolve();
+  }
+
+  /** See {@link DataPlaneHandle.reconfigure}. */
+  reconfigure(change: DataPlaneChange): Promise<void> {
+    return this.#plane.reconfigure(change);
   }
 
   /** See {@link DataPlaneHandle.stats}. */

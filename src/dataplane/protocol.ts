@@ -7,7 +7,7 @@ import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import type { BackendOutcome } from "../health/outcomes.ts";
 import type { MetricsJson } from "../metrics/data_plane_metrics.ts";
 import type { LogLevel } from "../log/logger.ts";
-import type { DataPlaneInit } from "./data_plane.ts";
+import type { DataPlaneChange, DataPlaneInit } from "./data_plane.ts";
 import type { DataPlaneStats } from "./stats.ts";
 
 /** The first message a worker receives. */
@@ -26,6 +26,8 @@ export interface InitMessage {
 export interface Requests {
   /** Apply these snapshots. */
   apply: { readonly args: readonly ClusterSnapshot[]; readonly result: void };
+  /** Apply a reload. */
+  reconfigure: { readonly args: DataPlaneChange; readonly result: void };
   /** Report connectivity and counters. */
   stats: { readonly args: undefined; readonly result: DataPlaneStats };
   /** Name the clusters with a usable member (for `/ready`). */

@@ -26,6 +26,8 @@ async function answer(plane: DataPlane, request: RequestMessage) {
   switch (request.name) {
     case "apply":
       return plane.apply(request.args as Requests["apply"]["args"]);
+    case "reconfigure":
+      return await plane.reconfigure(request.args as Requests["reconfigure"]["args"]);
     case "stats":
       return plane.stats();
     case "usable":

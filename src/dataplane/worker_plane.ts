@@ -10,6 +10,7 @@ import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import type { BackendOutcome } from "../health/outcomes.ts";
 import { componentLogger } from "../log/logger.ts";
 import type { MetricsJson } from "../metrics/data_plane_metrics.ts";
+import type { DataPlaneChange } from "./data_plane.ts";
 import type { DataPlaneHandle } from "./handle.ts";
 import type { FromWorker, InitMessage, RequestMessage, RequestName, Requests } from "./protocol.ts";
 import type { DataPlaneStats } from "./stats.ts";
@@ -124,6 +125,19 @@ export class WorkerDataPlane implements DataPlaneHandle {
         worker: this.worker,
         error: String(error),
       });
+    }
+  }
+
+  /**
+   * See {@link DataPlaneHandle.reconfigure}. A worker that dies meanwhile needs nothing: its
+   * successor starts from the new config.
+   */
+  async reconfigure(change: DataPlaneChange): Promise<void> {
+    if (this.#thread === undefined) return;
+    try {
+      await this.#request("reconfigure", change, STARTUP_TIMEOUT_MS, !this.#listening);
+    } catch (error) {
+      if (!(error instanceof WorkerGone)) throw error;
     }
   }
 

@@ -42,8 +42,16 @@ export interface GrpcWebOptions {
   readonly maxHeaderListSize: number;
   /** `http2.sendTimeout`: a browser that reads nothing for this long loses the call. */
   readonly sendTimeout: number;
-  /** PEM certificate and key: HTTPS (pages served over HTTPS need it). */
-  readonly tls?: { readonly cert: string; readonly key: string };
+  /**
+   * PEM certificate and key: HTTPS (pages served over HTTPS need it). `Deno.serve` asks no
+   * client for a certificate, so `clientIdentityHeader`, the header native mTLS calls carry
+   * the verified identity in, is removed from every gRPC-Web call: none can forge it.
+   */
+  readonly tls?: {
+    readonly cert: string;
+    readonly key: string;
+    readonly clientIdentityHeader?: string;
+  };
   /** Share the address with other data-plane workers. */
   readonly reusePort: boolean;
 }
@@ -95,7 +103,7 @@ export class GrpcWebListener {
       hostname: host,
       port,
       reusePort: options.reusePort,
-      ...options.tls,
+      ...(options.tls && { cert: options.tls.cert, key: options.tls.key }),
       onListen: () => {},
       onError: (error) => {
         log.error("gRPC-Web request failed inside the proxy: {error}", { error: String(error) });
@@ -162,7 +170,8 @@ export class GrpcWebListener {
     const { promise, resolve } = Promise.withResolvers<Response>();
     const stream = new GrpcWebStream(shape, resolve, () => this.#inFlight--);
     request.signal.addEventListener("abort", () => stream.cancel("the browser aborted the call"));
-    new ProxiedCall(this.#context, stream, headers, body.length === 0, call.client).start();
+    new ProxiedCall(this.#context, stream, headers, body.length === 0, call.client, undefined)
+      .start();
     if (body.length > 0) stream.deliver(body);
     if (request.signal.aborted) stream.cancel("the browser aborted the call");
     return promise;
@@ -187,12 +196,13 @@ export class GrpcWebListener {
       "te",
       "trailers",
     ];
+    const identityHeader = this.#options.tls?.clientIdentityHeader;
     // Headers the Connection header nominates are hop-by-hop too (RFC 9110 §7.6.1).
     const nominated = new Set(
       (request.headers.get("connection") ?? "").toLowerCase().split(",").map((t) => t.trim()),
     );
     for (const [name, value] of request.headers) {
-      if (NOT_FORWARDED.has(name) || nominated.has(name)) continue;
+      if (NOT_FORWARDED.has(name) || nominated.has(name) || name === identityHeader) continue;
       headers.push(name, value);
     }
     // Counted as RFC 9113 §6.5.2 counts a header list: HPACK's entry size for each field.
@@ -252,6 +262,7 @@ export class GrpcWebListener {
       bytesReceived: 0,
       bytesSent: 0,
       clientAddress: call.client,
+      clientIdentity: undefined,
     };
     for (const observe of this.#context.observers) observe(record);
     const headers = new Headers(shape.cors);

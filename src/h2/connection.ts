@@ -168,6 +168,11 @@ export class H2Connection implements StreamOwner, TimerEntry {
   timerIndex = -1;
   /** The peer's address as `host:port`, for logs and access logs. */
   readonly remoteAddress: string;
+  /**
+   * Who the peer is by its verified TLS client certificate (mTLS on the listener), set by
+   * the server before the connection carries a stream; `undefined` without one.
+   */
+  peerIdentity: string | undefined = undefined;
   readonly #options: ConnectionOptions;
   readonly #isServer: boolean;
   readonly #listener: ConnectionListener;

@@ -1,7 +1,8 @@
 /**
  * A `node:net` or `node:tls` socket as the engine's {@link Socket}. Deno's own TLS cannot ask
  * a client for a certificate, nor give a backend a name other than the address dialled together
- * with a client certificate, nor skip verification; `node:tls` can, so those connections come
+ * with a client certificate, nor skip verification, nor trust a configured CA alone, nor give
+ * up a handshake (see `upstream/tls_dial.ts`); `node:tls` can, so those connections come
  * through this adapter. Every other connection uses Deno's sockets directly.
  * @module
  */

@@ -2,6 +2,11 @@
  * The server side of the engine: accepts TCP (h2c, prior knowledge) or TLS (ALPN `h2`)
  * connections on Deno's native listener and runs an {@link H2Connection} on each.
  *
+ * With client certificates (mTLS, `tls.clientCa`) the listener accepts TCP and `node:tls` runs
+ * the handshake ({@link MutualTls}): `Deno.listenTls` can neither ask a client for a
+ * certificate nor verify one (denoland/deno#26825). Those connections reach the engine through
+ * {@link NodeSocket}, each with the identity its verified certificate names.
+ *
  * Accept errors (file descriptors exhausted, say) are logged once per burst and retried
  * after a pause, as NGINX does, instead of ending the accept loop; `maxConnections` caps
  * client connections globally, as Envoy's connection limit does.
@@ -16,6 +21,8 @@ import {
 import type { H2Stream } from "./stream.ts";
 import type { HeaderList } from "../transport/stream.ts";
 import { componentLogger } from "../log/logger.ts";
+import { MutualTls } from "./mutual_tls.ts";
+import { NodeSocket } from "./node_socket.ts";
 
 const log = componentLogger("h2");
 
@@ -33,12 +40,27 @@ export interface ServerOptions {
    * address and the kernel spreads connections over them.
    */
   readonly reusePort?: boolean;
-  /** PEM certificate and key: TLS with ALPN `h2`; h2c without. */
-  readonly tls?: { readonly cert: string; readonly key: string };
+  /** TLS with ALPN `h2`; h2c without. */
+  readonly tls?: ServerTls;
   /** Client connections open at once. */
   readonly maxConnections: number;
   /** Each connection's settings and limits. */
   readonly connection: ConnectionOptions;
+}
+
+/** The listener's TLS: its certificate, and how it authenticates clients. */
+export interface ServerTls {
+  /** PEM certificate chain. */
+  readonly cert: string;
+  /** PEM private key. */
+  readonly key: string;
+  /**
+   * PEM CAs that sign client certificates: the server asks every client for a certificate
+   * and refuses one these CAs did not sign. Without it no client certificate is asked for.
+   */
+  readonly clientCa?: string;
+  /** Refuse clients that send no certificate (needs `clientCa`). */
+  readonly requireClientCert?: boolean;
 }
 
 /** Whoever handles the server's streams (the proxy's listener). */
@@ -54,6 +76,8 @@ export class H2Server implements ConnectionListener {
   readonly #listener: Deno.Listener;
   readonly #options: ServerOptions;
   readonly #acceptor: StreamAcceptor;
+  /** The handshakes of a listener that asks clients for certificates (`tls.clientCa`). */
+  readonly #mutualTls: MutualTls | undefined;
   readonly #connections = new Set<H2Connection>();
   #closing = false;
   #shutdown: Promise<number> | undefined;
@@ -66,16 +90,27 @@ export class H2Server implements ConnectionListener {
     this.#listener = listener;
     this.#options = options;
     this.#acceptor = acceptor;
+    const tls = options.tls;
+    this.#mutualTls = tls?.clientCa === undefined ? undefined : new MutualTls({
+      cert: tls.cert,
+      key: tls.key,
+      clientCa: tls.clientCa,
+      requireClientCert: tls.requireClientCert === true,
+      // As for Deno's handshakes, the SETTINGS timeout bounds one that never finishes.
+      handshakeTimeoutMs: options.connection.settingsTimeoutMs,
+    });
   }
 
   /** Binds and starts accepting. Throws when the address cannot be bound. */
   static listen(options: ServerOptions, acceptor: StreamAcceptor): H2Server {
-    const listener = options.tls
+    const tls = options.tls;
+    // With client certificates, node:tls runs the handshake on the TCP connection.
+    const listener = tls && tls.clientCa === undefined
       ? Deno.listenTls({
         hostname: options.hostname,
         port: options.port,
-        cert: options.tls.cert,
-        key: options.tls.key,
+        cert: tls.cert,
+        key: tls.key,
         alpnProtocols: ["h2"],
         reusePort: options.reusePort,
       })
@@ -142,7 +177,25 @@ export class H2Server implements ConnectionListener {
     const address = remote.hostname.includes(":")
       ? `[${remote.hostname}]:${remote.port}`
       : `${remote.hostname}:${remote.port}`;
-    if (this.#options.tls) {
+    let socket = conn as Socket;
+    let identity: string | undefined;
+    if (this.#mutualTls) {
+      (conn as Deno.TcpConn).setNoDelay(true);
+      this.#handshakes++;
+      try {
+        const secure = await this.#mutualTls.handshake(conn);
+        socket = new NodeSocket(secure.socket);
+        identity = secure.identity;
+      } catch (error) {
+        log.debug("TLS handshake with {address} failed: {error}", {
+          address,
+          error: String(error),
+        });
+        return;
+      } finally {
+        this.#handshakes--;
+      }
+    } else if (this.#options.tls) {
       // The TLS handshake and ALPN come first; a client that offers no `h2` is refused
       // (RFC 9113 §3.2). The SETTINGS timeout bounds a handshake that never finishes.
       const tls = conn as Deno.TlsConn;
@@ -174,8 +227,9 @@ export class H2Server implements ConnectionListener {
       (conn as Deno.TcpConn).setNoDelay(true);
     }
     const connection = new H2Connection(this.#options.connection, this, address);
+    connection.peerIdentity = identity;
     this.#connections.add(connection);
-    connection.attach(conn as Socket);
+    connection.attach(socket);
     if (this.#closing) connection.drain();
   }
 

@@ -6,6 +6,7 @@
 import type { Backend } from "../cluster/backend.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import type { HealthCheckConfig } from "../config/schema.ts";
+import type { BackendTls } from "../config/tls_material.ts";
 import { BackendProber } from "./prober.ts";
 
 /** Probes every member of one cluster for as long as it is a member. */
@@ -13,12 +14,12 @@ export class ActiveHealthChecker {
   readonly #probers = new Map<Backend, BackendProber>();
   #stopped = false;
 
-  /** Starts probing the cluster's current and future members. */
-  constructor(cluster: Cluster, config: HealthCheckConfig) {
+  /** Starts probing the cluster's current and future members, over `tls` when set. */
+  constructor(cluster: Cluster, config: HealthCheckConfig, tls: BackendTls | undefined) {
     cluster.addListener({
       onBackendAdded: (backend) => {
         if (this.#stopped) return;
-        const prober = new BackendProber(cluster, backend, config);
+        const prober = new BackendProber(cluster, backend, config, tls);
         this.#probers.set(backend, prober);
         prober.start();
       },

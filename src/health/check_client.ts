@@ -7,6 +7,11 @@
  * @module
  */
 import type * as grpc from "@grpc/grpc-js";
+import type { Socket as NetSocket } from "node:net";
+import nodeTls from "node:tls";
+import { parseHostPort } from "../config/address.ts";
+import type { BackendTls } from "../config/tls_material.ts";
+import { checkAlpn, nodeTlsOptions } from "../upstream/tls_dial.ts";
 
 /** `HealthCheckResponse.ServingStatus`, as proto-loader decodes enums (`enums: String`). */
 type ServingStatus = "UNKNOWN" | "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN";
@@ -43,9 +48,17 @@ type HealthClientConstructor = new (
   options: grpc.ChannelOptions,
 ) => HealthServiceClient;
 
+/** Channel credentials for TLS to `address` (`host:port`) with `tls`. */
+type TlsCredentialsConstructor = new (
+  host: string,
+  address: string,
+  tls: BackendTls,
+) => grpc.ChannelCredentials;
+
 interface GrpcRuntime {
   readonly grpc: typeof grpc;
   readonly HealthClient: HealthClientConstructor;
+  readonly TlsCredentials: TlsCredentialsConstructor;
 }
 
 let runtime: Promise<GrpcRuntime> | undefined;
@@ -64,10 +77,69 @@ function loadRuntime(): Promise<GrpcRuntime> {
         health.service,
         "grpc.health.v1.Health",
       ) as unknown as HealthClientConstructor;
-      return { grpc: grpcJs, HealthClient };
+      return { grpc: grpcJs, HealthClient, TlsCredentials: tlsCredentialsClass(grpcJs) };
     },
   );
   return runtime;
+}
+
+/**
+ * grpc-js channel credentials that open TLS with a data-plane dial's options
+ * ({@link nodeTlsOptions}), so that a probe verifies a backend as calls do: the same server
+ * name, `ca` replacing the roots, the client certificate, ALPN `h2`. grpc-js's own `createSsl`
+ * would send the backend's IP address as the server name when `serverName` is unset, which
+ * Deno's `node:tls` refuses (SNI carries no IP address, RFC 6066 §3).
+ */
+function tlsCredentialsClass(grpcJs: typeof grpc): TlsCredentialsConstructor {
+  return class TlsCredentials extends grpcJs.ChannelCredentials {
+    readonly #host: string;
+    readonly #address: string;
+    readonly #tls: BackendTls;
+
+    constructor(host: string, address: string, tls: BackendTls) {
+      super();
+      this.#host = host;
+      this.#address = address;
+      this.#tls = tls;
+    }
+
+    _isSecure(): boolean {
+      return true;
+    }
+
+    _equals(other: grpc.ChannelCredentials): boolean {
+      return other === this;
+    }
+
+    _createSecureConnector(
+      _target: unknown,
+      _options: unknown,
+      callCredentials?: grpc.CallCredentials,
+    ) {
+      const calls = callCredentials ?? grpcJs.credentials.createEmpty();
+      const options = nodeTlsOptions(this.#host, this.#tls);
+      const address = this.#address;
+      return {
+        // grpc-js hands over the TCP connection and destroys it if this rejects.
+        connect: (socket: NetSocket) =>
+          new Promise<{ socket: nodeTls.TLSSocket; secure: true }>((resolve, reject) => {
+            const secured = nodeTls.connect({ ...options, socket }, () => {
+              try {
+                checkAlpn(address, secured.alpnProtocol);
+                resolve({ socket: secured, secure: true });
+              } catch (error) {
+                secured.destroy();
+                reject(error);
+              }
+            });
+            secured.once("error", reject);
+          }),
+        waitForReady: () => Promise.resolve(),
+        getCallCredentials: () => calls,
+        destroy: () => {},
+      };
+    }
+  };
 }
 
 /** How a {@link HealthCheckClient} probes. */
@@ -83,6 +155,8 @@ export interface HealthCheckClientOptions {
    * by the next probe rather than after grpc-js's default backoff of up to two minutes.
    */
   readonly maxReconnectBackoffMs: number;
+  /** The cluster's TLS to its backends, which probes use as calls do; `undefined`: h2c. */
+  readonly tls: BackendTls | undefined;
 }
 
 /** Issues health checks to one backend over one reused grpc-js channel. */
@@ -101,10 +175,11 @@ export class HealthCheckClient {
 
   /** Runs one check; never rejects. */
   async check(): Promise<CheckResult> {
-    const { grpc, HealthClient } = await loadRuntime();
+    const loaded = await loadRuntime();
+    const { grpc } = loaded;
     if (this.#closed) return { kind: "error", reason: "health checking stopped" };
     const { service, timeoutMs } = this.#options;
-    const client = this.#client ??= this.#createClient(grpc, HealthClient);
+    const client = this.#client ??= this.#createClient(loaded);
     return new Promise((resolve) => {
       const call: grpc.ClientUnaryCall = client.Check(
         { service },
@@ -128,7 +203,7 @@ export class HealthCheckClient {
     this.#client?.close();
   }
 
-  #createClient(grpcJs: typeof grpc, HealthClient: HealthClientConstructor): HealthServiceClient {
+  #createClient({ grpc: grpcJs, HealthClient, TlsCredentials }: GrpcRuntime): HealthServiceClient {
     const options = this.#options;
     const channelOptions: grpc.ChannelOptions = {
       "grpc.initial_reconnect_backoff_ms": Math.min(options.maxReconnectBackoffMs, 1_000),
@@ -137,7 +212,11 @@ export class HealthCheckClient {
     if (options.authority !== undefined) {
       channelOptions["grpc.default_authority"] = options.authority;
     }
-    return new HealthClient(this.#address, grpcJs.credentials.createInsecure(), channelOptions);
+    const { tls } = options;
+    const credentials = tls === undefined
+      ? grpcJs.credentials.createInsecure()
+      : new TlsCredentials(parseHostPort(this.#address)!.host, this.#address, tls);
+    return new HealthClient(this.#address, credentials, channelOptions);
   }
 }
 

@@ -46,12 +46,20 @@ export class OutlierDetector {
     this.#account(backend, outcome.trailing);
   }
 
-  /** Cancels readmission timers; ejected members stay out until the cluster closes. */
-  stop(): void {
+  /**
+   * Cancels readmission timers. Ejected members stay out until the cluster closes, unless
+   * `readmit` (a reload replaced the detector): then they are readmitted now, since no timer
+   * would ever readmit them.
+   */
+  stop(readmit = false): void {
     this.#stopped = true;
     for (const timer of this.#readmitTimers.values()) clearTimeout(timer);
     this.#readmitTimers.clear();
     this.#streaks.clear();
+    if (!readmit) return;
+    for (const backend of this.#cluster.backends()) {
+      if (backend.ejected) this.#cluster.setEjectedUntil(backend.address, 0);
+    }
   }
 
   /** Records a member's current streak, ejecting it at the threshold. */

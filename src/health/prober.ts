@@ -5,6 +5,7 @@
 import type { Backend, HealthStatus } from "../cluster/backend.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import type { HealthCheckConfig } from "../config/schema.ts";
+import type { BackendTls } from "../config/tls_material.ts";
 import { componentLogger } from "../log/logger.ts";
 import { type CheckResult, HealthCheckClient } from "./check_client.ts";
 import { HealthVerdict, type ProbeOutcome } from "./verdict.ts";
@@ -22,8 +23,13 @@ export class BackendProber {
   #warnedUnimplemented = false;
   #stopped = false;
 
-  /** Prepares the probe channel; nothing is sent until {@link start}. */
-  constructor(cluster: Cluster, backend: Backend, config: HealthCheckConfig) {
+  /** Prepares the probe channel (over `tls`, as calls go); nothing is sent until {@link start}. */
+  constructor(
+    cluster: Cluster,
+    backend: Backend,
+    config: HealthCheckConfig,
+    tls: BackendTls | undefined,
+  ) {
     this.#cluster = cluster;
     this.#backend = backend;
     this.#config = config;
@@ -33,6 +39,7 @@ export class BackendProber {
       authority: config.authority,
       timeoutMs: config.timeout,
       maxReconnectBackoffMs: config.interval,
+      tls,
     });
   }
 

@@ -48,8 +48,8 @@ function methodLabeler(): (method: string, routed: boolean) => string {
 export interface CallMetrics {
   /** Updates the metrics for one finished call. */
   readonly observe: CallObserver;
-  /** Deletes every series of a backend that left its cluster. */
-  readonly forgetBackend: (cluster: string, backend: string) => Promise<void>;
+  /** Deletes every series of a backend that left its cluster, or of a whole cluster. */
+  readonly forget: (cluster: string, backend?: string) => Promise<void>;
 }
 
 /** Registers the call metrics on `registry`. */
@@ -96,12 +96,22 @@ export function registerCallMetrics(registry: Registry): CallMetrics {
   };
   // Series of departed backends would otherwise stay forever: membership from Redis can
   // churn through any number of addresses.
-  const forgetBackend = async (cluster: string, backend: string) => {
+  const forget = async (cluster: string, backend?: string) => {
     for (const counter of [calls, bytesReceived, bytesSent] as Counter<string>[]) {
       for (const { labels } of (await counter.get()).values) {
-        if (labels.cluster === cluster && labels.backend === backend) counter.remove(labels);
+        if (labels.cluster !== cluster) continue;
+        if (backend === undefined || labels.backend === backend) counter.remove(labels);
       }
     }
+    if (backend !== undefined) return;
+    // A histogram lists each series once per bucket, with `le`: remove each series once.
+    const series = new Map<string, Record<string, string | number>>();
+    for (const { labels } of (await duration.get()).values) {
+      if (labels.cluster !== cluster) continue;
+      const { le: _bucket, ...rest } = labels as Record<string, string | number>;
+      series.set(JSON.stringify(rest), rest);
+    }
+    for (const labels of series.values()) duration.remove(labels);
   };
-  return { observe, forgetBackend };
+  return { observe, forget };
 }

@@ -8,7 +8,7 @@ import { Counter, Registry } from "prom-client";
 import type { ConnectivityState } from "../balancer/types.ts";
 import type { CallObserver } from "../proxy/call_record.ts";
 import type { UpstreamCluster } from "../upstream/upstream_cluster.ts";
-import { registerCallMetrics } from "./call_metrics.ts";
+import { type CallMetrics, registerCallMetrics } from "./call_metrics.ts";
 import { backendGauge, backendStateSet } from "./state_metrics.ts";
 
 const CONNECTIVITY_STATES: readonly ConnectivityState[] = [
@@ -26,20 +26,17 @@ export class DataPlaneMetrics {
   /** Feeds the per-call metrics; register it with the data plane's call observers. */
   readonly observeCall: CallObserver;
   readonly #registry = new Registry();
+  readonly #callMetrics: CallMetrics;
 
   /**
-   * Creates the metrics for `clusters`, whose gauges are read at each collection. `worker`,
-   * when given, labels every series.
+   * Creates the metrics for `clusters`, whose gauges are read at each collection (a reload
+   * adds and removes clusters in the same map). `worker`, when given, labels every series.
    */
   constructor(clusters: ReadonlyMap<string, UpstreamCluster>, worker?: string) {
     if (worker !== undefined) this.#registry.setDefaultLabels({ worker });
-    const callMetrics = registerCallMetrics(this.#registry);
-    this.observeCall = callMetrics.observe;
-    for (const cluster of clusters.values()) {
-      cluster.onBackendRemoved((backend) =>
-        void callMetrics.forgetBackend(cluster.name, backend.address)
-      );
-    }
+    this.#callMetrics = registerCallMetrics(this.#registry);
+    this.observeCall = this.#callMetrics.observe;
+    for (const cluster of clusters.values()) this.track(cluster);
     const source = () => clusters.values();
     backendGauge(this.#registry, source, {
       name: "switchyard_active_streams",
@@ -68,6 +65,18 @@ export class DataPlaneMetrics {
       states: CONNECTIVITY_STATES,
       current: (backend) => backend.upstream.state,
     });
+  }
+
+  /** Forgets a member's series when it leaves `cluster` (a cluster added by a reload too). */
+  track(cluster: UpstreamCluster): void {
+    cluster.onBackendRemoved((backend) =>
+      void this.#callMetrics.forget(cluster.name, backend.address)
+    );
+  }
+
+  /** Forgets every series of a cluster a reload removed. */
+  forgetCluster(name: string): void {
+    void this.#callMetrics.forget(name);
   }
 
   /** The current series, for the control plane to aggregate. */

@@ -11,11 +11,13 @@
  */
 import { AggregatorRegistry, Registry } from "prom-client";
 import type { Cluster } from "../cluster/cluster.ts";
+import type { ReloadStatus } from "../config/reload.ts";
 import type { RedisDiscovery } from "../discovery/redis_discovery.ts";
 import type { WorkerMetrics, WorkerState } from "../dataplane/data_planes.ts";
 import type { MetricsJson } from "./data_plane_metrics.ts";
 import { registerHealthMetrics } from "./health_metrics.ts";
 import { registerStateMetrics } from "./state_metrics.ts";
+import { registerReloadMetrics } from "./reload_metrics.ts";
 import { registerWorkerMetrics } from "./worker_metrics.ts";
 
 /**
@@ -39,6 +41,8 @@ export interface MetricsSource {
   dataPlaneMetrics(): Promise<WorkerMetrics[]>;
   /** The data planes' liveness. */
   readonly dataPlanes: { workers(): WorkerState[] };
+  /** Every config reload so far. */
+  readonly reloadStatus: ReloadStatus;
 }
 
 /** Everything `/metrics` exposes. */
@@ -61,6 +65,7 @@ export class ProxyMetrics {
     registerStateMetrics(this.#registry, clusters);
     registerHealthMetrics(this.#registry, clusters, () => source.discovery?.status);
     registerWorkerMetrics(this.#registry, () => source.dataPlanes.workers());
+    registerReloadMetrics(this.#registry, () => source.reloadStatus);
   }
 
   /** The current exposition text. */

@@ -49,6 +49,8 @@ export interface CallRecord {
   readonly bytesSent: number;
   /** The client's address. */
   readonly clientAddress: string | undefined;
+  /** Who the client is by its verified TLS certificate (mTLS); `undefined` without one. */
+  readonly clientIdentity: string | undefined;
 }
 
 /** Receives every finished call. Must be cheap: it runs on the data path. */

@@ -1,17 +1,20 @@
 /**
  * The downstream listener: h2c, or TLS with ALPN `h2`, one HTTP/2 connection per client
- * carrying many calls, on the engine in `src/h2/`. Draining stops accepting, sends GOAWAY
+ * carrying many calls, on the engine in `src/h2/`. With mTLS each call carries the identity
+ * of its connection's client certificate to the relay. Draining stops accepting, sends GOAWAY
  * on every connection (twice, around a PING; RFC 9113 §6.8), and lets in-flight calls
  * finish up to a deadline.
  * @module
  */
 import { parseHostPort } from "../config/address.ts";
 import type { Http2Config } from "../config/schema.ts";
+import type { ListenerTlsMaterial } from "../config/tls_material.ts";
 import type { H2Connection } from "../h2/connection.ts";
 import { connectionOptions } from "../h2/options.ts";
 import { H2Server, type StreamAcceptor } from "../h2/server.ts";
 import type { H2Stream } from "../h2/stream.ts";
 import { componentLogger } from "../log/logger.ts";
+import { removeHeader, setHeader } from "../route/rewrite.ts";
 import type { HeaderList } from "../transport/stream.ts";
 import { GrpcStatus, statusTrailers } from "./grpc_status.ts";
 import { type CallContext, ProxiedCall } from "./proxied_call.ts";
@@ -22,8 +25,8 @@ const log = componentLogger("proxy");
 export interface ListenerOptions {
   /** `host:port` to bind. */
   readonly listen: string;
-  /** PEM certificate and key for TLS; h2c without them. */
-  readonly tls?: { readonly cert: string; readonly key: string };
+  /** TLS, and client certificates with `clientCa`; h2c without. */
+  readonly tls?: ListenerTlsMaterial;
   /** The engine's limits. */
   readonly http2: Http2Config;
   /** Share the address with other listeners (data-plane workers); see {@link H2Server}. */
@@ -33,15 +36,18 @@ export interface ListenerOptions {
 /** A running downstream listener. */
 export class ProxyListener implements StreamAcceptor {
   readonly #context: CallContext;
+  /** `tls.clientIdentityHeader`: set to each call's verified client identity. */
+  readonly #identityHeader: string | undefined;
   #server: H2Server | undefined;
 
-  private constructor(context: CallContext) {
+  private constructor(context: CallContext, identityHeader: string | undefined) {
     this.#context = context;
+    this.#identityHeader = identityHeader;
   }
 
   /** Binds the listener and starts relaying calls through `context`. */
   static start(options: ListenerOptions, context: CallContext): ProxyListener {
-    const listener = new ProxyListener(context);
+    const listener = new ProxyListener(context, options.tls?.clientIdentityHeader);
     const { host, port } = parseHostPort(options.listen)!;
     listener.#server = H2Server.listen({
       hostname: host,
@@ -61,7 +67,14 @@ export class ProxyListener implements StreamAcceptor {
 
   /** See {@link StreamAcceptor.onStream}: every new stream is a call. */
   onStream(connection: H2Connection, stream: H2Stream, headers: HeaderList, end: boolean): void {
-    new ProxiedCall(this.#context, stream, headers, end, connection.remoteAddress).start();
+    const { remoteAddress, peerIdentity } = connection;
+    const identityHeader = this.#identityHeader;
+    // Before routing, so a route can match on it; a client's own is never forwarded.
+    if (identityHeader !== undefined) {
+      if (peerIdentity === undefined) removeHeader(headers, identityHeader);
+      else setHeader(headers, identityHeader, peerIdentity);
+    }
+    new ProxiedCall(this.#context, stream, headers, end, remoteAddress, peerIdentity).start();
   }
 
   /**

@@ -52,12 +52,15 @@ const PREVIOUS_ATTEMPTS = "grpc-previous-rpc-attempts";
 
 const log = componentLogger("proxy");
 
-/** Everything a call needs from the proxy; built once per listener. */
+/**
+ * Everything a call needs from the proxy; one per listener. A reload swaps `router` and
+ * `observers` for new calls; a call in flight keeps the route it took.
+ */
 export interface CallContext {
   /** Maps `:path` and headers to a route. */
-  readonly router: Router<UpstreamCluster>;
+  router: Router<UpstreamCluster>;
   /** Told about every finished call. */
-  readonly observers: readonly CallObserver[];
+  observers: readonly CallObserver[];
   /** How this listener's clients call. */
   readonly protocol: CallProtocol;
 }
@@ -86,6 +89,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   readonly #path: string;
   readonly #startedAt = Date.now();
   readonly #clientAddress: string;
+  readonly #clientIdentity: string | undefined;
   #cluster: UpstreamCluster | undefined;
   #route: Route<UpstreamCluster> | undefined;
   #backend: UpstreamBackend | undefined;
@@ -154,12 +158,14 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     headers: HeaderList,
     endStream: boolean,
     clientAddress: string,
+    clientIdentity: string | undefined,
   ) {
     this.#context = context;
     this.#downstream = downstream;
     this.#requestHeaders = headers;
     this.#requestEnded = endStream;
     this.#clientAddress = clientAddress;
+    this.#clientIdentity = clientIdentity;
     let path = "";
     for (let i = 0; i < headers.length; i += 2) {
       if (headers[i] === ":path") {
@@ -842,6 +848,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       bytesReceived: this.#bytesReceived,
       bytesSent: this.#bytesSent,
       clientAddress: this.#clientAddress,
+      clientIdentity: this.#clientIdentity,
     };
     for (const observe of observers) observe(record);
   }

@@ -37,7 +37,8 @@ export function setHeader(headers: HeaderList, name: string, value: string): voi
   headers.splice(at, 0, name, value);
 }
 
-function removeHeader(headers: HeaderList, name: string): void {
+/** Removes every `name` field. */
+export function removeHeader(headers: HeaderList, name: string): void {
   for (let i = headers.length - 2; i >= 0; i -= 2) {
     if (headers[i] === name) headers.splice(i, 2);
   }

@@ -7,6 +7,7 @@
  * each admit one call past a limit; no more.
  * @module
  */
+import type { ClusterConfig } from "../config/schema.ts";
 
 /** The counters of one cluster in one worker. */
 const Slot = { CALLS: 0, PENDING: 1, RETRIES: 2 } as const;
@@ -36,6 +37,16 @@ export function limitsMemory(clusters: number, workers: number): SharedArrayBuff
   return new SharedArrayBuffer(clusters * workers * SLOTS * Int32Array.BYTES_PER_ELEMENT);
 }
 
+/** A cluster's limits as its config sets them. */
+export function limitSettings(cluster: ClusterConfig): LimitSettings {
+  return {
+    maxConcurrentCalls: cluster.limits.maxConcurrentCalls,
+    maxPendingCalls: cluster.limits.maxPendingCalls,
+    retryBudgetPercent: cluster.retryBudget.percent,
+    minRetryConcurrency: cluster.retryBudget.minRetryConcurrency,
+  };
+}
+
 /** One cluster's limits, as one worker counts them. */
 export class CallLimits {
   readonly #counters: Int32Array;
@@ -44,7 +55,7 @@ export class CallLimits {
   /** This worker's first slot. */
   readonly #own: number;
   readonly #workers: number;
-  readonly #settings: LimitSettings;
+  #settings: LimitSettings;
 
   /**
    * Counts in `memory` (from {@link limitsMemory}) as worker `worker` (from 1) of `workers`,
@@ -63,6 +74,11 @@ export class CallLimits {
     this.#workers = workers;
     this.#settings = settings;
     for (let slot = 0; slot < SLOTS; slot++) Atomics.store(this.#counters, this.#own + slot, 0);
+  }
+
+  /** Takes new limits (a reload); the counts go on. */
+  update(settings: LimitSettings): void {
+    this.#settings = settings;
   }
 
   /** Calls in flight in the cluster, over every worker. */

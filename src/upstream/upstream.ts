@@ -14,11 +14,18 @@
 import type { ConnectivityState } from "../balancer/types.ts";
 import { parseHostPort } from "../config/address.ts";
 import type { BackoffConfig } from "../config/schema.ts";
-import { type ConnectionListener, type ConnectionOptions, H2Connection } from "../h2/connection.ts";
+import type { BackendTls } from "../config/tls_material.ts";
+import {
+  type ConnectionListener,
+  type ConnectionOptions,
+  H2Connection,
+  type Socket,
+} from "../h2/connection.ts";
 import { componentLogger } from "../log/logger.ts";
 import type { HeaderList, StreamHandler, TransportStream } from "../transport/stream.ts";
 import { Backoff } from "./backoff.ts";
 import type { DialGate } from "./dial_gate.ts";
+import { DialError, dialTls } from "./tls_dial.ts";
 
 const log = componentLogger("upstream");
 
@@ -28,8 +35,10 @@ export interface UpstreamOptions {
   readonly cluster: string;
   /** Backend `host:port`. */
   readonly address: string;
-  /** How long one dial (TCP connect and the backend's SETTINGS) may take. */
+  /** How long one dial (TCP connect, TLS handshake and the backend's SETTINGS) may take. */
   readonly connectTimeoutMs: number;
+  /** TLS to the backend, or `undefined` for h2c. */
+  readonly tls: BackendTls | undefined;
   /** Reconnect backoff settings. */
   readonly backoff: BackoffConfig;
   /** The engine's settings for backend connections. */
@@ -57,6 +66,8 @@ interface PooledConnection {
   connectTimer: ReturnType<typeof setTimeout> | undefined;
   /** The backend's SETTINGS arrived. */
   connected: boolean;
+  /** The socket (past its TLS handshake, with TLS) was handed to the engine. */
+  attached: boolean;
   /** The dial started and holds a {@link DialGate} slot until it settles. */
   holdsDialSlot: boolean;
   connectedAt: number;
@@ -204,6 +215,7 @@ export class Upstream implements ConnectionListener {
       abort: new AbortController(),
       connectTimer: undefined,
       connected: false,
+      attached: false,
       holdsDialSlot: false,
       connectedAt: 0,
       finishedStreams: 0,
@@ -220,32 +232,43 @@ export class Upstream implements ConnectionListener {
 
   /** Opens the socket once the gate allows; false when the dial was abandoned meanwhile. */
   #startDial(pooled: PooledConnection): boolean {
-    const { address, connectTimeoutMs } = this.#options;
+    const { address, connectTimeoutMs, tls } = this.#options;
     const connection = pooled.connection;
     if (connection.closed) return false;
     pooled.holdsDialSlot = true;
     const { host, port } = parseHostPort(address)!;
     // READY comes with the backend's SETTINGS, not the TCP connect (as in gRPC): a peer that
-    // is not an HTTP/2 server never gets there, and its dial fails on this timeout.
+    // is not an HTTP/2 server never gets there, and its dial fails on this timeout, which so
+    // covers the TLS handshake too.
     pooled.connectTimer = setTimeout(() => {
       pooled.lastError = `connect timeout after ${connectTimeoutMs}ms`;
       if (pooled.connected) return;
       pooled.abort.abort();
       connection.destroy(pooled.lastError);
     }, connectTimeoutMs);
-    Deno.connect({ hostname: host, port, signal: pooled.abort.signal }).then(
+    const signal = pooled.abort.signal;
+    const socket: Promise<Socket> = tls
+      ? dialTls(host, port, address, tls, signal)
+      : Deno.connect({ hostname: host, port, signal }).then((conn) => {
+        conn.setNoDelay(true);
+        return conn;
+      });
+    socket.then(
       (conn) => {
         if (connection.closed) {
           conn.close();
           return;
         }
-        conn.setNoDelay(true);
+        pooled.attached = true;
         connection.attach(conn);
       },
       (error: Error & { code?: string }) => {
         clearTimeout(pooled.connectTimer);
         const code = error.code ? `${error.code} ` : "";
-        connection.failToConnect(pooled.lastError ?? `connect ${code}${address}: ${error.message}`);
+        const reason = error instanceof DialError
+          ? error.message
+          : `connect ${code}${address}: ${error.message}`;
+        connection.failToConnect(pooled.lastError ?? reason);
       },
     );
     return true;
@@ -331,7 +354,12 @@ export class Upstream implements ConnectionListener {
     this.#releaseDialSlot(pooled);
     this.#byConnection.delete(connection);
     this.#pool.splice(this.#pool.indexOf(pooled), 1);
-    pooled.lastError ??= error;
+    pooled.lastError ??= pooled.attached && !pooled.connected && this.#options.tls
+      // TLS 1.3 servers refuse a client certificate only after the client's handshake is
+      // done (RFC 8446 §4.4.2.4), and their alert can be lost to the TCP reset that follows.
+      ? `${error ?? "connection closed"} after the TLS handshake ` +
+        "(as when the backend refuses the client certificate)"
+      : error;
     if (!pooled.connected) this.#onDialFailed(pooled.lastError);
     else this.#onConnectionLost(pooled, "closed");
   }

@@ -17,9 +17,10 @@ import {
 } from "../balancer/types.ts";
 import { type BackendSnapshot, type ClusterSnapshot, effectiveState } from "../cluster/snapshot.ts";
 import type { ClusterConfig } from "../config/schema.ts";
+import type { BackendTls } from "../config/tls_material.ts";
 import type { ConnectionOptions } from "../h2/connection.ts";
 import { componentLogger } from "../log/logger.ts";
-import type { CallLimits } from "./call_limits.ts";
+import { type CallLimits, limitSettings } from "./call_limits.ts";
 import { type ClusterCounters, clusterCounters } from "../dataplane/stats.ts";
 import type { DialGate } from "./dial_gate.ts";
 import { Upstream } from "./upstream.ts";
@@ -38,6 +39,8 @@ export interface UpstreamSettings {
   readonly maxConnectionsPerBackend: number;
   /** The data plane's cap on dials in flight. */
   readonly dialGate: DialGate;
+  /** TLS to the cluster's backends, or `undefined` for h2c. */
+  readonly tls: BackendTls | undefined;
 }
 
 interface PickWaiter {
@@ -49,8 +52,8 @@ interface PickWaiter {
 export class UpstreamCluster implements BalancerHost {
   /** The cluster's name in `config.json`. */
   readonly name: string;
-  /** Its validated settings. */
-  readonly config: ClusterConfig;
+  /** Its validated settings; replaced by a reload. */
+  config: ClusterConfig;
   /** This data plane's counts. */
   readonly counters: ClusterCounters = clusterCounters();
   /** The cluster's circuit breakers, shared with the other workers. */
@@ -58,8 +61,10 @@ export class UpstreamCluster implements BalancerHost {
   readonly #backends = new Map<string, UpstreamBackend>();
   readonly #waiters = new Set<PickWaiter>();
   readonly #removed: ((backend: UpstreamBackend) => void)[] = [];
-  readonly #upstream: UpstreamSettings;
+  #upstream: UpstreamSettings;
   #balancer: Balancer | undefined;
+  /** The latest snapshot applied, so that a reload can rebuild members from it. */
+  #snapshot: ClusterSnapshot | undefined;
   #policy = "";
   /** The members the balancer was last given: the undrained ones, in membership order. */
   #eligible: readonly UpstreamBackend[] = [];
@@ -174,6 +179,7 @@ export class UpstreamCluster implements BalancerHost {
    */
   apply(snapshot: ClusterSnapshot): void {
     if (this.#closed) return;
+    this.#snapshot = snapshot;
     const wanted = new Map(snapshot.backends.map((verdict) => [verdict.address, verdict]));
     for (const [address, backend] of this.#backends) {
       if (wanted.has(address)) continue;
@@ -202,6 +208,27 @@ export class UpstreamCluster implements BalancerHost {
     } else {
       for (const backend of changed) this.#notify(backend);
     }
+  }
+
+  /**
+   * Takes a reloaded config. Limits and call settings apply to new calls at once. When how
+   * members connect changed (timeouts, backoff, pool size, TLS), every member gets a new
+   * pool and the old pools close once their calls finish; when the `pick_first` settings
+   * changed, the balancer is rebuilt.
+   */
+  reconfigure(config: ClusterConfig, upstream: UpstreamSettings): void {
+    const before = this.config;
+    this.config = config;
+    this.limits.update(limitSettings(config));
+    const pools = JSON.stringify(poolSettings(before, this.#upstream)) !==
+      JSON.stringify(poolSettings(config, upstream));
+    this.#upstream = upstream;
+    if (pools) {
+      for (const backend of this.#backends.values()) backend.upstream.close();
+      this.#backends.clear();
+    }
+    if (JSON.stringify(before.pickFirst) !== JSON.stringify(config.pickFirst)) this.#policy = "";
+    if ((pools || this.#policy === "") && this.#snapshot) this.apply(this.#snapshot);
   }
 
   /** Closes every member's connections once their calls finish, and fails queued calls. */
@@ -234,6 +261,7 @@ export class UpstreamCluster implements BalancerHost {
         cluster: this.name,
         address: verdict.address,
         connectTimeoutMs: this.config.connectTimeout,
+        tls: this.#upstream.tls,
         backoff: this.config.reconnectBackoff,
         connection: this.#upstream.connection,
         maxConnections: this.config.limits.maxConnectionsPerBackend ??
@@ -264,6 +292,17 @@ export class UpstreamCluster implements BalancerHost {
       this.#balancer?.updateSubConnState(backend, backend.effectiveState);
     }
   }
+}
+
+/** What a member's connection pool is built from; a change needs new pools. */
+function poolSettings(config: ClusterConfig, upstream: UpstreamSettings): unknown {
+  return [
+    config.connectTimeout,
+    config.reconnectBackoff,
+    config.limits.maxConnectionsPerBackend ?? upstream.maxConnectionsPerBackend,
+    upstream.connection,
+    upstream.tls,
+  ];
 }
 
 function sameMembers(a: readonly UpstreamBackend[], b: readonly UpstreamBackend[]): boolean {

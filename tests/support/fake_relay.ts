@@ -537,6 +537,7 @@ export function relayEnv(options: RelayEnvOptions = {}): RelayEnv {
         requestHeaders,
         endStream,
         "192.0.2.7:4000",
+        undefined,
       );
       downstreams.push(downstream);
       call.start();

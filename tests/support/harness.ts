@@ -59,6 +59,13 @@ export interface ProxyProcess {
   readonly address: string;
   /** The admin API's `127.0.0.1:port`. */
   readonly adminAddress: string;
+  /** The config file it was started with; rewrite it and reload to change the config. */
+  readonly configPath: string;
+  /**
+   * Writes `config` to {@link configPath} as the test harness wrote the first one (listen,
+   * admin.listen and workers kept unless given), atomically, as config tools do.
+   */
+  writeConfig(config: Record<string, unknown>): Promise<void>;
   /** The child process. */
   readonly child: Deno.ChildProcess;
   /** Everything written to stderr (JSON log lines) and stdout so far. */
@@ -112,7 +119,12 @@ export async function startProxy(
   // One data plane unless a test asks for more: most tests count connections and calls of
   // one data plane; tests/workers_test.ts covers several.
   const workers = config.workers ?? 1;
-  await Deno.writeTextFile(file, JSON.stringify({ ...config, workers, listen, admin }));
+  const writeConfig = async (next: Record<string, unknown>) => {
+    const written = { workers, listen, ...next, admin: { ...admin, ...(next.admin as object) } };
+    await Deno.writeTextFile(`${file}.next`, JSON.stringify(written));
+    await Deno.rename(`${file}.next`, file);
+  };
+  await writeConfig(config);
   const args = ["run", "-A", MAIN, "--config", file, ...(options.args ?? [])];
   const [program, programArgs] = options.fdLimit === undefined
     ? [Deno.execPath(), args]
@@ -145,6 +157,8 @@ export async function startProxy(
   const process: ProxyProcess = {
     address: listen,
     adminAddress: admin.listen as string,
+    configPath: file,
+    writeConfig,
     child,
     output: () => text,
     stdout: () => stdoutText,
@@ -197,10 +211,17 @@ export interface SwitchyardRun {
 // (and hang the test) forever, so it is killed and the test fails on its exit code.
 const RUN_TIMEOUT_MS = 60_000;
 
-/** Runs `main.ts` with `args` until it exits (for command-line and config-error tests). */
-export async function runSwitchyard(args: string[]): Promise<SwitchyardRun> {
+/**
+ * Runs `main.ts` with `args` until it exits (for command-line and config-error tests), with
+ * `env` added to the environment.
+ */
+export async function runSwitchyard(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<SwitchyardRun> {
   const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, ...args],
+    env,
     stdin: "null",
     signal: AbortSignal.timeout(RUN_TIMEOUT_MS),
   }).output();
@@ -219,7 +240,7 @@ export function clusterConfig(
   name = "echo",
 ): Record<string, unknown> {
   return {
-    drainTimeout: "5s",
+    drain: { timeout: "5s" },
     clusters: { [name]: { backends, ...cluster } },
     routes: [{ service: "test.Test", cluster: name }],
   };

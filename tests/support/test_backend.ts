@@ -8,6 +8,7 @@
  */
 import "./raw_h2.ts"; // installs the GOAWAY guard before grpc-js opens any session
 import * as grpc from "@grpc/grpc-js";
+import { HealthImplementation } from "grpc-health-check";
 
 /** The full method paths of `test.Test`. */
 export const TestMethod = {
@@ -160,8 +161,35 @@ function numberHeader(metadata: grpc.Metadata, key: string, fallback: number): n
   return value === undefined ? fallback : Number(value);
 }
 
+/** A test backend's TLS, as PEM text. */
+export interface TestBackendTls {
+  /** The server's certificate chain. */
+  readonly cert: string;
+  /** Its private key. */
+  readonly key: string;
+  /**
+   * The CA that client certificates must chain to. Given even when no client certificate is
+   * asked for: under Deno 2.9, grpc-js's `createSsl` without one serves no TLS at all.
+   */
+  readonly ca: string;
+  /** Refuse clients without a certificate from `ca` (mTLS). */
+  readonly requireClientCert?: boolean;
+}
+
+/** What {@link startTestBackend} serves besides `test.Test` in h2c. */
+export interface TestBackendOptions {
+  /** Serve TLS (ALPN `h2`) instead of h2c. */
+  readonly tls?: TestBackendTls;
+  /** Serve `grpc.health.v1.Health`, answering SERVING for the whole server. */
+  readonly health?: boolean;
+}
+
 /** Starts a test backend on `127.0.0.1:port` (0 picks a free port). */
-export async function startTestBackend(name: string, port = 0): Promise<TestBackend> {
+export async function startTestBackend(
+  name: string,
+  port = 0,
+  options: TestBackendOptions = {},
+): Promise<TestBackend> {
   const server = new grpc.Server(MESSAGE_LIMITS);
   let calls = 0;
   let streamCancellations = 0;
@@ -288,10 +316,19 @@ export async function startTestBackend(name: string, port = 0): Promise<TestBack
     Hang: hang,
     FailFirst: failFirst,
   });
+  if (options.health) new HealthImplementation({ "": "SERVING" }).addToServer(server);
+  const { tls } = options;
+  const credentials = tls === undefined
+    ? grpc.ServerCredentials.createInsecure()
+    : grpc.ServerCredentials.createSsl(
+      Buffer.from(tls.ca),
+      [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }],
+      tls.requireClientCert ?? false,
+    );
   const boundPort = await new Promise<number>((resolve, reject) => {
     server.bindAsync(
       `127.0.0.1:${port}`,
-      grpc.ServerCredentials.createInsecure(),
+      credentials,
       (error, bound) => error ? reject(error) : resolve(bound),
     );
   });

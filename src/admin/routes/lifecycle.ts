@@ -40,7 +40,8 @@ const drainRoute = createRoute({
   method: "post",
   path: "/drain",
   tags: ["lifecycle"],
-  summary: "Start a graceful drain: stop accepting, send GOAWAY, let in-flight calls finish",
+  summary: "Start a graceful drain: after drain.delay stop accepting, send GOAWAY, let " +
+    "in-flight calls finish",
   responses: {
     202: {
       description: "Drain started; /ready now answers 503",
@@ -58,7 +59,7 @@ export function lifecycleRoutes(switchyard: AdminTarget): OpenAPIHono {
       return c.json(readiness, readiness.ready ? 200 : 503);
     })
     .openapi(drainRoute, (c) => {
-      // The drain waits for in-flight calls (up to drainTimeout), so the caller is not kept.
+      // The drain waits for in-flight calls (up to drain.timeout), so the caller is not kept.
       switchyard.drain().catch((error) => log.error("drain failed: {error}", { error }));
       return c.json({ status: "draining" }, 202);
     });

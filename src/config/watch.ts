@@ -1,0 +1,59 @@
+/**
+ * `watch: true`: a reload when the config file changes. The file's directory is watched, not
+ * the file, because editors and config-management tools replace a file by renaming another
+ * over it, which ends a watch on the file itself. Bursts of events (a write, then a rename)
+ * become one reload.
+ * @module
+ */
+import { basename, dirname, resolve } from "node:path";
+import { componentLogger } from "../log/logger.ts";
+
+const log = componentLogger("config");
+
+/** Events this close together are one change. */
+const SETTLE_MS = 250;
+
+/** Watches one config file while the process runs. */
+export class ConfigWatcher {
+  readonly #watcher: Deno.FsWatcher | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * Watches `path`; after each change calls `onChange`, if `enabled()` says so then (the
+   * running config's `watch`, which a reload may turn on or off).
+   */
+  constructor(path: string, enabled: () => boolean, onChange: () => void) {
+    const file = resolve(path);
+    const name = basename(file);
+    try {
+      this.#watcher = Deno.watchFs(dirname(file), { recursive: false });
+    } catch (error) {
+      log.warn("cannot watch {path}: {error}; reload with SIGHUP or POST /reload", {
+        path,
+        error: String(error),
+      });
+      return;
+    }
+    (async () => {
+      for await (const event of this.#watcher!) {
+        if (!event.paths.some((changed) => basename(changed) === name)) continue;
+        clearTimeout(this.#timer);
+        this.#timer = setTimeout(() => {
+          if (!enabled()) return;
+          log.info("{path} changed: reloading", { path });
+          onChange();
+        }, SETTLE_MS);
+      }
+    })().catch(() => {});
+  }
+
+  /** Stops watching. */
+  close(): void {
+    clearTimeout(this.#timer);
+    try {
+      this.#watcher?.close();
+    } catch {
+      // Already closed.
+    }
+  }
+}
