@@ -32,6 +32,8 @@ need_debian() { # need_debian COMMAND PACKAGE
 case "$1" in
   test)
     need_debian redis-server redis-server; need_debian h2load nghttp2-client; need_debian chromium chromium
+    # The TLS tests make their certificates with openssl; systemd-analyze checks the unit.
+    need_debian openssl openssl; need_debian systemd-analyze systemd
     # The second client stack (gRPC C-core) and raw-frame peers run on Debian's system python.
     /usr/bin/python3 -c 'import grpc' 2>/dev/null || need_debian python3-grpcio python3-grpcio ;;
   bench) need_debian h2load nghttp2-client; need_debian nginx nginx-light ;;
