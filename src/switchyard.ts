@@ -118,15 +118,7 @@ export class Switchyard {
         [name, cluster],
       ) => [name, new Cluster(name, cluster, dataPlanes)]),
     );
-    for (const [name, cluster] of Object.entries(config.clusters)) {
-      if (!cluster.tls?.insecureSkipVerify) continue;
-      log.warn(
-        "cluster {cluster}: backend certificates are not verified (tls.insecureSkipVerify)",
-        {
-          cluster: name,
-        },
-      );
-    }
+    warnUnverified(config, undefined);
     const health = HealthSupervisor.start(clusters.values(), tls);
     const discovery = await RedisDiscovery.start(config, clusters);
     for (const cluster of clusters.values()) cluster.flush();
@@ -254,6 +246,7 @@ export class Switchyard {
       throw error;
     }
     const before = this.#config;
+    warnUnverified(next, before);
     this.#config = next;
     this.#tls = loaded.tls;
     for (const cluster of added) this.#clusters.set(cluster.name, cluster);
@@ -320,6 +313,17 @@ export class Switchyard {
     await this.dataPlanes.close();
     await this.#admin?.stop();
     log.info("shutdown complete");
+  }
+}
+
+/** Warns once per cluster that turns `tls.insecureSkipVerify` on (at start, or by a reload). */
+function warnUnverified(config: Config, before: Config | undefined): void {
+  for (const [name, cluster] of Object.entries(config.clusters)) {
+    if (!cluster.tls?.insecureSkipVerify) continue;
+    if (before?.clusters[name]?.tls?.insecureSkipVerify) continue;
+    log.warn("cluster {cluster}: backend certificates are not verified (tls.insecureSkipVerify)", {
+      cluster: name,
+    });
   }
 }
 
