@@ -2,10 +2,10 @@
  * The server side of the engine: accepts TCP (h2c, prior knowledge) or TLS (ALPN `h2`)
  * connections on Deno's native listener and runs an {@link H2Connection} on each.
  *
- * With client certificates (mTLS, `tls.clientCa`) the listener accepts TCP and `node:tls` runs
- * the handshake ({@link MutualTls}): `Deno.listenTls` can neither ask a client for a
- * certificate nor verify one (denoland/deno#26825). Those connections reach the engine through
- * {@link NodeSocket}, each with the identity its verified certificate names.
+ * With TLS the listener accepts TCP and `node:tls` runs the handshake ({@link TlsAcceptor},
+ * which says why not `Deno.listenTls`), with client certificates (mTLS) when `tls.clientCa` is
+ * set. Those connections reach the engine through {@link NodeSocket}, each with the identity its
+ * verified certificate names.
  *
  * Accept errors (file descriptors exhausted, say) are logged once per burst and retried
  * after a pause, as NGINX does, instead of ending the accept loop; `maxConnections` caps
@@ -21,7 +21,7 @@ import {
 import type { H2Stream } from "./stream.ts";
 import type { HeaderList } from "../transport/stream.ts";
 import { componentLogger } from "../log/logger.ts";
-import { MutualTls } from "./mutual_tls.ts";
+import { TlsAcceptor } from "./tls_acceptor.ts";
 import { NodeSocket } from "./node_socket.ts";
 
 const log = componentLogger("h2");
@@ -76,8 +76,8 @@ export class H2Server implements ConnectionListener {
   readonly #listener: Deno.Listener;
   readonly #options: ServerOptions;
   readonly #acceptor: StreamAcceptor;
-  /** The handshakes of a listener that asks clients for certificates (`tls.clientCa`). */
-  readonly #mutualTls: MutualTls | undefined;
+  /** The TLS handshakes, when the listener speaks TLS. */
+  readonly #tls: TlsAcceptor | undefined;
   readonly #connections = new Set<H2Connection>();
   #closing = false;
   #shutdown: Promise<number> | undefined;
@@ -91,34 +91,24 @@ export class H2Server implements ConnectionListener {
     this.#options = options;
     this.#acceptor = acceptor;
     const tls = options.tls;
-    this.#mutualTls = tls?.clientCa === undefined ? undefined : new MutualTls({
+    this.#tls = tls === undefined ? undefined : new TlsAcceptor({
       cert: tls.cert,
       key: tls.key,
       clientCa: tls.clientCa,
       requireClientCert: tls.requireClientCert === true,
-      // As for Deno's handshakes, the SETTINGS timeout bounds one that never finishes.
+      // The SETTINGS timeout bounds a handshake that never finishes, as it bounds the preface.
       handshakeTimeoutMs: options.connection.settingsTimeoutMs,
     });
   }
 
   /** Binds and starts accepting. Throws when the address cannot be bound. */
   static listen(options: ServerOptions, acceptor: StreamAcceptor): H2Server {
-    const tls = options.tls;
-    // With client certificates, node:tls runs the handshake on the TCP connection.
-    const listener = tls && tls.clientCa === undefined
-      ? Deno.listenTls({
-        hostname: options.hostname,
-        port: options.port,
-        cert: tls.cert,
-        key: tls.key,
-        alpnProtocols: ["h2"],
-        reusePort: options.reusePort,
-      })
-      : Deno.listen({
-        hostname: options.hostname,
-        port: options.port,
-        reusePort: options.reusePort,
-      });
+    // TLS or not, TCP: node:tls runs the handshake on the accepted connection.
+    const listener = Deno.listen({
+      hostname: options.hostname,
+      port: options.port,
+      reusePort: options.reusePort,
+    });
     const server = new H2Server(listener, options, acceptor);
     server.#acceptLoop();
     return server;
@@ -179,11 +169,14 @@ export class H2Server implements ConnectionListener {
       : `${remote.hostname}:${remote.port}`;
     let socket = conn as Socket;
     let identity: string | undefined;
-    if (this.#mutualTls) {
-      (conn as Deno.TcpConn).setNoDelay(true);
+    (conn as Deno.TcpConn).setNoDelay(true);
+    if (this.#tls) {
+      // The TLS handshake and ALPN come first; a client that offers no `h2` is refused
+      // (RFC 9113 §3.2). Handshakes in progress count against maxConnections: they hold a
+      // socket and memory.
       this.#handshakes++;
       try {
-        const secure = await this.#mutualTls.handshake(conn);
+        const secure = await this.#tls.handshake(conn);
         socket = new NodeSocket(secure.socket);
         identity = secure.identity;
       } catch (error) {
@@ -195,36 +188,6 @@ export class H2Server implements ConnectionListener {
       } finally {
         this.#handshakes--;
       }
-    } else if (this.#options.tls) {
-      // The TLS handshake and ALPN come first; a client that offers no `h2` is refused
-      // (RFC 9113 §3.2). The SETTINGS timeout bounds a handshake that never finishes.
-      const tls = conn as Deno.TlsConn;
-      const timer = setTimeout(() => tls.close(), this.#options.connection.settingsTimeoutMs);
-      // Handshakes in progress count against maxConnections: they hold a socket and memory.
-      this.#handshakes++;
-      let alpn: string | null = null;
-      try {
-        alpn = (await tls.handshake()).alpnProtocol;
-      } catch (error) {
-        log.debug("TLS handshake with {address} failed: {error}", {
-          address,
-          error: String(error),
-        });
-      } finally {
-        this.#handshakes--;
-        clearTimeout(timer);
-      }
-      if (alpn !== "h2") {
-        if (alpn !== null) log.debug("TLS client {address} did not negotiate h2", { address });
-        try {
-          tls.close();
-        } catch {
-          // Closed already, by the timeout or a failed handshake.
-        }
-        return;
-      }
-    } else {
-      (conn as Deno.TcpConn).setNoDelay(true);
     }
     const connection = new H2Connection(this.#options.connection, this, address);
     connection.peerIdentity = identity;
