@@ -20,7 +20,6 @@ import {
 import { ConfigError, parseConfig, readConfigJson } from "./src/config/load.ts";
 import type { LoadedConfig } from "./src/config/reload.ts";
 import { readTlsMaterial } from "./src/config/tls_material.ts";
-import { ConfigWatcher } from "./src/config/watch.ts";
 import { runRegister } from "./src/discovery/register.ts";
 import { keepServingOnUncaughtErrors } from "./src/log/keep_serving.ts";
 import { componentLogger, configureLogging } from "./src/log/logger.ts";
@@ -72,6 +71,7 @@ async function run(options: RunOptions): Promise<number> {
     logLevel: config.log.level,
     debugHooks,
     reread: options.config === undefined ? undefined : () => load(options),
+    configPath: options.config,
   });
   if (debugHooks) {
     (await import("./src/dataplane/debug_hooks.ts")).installDebugHooks(proxy.dataPlanes);
@@ -97,11 +97,7 @@ async function run(options: RunOptions): Promise<number> {
     log.info("received SIGHUP: reloading {source}", { source });
     void proxy.reload();
   });
-  const watcher = options.config === undefined
-    ? undefined
-    : new ConfigWatcher(options.config, () => proxy.config.watch, () => void proxy.reload());
   await stopped.promise;
-  watcher?.close();
   return 0;
 }
 

@@ -9,8 +9,9 @@ import { resolveAdminToken } from "./admin/auth.ts";
 import { AdminServer } from "./admin/server.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import type { Config } from "./config/schema.ts";
-import type { TlsMaterial } from "./config/tls_material.ts";
+import type { TlsMaterial } from "./config/tls.ts";
 import { ConfigError } from "./config/load.ts";
+import { ConfigWatcher } from "./config/watch.ts";
 import {
   changedSections,
   keepRestartOnly,
@@ -40,6 +41,8 @@ export interface RunSettings {
    * config). Throws {@link ConfigError}.
    */
   readonly reread: (() => Promise<LoadedConfig>) | undefined;
+  /** The config file, watched while the config says `watch: true`. */
+  readonly configPath: string | undefined;
 }
 
 /** The data-plane worker count `workers` asks for: `"auto"` is one per core. */
@@ -64,6 +67,8 @@ export class Switchyard {
   /** Reloads run one at a time, in order. */
   #reloading: Promise<unknown> = Promise.resolve();
   #reloads: ReloadStatus;
+  /** Watches the config file while `watch` is on (a reload may turn it on or off). */
+  #watcher: ConfigWatcher | undefined;
 
   private constructor(
     config: Config,
@@ -82,6 +87,7 @@ export class Switchyard {
     this.#discovery = discovery;
     this.#settings = settings;
     this.#reloads = { successes: 0, failures: 0, lastSuccessAt: Date.now(), lastErrors: undefined };
+    this.#syncWatcher();
   }
 
   /** The effective config: the one read at start, or at the last reload that applied. */
@@ -267,8 +273,24 @@ export class Switchyard {
       }
       this.#discovery = await RedisDiscovery.start(next, this.#clusters);
     }
+    this.#syncWatcher();
     await this.settled();
     return { ok: true, changed, warnings };
+  }
+
+  /**
+   * Watches the config file exactly while the running config says `watch: true`: a watch
+   * wakes the process for every change in the file's directory, which is not free.
+   */
+  #syncWatcher(): void {
+    const path = this.#settings.configPath;
+    const wanted = this.#config.watch && path !== undefined && !this.#draining;
+    if (wanted && this.#watcher === undefined) {
+      this.#watcher = new ConfigWatcher(path!, () => void this.reload());
+    } else if (!wanted && this.#watcher !== undefined) {
+      this.#watcher.close();
+      this.#watcher = undefined;
+    }
   }
 
   /**
@@ -279,6 +301,7 @@ export class Switchyard {
   async drain(): Promise<void> {
     if (this.#draining) return;
     this.#draining = true;
+    this.#syncWatcher();
     const { delay, timeout } = this.#config.drain;
     if (delay > 0) {
       log.info("draining: not ready; serving for {delayMs}ms more before GOAWAY", {

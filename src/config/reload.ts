@@ -4,7 +4,7 @@
  * @module
  */
 import type { Config } from "./schema.ts";
-import type { TlsMaterial } from "./tls_material.ts";
+import type { TlsMaterial } from "./tls.ts";
 
 /** A config read afresh for a reload, with the PEM files it names. */
 export interface LoadedConfig {

@@ -18,11 +18,8 @@ export class ConfigWatcher {
   readonly #watcher: Deno.FsWatcher | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  /**
-   * Watches `path`; after each change calls `onChange`, if `enabled()` says so then (the
-   * running config's `watch`, which a reload may turn on or off).
-   */
-  constructor(path: string, enabled: () => boolean, onChange: () => void) {
+  /** Watches `path`; calls `onChange` after each change. */
+  constructor(path: string, onChange: () => void) {
     const file = resolve(path);
     const name = basename(file);
     try {
@@ -39,7 +36,6 @@ export class ConfigWatcher {
         if (!event.paths.some((changed) => basename(changed) === name)) continue;
         clearTimeout(this.#timer);
         this.#timer = setTimeout(() => {
-          if (!enabled()) return;
           log.info("{path} changed: reloading", { path });
           onChange();
         }, SETTLE_MS);

@@ -8,8 +8,9 @@
 import { AccessLog, STDOUT_PATH } from "../access_log/access_log.ts";
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import type { Config } from "../config/schema.ts";
-import { backendTls, type TlsMaterial } from "../config/tls_material.ts";
+import { backendTls, type TlsMaterial } from "../config/tls.ts";
 import { connectionOptions } from "../h2/options.ts";
+import { loadTls } from "../h2/server.ts";
 import { type BackendOutcome, OutcomeBatcher } from "../health/outcomes.ts";
 import { DataPlaneMetrics, type MetricsJson } from "../metrics/data_plane_metrics.ts";
 import type { CallObserver } from "../proxy/call_record.ts";
@@ -172,6 +173,7 @@ export class DataPlane {
     let listeners: { grpc: ProxyListener; grpcWeb: GrpcWebListener | undefined } | undefined;
     if (first || listenerSettings(previous, this.#tls) !== listenerSettings(config, tls)) {
       try {
+        if (tls.listener) await loadTls();
         listeners = this.#bind(config, tls);
       } catch (error) {
         if (reopenLog) await accessLog?.close();

@@ -12,7 +12,7 @@ import type { SnapshotSink } from "../cluster/cluster.ts";
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import { parseHostPort } from "../config/address.ts";
 import type { Config } from "../config/schema.ts";
-import type { TlsMaterial } from "../config/tls_material.ts";
+import type { TlsMaterial } from "../config/tls.ts";
 import type { BackendOutcome } from "../health/outcomes.ts";
 import type { LogLevel } from "../log/logger.ts";
 import type { MetricsJson } from "../metrics/data_plane_metrics.ts";

@@ -21,10 +21,18 @@ import {
 import type { H2Stream } from "./stream.ts";
 import type { HeaderList } from "../transport/stream.ts";
 import { componentLogger } from "../log/logger.ts";
-import { TlsAcceptor } from "./tls_acceptor.ts";
+import type { TlsAcceptor } from "./tls_acceptor.ts";
 import { NodeSocket } from "./node_socket.ts";
 
 const log = componentLogger("h2");
+
+/** The TLS handshakes' class, once {@link loadTls} loaded it. */
+let tlsAcceptor: typeof TlsAcceptor | undefined;
+
+/** Loads the TLS handshakes (`node:tls`): only a data plane with a TLS listener needs them. */
+export async function loadTls(): Promise<void> {
+  tlsAcceptor ??= (await import("./tls_acceptor.ts")).TlsAcceptor;
+}
 
 /** How long the accept loop pauses after an accept error (NGINX's `accept` retry delay). */
 const ACCEPT_RETRY_MS = 500;
@@ -91,7 +99,10 @@ export class H2Server implements ConnectionListener {
     this.#options = options;
     this.#acceptor = acceptor;
     const tls = options.tls;
-    this.#tls = tls === undefined ? undefined : new TlsAcceptor({
+    if (tls !== undefined && tlsAcceptor === undefined) {
+      throw new Error("a TLS listener needs loadTls() first");
+    }
+    this.#tls = tls === undefined ? undefined : new tlsAcceptor!({
       cert: tls.cert,
       key: tls.key,
       clientCa: tls.clientCa,

@@ -6,7 +6,7 @@
 import type { Backend } from "../cluster/backend.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import type { HealthCheckConfig } from "../config/schema.ts";
-import type { BackendTls } from "../config/tls_material.ts";
+import type { BackendTls } from "../config/tls.ts";
 import { BackendProber } from "./prober.ts";
 
 /** Probes every member of one cluster for as long as it is a member. */

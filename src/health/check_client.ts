@@ -10,7 +10,7 @@ import type * as grpc from "@grpc/grpc-js";
 import type { Socket as NetSocket } from "node:net";
 import nodeTls from "node:tls";
 import { parseHostPort } from "../config/address.ts";
-import type { BackendTls } from "../config/tls_material.ts";
+import type { BackendTls } from "../config/tls.ts";
 import { checkAlpn, nodeTlsOptions } from "../upstream/tls_dial.ts";
 
 /** `HealthCheckResponse.ServingStatus`, as proto-loader decodes enums (`enums: String`). */

@@ -5,7 +5,7 @@
 import type { Backend, HealthStatus } from "../cluster/backend.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import type { HealthCheckConfig } from "../config/schema.ts";
-import type { BackendTls } from "../config/tls_material.ts";
+import type { BackendTls } from "../config/tls.ts";
 import { componentLogger } from "../log/logger.ts";
 import { type CheckResult, HealthCheckClient } from "./check_client.ts";
 import { HealthVerdict, type ProbeOutcome } from "./verdict.ts";

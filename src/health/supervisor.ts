@@ -4,7 +4,7 @@
  * @module
  */
 import type { Cluster } from "../cluster/cluster.ts";
-import { backendTls, type TlsMaterial } from "../config/tls_material.ts";
+import { backendTls, type TlsMaterial } from "../config/tls.ts";
 import { ActiveHealthChecker } from "./active_checker.ts";
 import type { BackendOutcome } from "./outcomes.ts";
 import { OutlierDetector } from "./outlier_detector.ts";

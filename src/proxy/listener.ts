@@ -8,7 +8,7 @@
  */
 import { parseHostPort } from "../config/address.ts";
 import type { Http2Config } from "../config/schema.ts";
-import type { ListenerTlsMaterial } from "../config/tls_material.ts";
+import type { ListenerTlsMaterial } from "../config/tls.ts";
 import type { H2Connection } from "../h2/connection.ts";
 import { connectionOptions } from "../h2/options.ts";
 import { H2Server, type StreamAcceptor } from "../h2/server.ts";

@@ -15,12 +15,10 @@
  * @module
  */
 import nodeTls from "node:tls";
-import type { BackendTls } from "../config/tls_material.ts";
+import { DialError } from "./dial_error.ts";
+import type { BackendTls } from "../config/tls.ts";
 import type { Socket } from "../h2/connection.ts";
 import { NodeSocket } from "../h2/node_socket.ts";
-
-/** A failed dial whose message names the backend and the problem, ready for `lastError`. */
-export class DialError extends Error {}
 
 /**
  * Connects to `host:port` (`address`, for messages) with `tls`. Rejects with a

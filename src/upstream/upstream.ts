@@ -14,7 +14,7 @@
 import type { ConnectivityState } from "../balancer/types.ts";
 import { parseHostPort } from "../config/address.ts";
 import type { BackoffConfig } from "../config/schema.ts";
-import type { BackendTls } from "../config/tls_material.ts";
+import type { BackendTls } from "../config/tls.ts";
 import {
   type ConnectionListener,
   type ConnectionOptions,
@@ -25,7 +25,7 @@ import { componentLogger } from "../log/logger.ts";
 import type { HeaderList, StreamHandler, TransportStream } from "../transport/stream.ts";
 import { Backoff } from "./backoff.ts";
 import type { DialGate } from "./dial_gate.ts";
-import { DialError, dialTls } from "./tls_dial.ts";
+import { DialError } from "./dial_error.ts";
 
 const log = componentLogger("upstream");
 
@@ -247,8 +247,9 @@ export class Upstream implements ConnectionListener {
       connection.destroy(pooled.lastError);
     }, connectTimeoutMs);
     const signal = pooled.abort.signal;
+    // node:tls is loaded only by a data plane that dials TLS.
     const socket: Promise<Socket> = tls
-      ? dialTls(host, port, address, tls, signal)
+      ? import("./tls_dial.ts").then((m) => m.dialTls(host, port, address, tls, signal))
       : Deno.connect({ hostname: host, port, signal }).then((conn) => {
         conn.setNoDelay(true);
         return conn;

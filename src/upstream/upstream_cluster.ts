@@ -17,7 +17,7 @@ import {
 } from "../balancer/types.ts";
 import { type BackendSnapshot, type ClusterSnapshot, effectiveState } from "../cluster/snapshot.ts";
 import type { ClusterConfig } from "../config/schema.ts";
-import type { BackendTls } from "../config/tls_material.ts";
+import type { BackendTls } from "../config/tls.ts";
 import type { ConnectionOptions } from "../h2/connection.ts";
 import { componentLogger } from "../log/logger.ts";
 import { type CallLimits, limitSettings } from "./call_limits.ts";
