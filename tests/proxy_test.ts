@@ -18,7 +18,6 @@ import {
 import {
   closeRaw,
   connectRaw,
-  grpcFrame,
   type RawBackend,
   rawCall,
   respondOk,
@@ -32,6 +31,7 @@ import {
   FAIL_STATUS,
   rawBytes,
   serverStream,
+  startHeldRawStream,
   startTestBackend,
   type TestBackend,
   testClient,
@@ -290,24 +290,16 @@ Deno.test({
   ...GRPC_JS,
   fn: () =>
     withProxiedBackend(async ({ backend, proxy }) => {
-      // A raw client: grpc-js on Deno can drop the last messages when the connection closes
-      // right after the status, which is exactly what a drain does.
       const session = await connectRaw(proxy.address);
       try {
-        let firstMessage = false;
-        const call = rawCall(session, TestMethod.stream, undefined, {
-          "x-count": "50",
-          "x-size": "1000",
-          "x-hold": "1",
-        }, (stream) => stream.once("data", () => firstMessage = true));
-        await waitFor(() => firstMessage, { what: "the first message" });
+        const held = await startHeldRawStream(session, 50, 1000);
         proxy.child.kill("SIGTERM");
         await waitFor(() => proxy.output().includes("draining"), { what: "proxy to drain" });
         await assert.rejects(connectRaw(proxy.address), "a draining proxy accepts no connections");
         backend.release();
-        const result = await call;
+        const result = await held.result;
         assert.equal(result.grpcStatus, grpc.status.OK);
-        assert.deepEqual(result.body, Buffer.concat(expectedStream(50, 1000).map(grpcFrame)));
+        assert.deepEqual(result.body, held.expectedBody);
         assert.equal((await proxy.exited).code, 0);
       } finally {
         session.destroy();

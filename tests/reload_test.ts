@@ -18,11 +18,11 @@ import { type Pem, selfSigned } from "./support/pki.ts";
 import { startRedis } from "./support/redis.ts";
 import { freePort, GRPC_JS, type ProxyProcess, waitFor } from "./support/harness.ts";
 import { parsePrometheusText, sumSamples } from "./support/prometheus.ts";
-import { connectRaw, grpcFrame, rawCall } from "./support/raw_h2.ts";
+import { connectRaw } from "./support/raw_h2.ts";
 import {
   collectStream,
-  expectedStream,
   serverStream,
+  startHeldRawStream,
   startTestBackend,
   type TestBackend,
   testClient,
@@ -260,26 +260,18 @@ Deno.test({
     const proxy = await startAdminProxy(echoConfig([backend]));
     const newAddress = `127.0.0.1:${await freePort()}`;
     const newClient = testClient(newAddress);
-    // A raw client for the old listener: grpc-js on Deno can drop a stream's last messages
-    // when its connection gets GOAWAY, which is exactly what the old listener sends.
     const session = await connectRaw(proxy.address);
     try {
-      let firstMessage = false;
-      const call = rawCall(session, TestMethod.stream, undefined, {
-        "x-count": "20",
-        "x-size": "1000",
-        "x-hold": "1",
-      }, (stream) => stream.once("data", () => firstMessage = true));
-      await waitFor(() => firstMessage, { what: "the held stream's first message" });
+      const held = await startHeldRawStream(session, 20, 1000);
       await proxy.writeConfig({ ...echoConfig([backend]), listen: newAddress });
       const applied = await adminRequest(proxy, "/reload", { method: "POST" });
       assert.equal(applied.status, 200, JSON.stringify(applied.body));
       await unaryCall(newClient, TestMethod.echo, Buffer.from("new"));
       await assert.rejects(connectRaw(proxy.address), "the old address accepts no connections");
       backend.release();
-      const result = await call;
+      const result = await held.result;
       assert.equal(result.grpcStatus, grpc.status.OK);
-      assert.deepEqual(result.body, Buffer.concat(expectedStream(20, 1000).map(grpcFrame)));
+      assert.deepEqual(result.body, held.expectedBody);
     } finally {
       session.destroy();
       newClient.close();

@@ -7,6 +7,9 @@
  * @module
  */
 import "./raw_h2.ts"; // installs the GOAWAY guard before grpc-js opens any session
+import type http2 from "node:http2";
+import { grpcFrame, rawCall, type RawCallResult } from "./raw_h2.ts";
+import { waitFor } from "./harness.ts";
 import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 
@@ -494,4 +497,34 @@ export function serverStream(
 /** The messages `Stream` sends for `count` and `size`. */
 export function expectedStream(count: number, size: number): Buffer[] {
   return Array.from({ length: count }, (_, i) => Buffer.alloc(size, i % 256));
+}
+
+/** A `Stream` call held after its first message, on a raw client session. */
+export interface HeldRawStream {
+  /** Settles with the whole call once the backend is released and the stream ends. */
+  readonly result: Promise<RawCallResult>;
+  /** The body the whole stream must deliver, gRPC-framed. */
+  readonly expectedBody: Buffer;
+}
+
+/**
+ * Starts a `Stream` call of `count` messages of `size` bytes with `x-hold: 1` on `session`
+ * and resolves once its first message arrived: the backend then holds the rest until
+ * {@link TestBackend.release}. A raw client, because grpc-js on Deno can drop a stream's last
+ * messages when its connection gets GOAWAY right after the status, which is what a draining
+ * listener sends.
+ */
+export async function startHeldRawStream(
+  session: http2.ClientHttp2Session,
+  count: number,
+  size: number,
+): Promise<HeldRawStream> {
+  let firstMessage = false;
+  const result = rawCall(session, TestMethod.stream, undefined, {
+    "x-count": String(count),
+    "x-size": String(size),
+    "x-hold": "1",
+  }, (stream) => stream.once("data", () => firstMessage = true));
+  await waitFor(() => firstMessage, { what: "the held stream's first message" });
+  return { result, expectedBody: Buffer.concat(expectedStream(count, size).map(grpcFrame)) };
 }
