@@ -14,7 +14,7 @@ import { parseHostPort } from "../config/address.ts";
 import type { Config } from "../config/schema.ts";
 import type { TlsMaterial } from "../config/tls.ts";
 import type { BackendOutcome } from "../health/outcomes.ts";
-import type { LogLevel } from "../log/logger.ts";
+import { componentLogger, type LogLevel } from "../log/logger.ts";
 import type { MetricsJson } from "../metrics/data_plane_metrics.ts";
 import {
   type DataPlaneChange,
@@ -26,6 +26,8 @@ import { type DataPlaneHandle, LocalDataPlane } from "./handle.ts";
 import type { DataPlaneStats } from "./stats.ts";
 import { WorkerDataPlane } from "./worker_plane.ts";
 import { limitsMemory } from "../upstream/call_limits.ts";
+
+const log = componentLogger("lifecycle");
 
 /**
  * Cluster names one process can have over its life, reloads included: the limits memory is
@@ -152,8 +154,9 @@ export class DataPlanes implements SnapshotSink {
   /**
    * Applies a reloaded config to every data plane, with the latest snapshots (new clusters
    * get their members with it). Throws, having changed nothing, when a new listen address
-   * is taken or a cluster slot cannot be given. A data plane that fails to apply it (it
-   * could not bind) is logged; a restarted worker starts from the new config anyway.
+   * is taken or a cluster slot cannot be given, and when a data plane could not apply it
+   * (it could not bind): then every data plane is set back to the running config. A worker
+   * that restarts starts from the config in force.
    */
   async reconfigure(fullConfig: Config, tls: TlsMaterial): Promise<void> {
     const config = dataPlaneConfig(fullConfig);
@@ -162,14 +165,33 @@ export class DataPlanes implements SnapshotSink {
     if (config.grpcWeb && config.grpcWeb.listen !== previous.grpcWeb?.listen) {
       assertNobodyListens(config.grpcWeb.listen, "grpcWeb.listen");
     }
-    this.#current = { config, tls, limitSlots: this.#slotsFor(config) };
+    const running = this.#current!;
+    const next = { config, tls, limitSlots: this.#slotsFor(config) };
+    const apply = async (target: Omit<DataPlaneChange, "snapshots">) => {
+      this.#current = target;
+      const snapshots = [...this.#latest.values()]
+        .filter((snapshot) => snapshot.cluster in target.config.clusters);
+      const change: DataPlaneChange = { ...target, snapshots };
+      const results = await Promise.allSettled(this.#handles.map((h) => h.reconfigure(change)));
+      return results.find((result) => result.status === "rejected") as
+        | PromiseRejectedResult
+        | undefined;
+    };
+    const failed = await apply(next);
+    if (failed) {
+      // Every worker goes back to the running config, so that none serves one the control
+      // plane does not run (a worker that failed changed nothing; the others rebind).
+      const back = await apply(running);
+      if (back) {
+        log.error("a worker did not return to the running config: {error}", {
+          error: String(back.reason),
+        });
+      }
+      throw failed.reason;
+    }
     for (const name of this.#latest.keys()) {
       if (!(name in config.clusters)) this.#latest.delete(name);
     }
-    const change: DataPlaneChange = { ...this.#current, snapshots: [...this.#latest.values()] };
-    const results = await Promise.allSettled(this.#handles.map((h) => h.reconfigure(change)));
-    const failed = results.find((result) => result.status === "rejected");
-    if (failed) throw (failed as PromiseRejectedResult).reason;
   }
 
   /** Drops the snapshots of clusters a failed reload had added. */
