@@ -67,6 +67,17 @@ async function run(options: RunOptions): Promise<number> {
   log.info("starting switchyard {version} with {source}", { version: denoJson.version, source });
   for (const warning of warnings) log.warn("config: {warning}", { warning });
   const debugHooks = Deno.env.get("SWITCHYARD_DEBUG_HOOKS") === "1";
+  // SIGHUP reloads, as for NGINX and Caddy; its default action would end the process, so it
+  // is caught from the start (a reload needs the running proxy; before that it is ignored).
+  let running: Switchyard | undefined;
+  Deno.addSignalListener("SIGHUP", () => {
+    if (running === undefined) {
+      log.warn("received SIGHUP while starting: ignored");
+      return;
+    }
+    log.info("received SIGHUP: reloading {source}", { source });
+    void running.reload();
+  });
   const proxy = await Switchyard.start(config, tls, {
     logLevel: config.log.level,
     debugHooks,
@@ -77,6 +88,7 @@ async function run(options: RunOptions): Promise<number> {
     (await import("./src/dataplane/debug_hooks.ts")).installDebugHooks(proxy.dataPlanes);
   }
   keepServingOnUncaughtErrors();
+  running = proxy;
 
   const stopped = Promise.withResolvers<void>();
   let stopping = false;
@@ -92,11 +104,6 @@ async function run(options: RunOptions): Promise<number> {
   };
   Deno.addSignalListener("SIGTERM", () => onSignal("SIGTERM"));
   Deno.addSignalListener("SIGINT", () => onSignal("SIGINT"));
-  // SIGHUP reloads, as for NGINX and Caddy; its default action would end the process.
-  Deno.addSignalListener("SIGHUP", () => {
-    log.info("received SIGHUP: reloading {source}", { source });
-    void proxy.reload();
-  });
   await stopped.promise;
   return 0;
 }

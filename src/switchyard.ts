@@ -62,6 +62,8 @@ export class Switchyard {
   #discovery: RedisDiscovery | undefined;
   #admin: AdminServer | undefined;
   #draining = false;
+  /** The drain under way, once one started. */
+  #drain: Promise<void> | undefined;
   /** Ends the drain delay early (a second SIGTERM). */
   #skipDelay: (() => void) | undefined;
   /** Reloads run one at a time, in order. */
@@ -298,8 +300,13 @@ export class Switchyard {
    * listeners still serve so that load balancers deregister the proxy first, every listener
    * sends GOAWAY and in-flight calls get up to `drain.timeout`. Settles when done.
    */
-  async drain(): Promise<void> {
-    if (this.#draining) return;
+  drain(): Promise<void> {
+    // A second caller (SIGTERM after POST /drain) waits for the same drain.
+    this.#drain ??= this.#drainOnce();
+    return this.#drain;
+  }
+
+  async #drainOnce(): Promise<void> {
     this.#draining = true;
     this.#syncWatcher();
     const { delay, timeout } = this.#config.drain;
@@ -316,6 +323,9 @@ export class Switchyard {
       });
       this.#skipDelay = undefined;
     }
+    // A reload under way binds its listeners first, so that the drain reaches them too;
+    // reloads that come later are refused.
+    await this.#reloading;
     log.info("draining: GOAWAY sent, waiting up to {timeoutMs}ms for in-flight calls", {
       timeoutMs: timeout,
     });

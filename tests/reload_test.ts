@@ -444,3 +444,62 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "POST /drain, then SIGTERM: the delay and the drain still run; a held stream completes",
+  ...GRPC_JS,
+  fn: async () => {
+    const backend = await startTestBackend("b1");
+    const proxy = await startAdminProxy(
+      echoConfig([backend], {}, { drain: { delay: "1s", timeout: "10s" } }),
+    );
+    const session = await connectRaw(proxy.address);
+    try {
+      const held = await startHeldRawStream(session, 20, 1000);
+      const startedAt = Date.now();
+      assert.equal((await adminRequest(proxy, "/drain", { method: "POST" })).status, 202);
+      proxy.child.kill("SIGTERM");
+      await waitFor(() => proxy.output().includes("draining: GOAWAY sent"), {
+        what: "the GOAWAY after the delay",
+      });
+      assert.ok(Date.now() - startedAt >= 900, "the delay ran before GOAWAY");
+      assert.ok(!proxy.hasExited(), "the process waits for the held stream");
+      backend.release();
+      const result = await held.result;
+      assert.equal(result.grpcStatus, grpc.status.OK);
+      assert.deepEqual(result.body, held.expectedBody);
+      assert.equal((await proxy.exited).code, 0);
+    } finally {
+      session.destroy();
+      await proxy.stop();
+      await backend.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "workers: 2: a reload that turns the access log on to stdout logs every call",
+  ...GRPC_JS,
+  fn: async () => {
+    const backend = await startTestBackend("b1");
+    const proxy = await startAdminProxy({ ...echoConfig([backend]), workers: 2 });
+    const client = testClient(proxy.address);
+    try {
+      await proxy.writeConfig({
+        ...echoConfig([backend], {}, { accessLog: { enabled: true } }),
+        workers: 2,
+      });
+      const applied = await adminRequest(proxy, "/reload", { method: "POST" });
+      assert.equal(applied.status, 200, JSON.stringify(applied.body));
+      for (let i = 0; i < 10; i++) await unaryCall(client, TestMethod.echo, Buffer.from("x"));
+      await waitFor(
+        () => proxy.stdout().split("\n").filter((line) => line.includes('"method"')).length >= 10,
+        { what: "ten access-log lines on stdout" },
+      );
+    } finally {
+      client.close();
+      await proxy.stop();
+      await backend.stop();
+    }
+  },
+});

@@ -11,7 +11,12 @@ import { GrpcStatus } from "../src/proxy/grpc_status.ts";
 import { retryBackoffMs } from "../src/route/policy.ts";
 import { RequestRewrite, setHeader } from "../src/route/rewrite.ts";
 import { Router } from "../src/route/router.ts";
-import { CallLimits, type LimitSettings, limitsMemory } from "../src/upstream/call_limits.ts";
+import {
+  CallLimits,
+  type LimitSettings,
+  limitsMemory,
+  resetWorkerSlots,
+} from "../src/upstream/call_limits.ts";
 
 /** A validated config with clusters `a` and `b` and the given routes. */
 function parse(routes: unknown[], cluster: Record<string, unknown> = {}): Config {
@@ -315,6 +320,7 @@ Deno.test("limits: shared by two workers; a restarted worker starts its slots fr
   one.releasePending();
   assert.ok(two.admitPending());
   // Worker 2 dies with its calls; its successor zeroes only its own slots.
+  resetWorkerSlots(memory, 2, 2);
   const successor = new CallLimits(memory, 1, 2, 2, LIMITS);
   assert.equal(successor.calls, 3, "worker 1's three calls remain");
   assert.ok(successor.admitPending(), "the dead worker's pending call is gone");
@@ -336,4 +342,16 @@ Deno.test("limits: the retry budget is a share of calls in flight, with a floor"
   // 20 % of 2 calls is 0.4: the floor of 3 applies.
   const floor = Array.from({ length: 10 }, () => limits.admitRetry()).filter(Boolean).length;
   assert.equal(floor, 3);
+});
+
+Deno.test("limits: a cluster added again keeps counting the calls it still has in flight", () => {
+  const memory = limitsMemory(1, 1);
+  const before = new CallLimits(memory, 0, 1, 1, { ...LIMITS, maxConcurrentCalls: 1 });
+  assert.ok(before.admitCall());
+  // Removed and added again by reloads: the same slot, its call still in flight.
+  const after = new CallLimits(memory, 0, 1, 1, { ...LIMITS, maxConcurrentCalls: 1 });
+  assert.ok(!after.admitCall(), "the call still in flight counts");
+  before.releaseCall();
+  assert.ok(after.admitCall());
+  assert.ok(!after.admitCall());
 });

@@ -18,7 +18,7 @@ import type { CallContext } from "../proxy/proxied_call.ts";
 import { GrpcWebListener } from "../grpc_web/listener.ts";
 import { ProxyListener } from "../proxy/listener.ts";
 import { Router } from "../route/router.ts";
-import { CallLimits, limitSettings } from "../upstream/call_limits.ts";
+import { CallLimits, limitSettings, resetWorkerSlots } from "../upstream/call_limits.ts";
 import { DialGate } from "../upstream/dial_gate.ts";
 import { UpstreamCluster } from "../upstream/upstream_cluster.ts";
 import type { DataPlaneStats } from "./stats.ts";
@@ -113,6 +113,7 @@ export class DataPlane {
     this.worker = init.worker;
     this.#workers = init.workers;
     this.#limits = init.limits;
+    resetWorkerSlots(init.limits, init.worker, init.workers);
     this.#outcomes = outcomes;
     this.#forwardAccessLog = forwardAccessLog;
     this.#config = init.config;
@@ -182,8 +183,12 @@ export class DataPlane {
     }
     this.#config = config;
     this.#tls = tls;
-    this.#syncClusters(change);
-    for (const snapshot of change.snapshots) this.#clusters.get(snapshot.cluster)?.apply(snapshot);
+    // Only new clusters take the change's snapshots: the others have had every snapshot
+    // since, and one published while this change waited would be newer than the change's.
+    const added = this.#syncClusters(change);
+    for (const snapshot of change.snapshots) {
+      if (added.has(snapshot.cluster)) this.#clusters.get(snapshot.cluster)!.apply(snapshot);
+    }
     const retiredLog = reopenLog ? this.#accessLog : undefined;
     this.#accessLog = accessLog;
     const observers: CallObserver[] = [this.#metrics.observeCall];
@@ -212,8 +217,8 @@ export class DataPlane {
         retiring.finally(() => this.#retiring.delete(retiring));
       }
     }
-    // Calls in flight report to the observers they started with; the old log takes their
-    // lines until it closes, then drops them with a count (see AccessLog).
+    // A call reads its context's observers when it ends, so calls in flight log to the new
+    // log: the old one has nothing more coming and closes now.
     await retiredLog?.close();
   }
 
@@ -248,8 +253,9 @@ export class DataPlane {
     }
   }
 
-  /** Adds, changes and removes clusters to match `change.config.clusters`. */
-  #syncClusters(change: DataPlaneChange): void {
+  /** Adds, changes and removes clusters to match `change.config.clusters`; returns the added. */
+  #syncClusters(change: DataPlaneChange): Set<string> {
+    const added = new Set<string>();
     const { config } = change;
     for (const [name, cluster] of this.#clusters) {
       if (name in config.clusters) continue;
@@ -280,7 +286,9 @@ export class DataPlane {
       const cluster = new UpstreamCluster(name, settings, { ...upstream, tls }, limits);
       this.#clusters.set(name, cluster);
       this.#metrics.track(cluster);
+      added.add(name);
     }
+    return added;
   }
 
   #openAccessLog(config: DataPlaneConfig): Promise<AccessLog | undefined> | undefined {

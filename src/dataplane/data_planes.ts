@@ -78,6 +78,10 @@ export class DataPlanes implements SnapshotSink {
   #published: Promise<unknown> = Promise.resolve();
   /** With workers and an access log on stdout: the one writer of every worker's lines. */
   #stdoutLog: AccessLog | undefined;
+  /** How many data planes run: with more than one they are worker threads. */
+  #workers = 0;
+  /** The `maxBufferedBytes` `#stdoutLog` was opened with. */
+  #stdoutLogBytes: number | undefined;
 
   /** See {@link SnapshotSink.publish}: the snapshot goes to every data plane. */
   publish(snapshot: ClusterSnapshot): void {
@@ -100,6 +104,7 @@ export class DataPlanes implements SnapshotSink {
    */
   async start(options: DataPlanesOptions): Promise<void> {
     const { workers } = options;
+    this.#workers = workers;
     const config = dataPlaneConfig(options.config);
     // Listeners always share their address (a reload binds it again before the old one
     // closes), so first make sure no other process listens there.
@@ -122,10 +127,7 @@ export class DataPlanes implements SnapshotSink {
       await local.apply([...this.#latest.values()]);
       return;
     }
-    const { enabled, path, maxBufferedBytes } = config.accessLog;
-    if (enabled && path === STDOUT_PATH) {
-      this.#stdoutLog = await AccessLog.open(STDOUT_PATH, maxBufferedBytes);
-    }
+    await this.#syncStdoutLog(config);
     // Handles exist before their workers listen, so that no snapshot published meanwhile
     // is lost: each worker gets the latest of every cluster when it listens.
     const planes = Array.from({ length: workers }, (_, index) =>
@@ -177,8 +179,10 @@ export class DataPlanes implements SnapshotSink {
         | PromiseRejectedResult
         | undefined;
     };
+    if (this.#workers > 1) await this.#syncStdoutLog(config);
     const failed = await apply(next);
     if (failed) {
+      if (this.#workers > 1) await this.#syncStdoutLog(running.config);
       // Every worker goes back to the running config, so that none serves one the control
       // plane does not run (a worker that failed changed nothing; the others rebind).
       const back = await apply(running);
@@ -197,6 +201,20 @@ export class DataPlanes implements SnapshotSink {
   /** Drops the snapshots of clusters a failed reload had added. */
   forget(clusters: readonly string[]): void {
     for (const name of clusters) this.#latest.delete(name);
+  }
+
+  /**
+   * With workers, the main thread writes every worker's access-log lines to stdout: it
+   * holds that log while `config` sends the access log there, opened with its settings.
+   */
+  async #syncStdoutLog(config: DataPlaneConfig): Promise<void> {
+    const { enabled, path, maxBufferedBytes } = config.accessLog;
+    const wanted = enabled && path === STDOUT_PATH ? maxBufferedBytes : undefined;
+    if (wanted === this.#stdoutLogBytes) return;
+    const old = this.#stdoutLog;
+    this.#stdoutLog = wanted === undefined ? undefined : await AccessLog.open(STDOUT_PATH, wanted);
+    this.#stdoutLogBytes = wanted;
+    await old?.close();
   }
 
   /** Slots for `config`'s clusters: a cluster keeps its slot across reloads. */

@@ -3,7 +3,7 @@
  * ready backend, and the retry budget. They hold for the whole process, so every data-plane
  * worker counts into one `SharedArrayBuffer`: each worker adds to its own slots only, and a
  * check sums every worker's. A worker that dies takes its calls with it, and its successor
- * starts its slots from zero, so nothing leaks. Two workers checking at the same instant may
+ * zeroes its slots as it starts, so nothing leaks. Two workers checking at the same instant may
  * each admit one call past a limit; no more.
  * @module
  */
@@ -37,6 +37,19 @@ export function limitsMemory(clusters: number, workers: number): SharedArrayBuff
   return new SharedArrayBuffer(clusters * workers * SLOTS * Int32Array.BYTES_PER_ELEMENT);
 }
 
+/**
+ * Zeroes every slot of worker `worker` (from 1) of `workers`: a data plane does this once as
+ * it starts, since a worker that died took its calls with it.
+ */
+export function resetWorkerSlots(memory: SharedArrayBuffer, worker: number, workers: number): void {
+  const counters = new Int32Array(memory);
+  const clusters = counters.length / (workers * SLOTS);
+  for (let cluster = 0; cluster < clusters; cluster++) {
+    const own = (cluster * workers + worker - 1) * SLOTS;
+    for (let slot = 0; slot < SLOTS; slot++) Atomics.store(counters, own + slot, 0);
+  }
+}
+
 /** A cluster's limits as its config sets them. */
 export function limitSettings(cluster: ClusterConfig): LimitSettings {
   return {
@@ -59,7 +72,9 @@ export class CallLimits {
 
   /**
    * Counts in `memory` (from {@link limitsMemory}) as worker `worker` (from 1) of `workers`,
-   * for the cluster at `clusterIndex`. The worker's slots start at zero.
+   * for the cluster at `clusterIndex`. The slots are not zeroed here: a cluster removed and
+   * added again by reloads finds the counts of its calls still in flight (see
+   * {@link resetWorkerSlots}).
    */
   constructor(
     memory: SharedArrayBuffer,
@@ -73,7 +88,6 @@ export class CallLimits {
     this.#own = this.#base + (worker - 1) * SLOTS;
     this.#workers = workers;
     this.#settings = settings;
-    for (let slot = 0; slot < SLOTS; slot++) Atomics.store(this.#counters, this.#own + slot, 0);
   }
 
   /** Takes new limits (a reload); the counts go on. */
