@@ -503,3 +503,46 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "watch: true follows a Kubernetes ConfigMap update (a ..data symlink swap)",
+  ...GRPC_JS,
+  fn: async () => {
+    const [b1, b2] = await Promise.all(["b1", "b2"].map((name) => startTestBackend(name)));
+    // A ConfigMap volume: config.json → ..data/config.json, ..data → ..2026_v1 (a directory).
+    const volume = await Deno.makeTempDir({ prefix: "switchyard-configmap-" });
+    const base = {
+      listen: `127.0.0.1:${await freePort()}`,
+      admin: { listen: `127.0.0.1:${await freePort()}` },
+      workers: 1,
+    };
+    const version = async (name: string, backends: TestBackend[]) => {
+      await Deno.mkdir(`${volume}/${name}`);
+      await Deno.writeTextFile(
+        `${volume}/${name}/config.json`,
+        JSON.stringify({ ...base, ...echoConfig(backends, {}, { watch: true }) }),
+      );
+    };
+    await version("..2026_v1", [b1]);
+    await Deno.symlink("..2026_v1", `${volume}/..data`);
+    await Deno.symlink("..data/config.json", `${volume}/config.json`);
+    const proxy = await startAdminProxy(
+      { ...base, ...echoConfig([b1]) },
+      { args: ["--config", `${volume}/config.json`] },
+    );
+    try {
+      assert.equal((await cluster(proxy, "echo"))?.backends.length, 1);
+      // The kubelet's update: a new directory, a new symlink, renamed over ..data.
+      await version("..2026_v2", [b1, b2]);
+      await Deno.symlink("..2026_v2", `${volume}/..data_tmp`);
+      await Deno.rename(`${volume}/..data_tmp`, `${volume}/..data`);
+      await waitFor(async () => (await cluster(proxy, "echo"))?.backends.length === 2, {
+        what: "the ConfigMap update to be applied",
+      });
+    } finally {
+      await proxy.stop();
+      await Promise.all([b1.stop(), b2.stop()]);
+      await Deno.remove(volume, { recursive: true });
+    }
+  },
+});
