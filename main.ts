@@ -69,7 +69,7 @@ async function run(options: RunOptions): Promise<number> {
   const debugHooks = Deno.env.get("SWITCHYARD_DEBUG_HOOKS") === "1";
   // SIGHUP reloads, as for NGINX and Caddy; its default action would end the process, so it
   // is caught from the start (a reload needs the running proxy; before that it is ignored).
-  let running: Switchyard | undefined;
+  let running: Switchyard | undefined = undefined;
   Deno.addSignalListener("SIGHUP", () => {
     if (running === undefined) {
       log.warn("received SIGHUP while starting: ignored");
