@@ -14,6 +14,7 @@
  * for a clock condition well past the time the event would need. The op sanitizer is on, so
  * a call left with its timer armed fails its test.
  */
+import { headerValue } from "../src/transport/stream.ts";
 import { concatBytes } from "../src/h2/bytes.ts";
 import assert from "node:assert/strict";
 import type { ProxiedCall } from "../src/proxy/proxied_call.ts";
@@ -23,7 +24,6 @@ import { CloseCause } from "../src/transport/stream.ts";
 import {
   bytes,
   type FakeStream,
-  headerValue,
   type RelayEnv,
   relayEnv,
   type RelayEnvOptions,

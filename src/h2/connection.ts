@@ -36,17 +36,17 @@ import {
   writeSettings,
   writeWindowUpdate,
 } from "./frame.ts";
-import {
-  headerValue,
-  requestHeadersProblem,
-  responseHeadersProblem,
-  trailersProblem,
-} from "./header_rules.ts";
+import { requestHeadersProblem, responseHeadersProblem, trailersProblem } from "./header_rules.ts";
 import { HpackDecoder, HpackError } from "./hpack/decoder.ts";
 import { HpackEncoder } from "./hpack/encoder.ts";
 import { H2Stream, type StreamOwner } from "./stream.ts";
 import { type TimerEntry, timers } from "../timer/timer_queue.ts";
-import { CloseCause, type HeaderList, type StreamHandler } from "../transport/stream.ts";
+import {
+  CloseCause,
+  type HeaderList,
+  headerValue,
+  type StreamHandler,
+} from "../transport/stream.ts";
 
 /** Limits and settings of one connection; see `http2` in the config for their meaning. */
 export interface ConnectionOptions {

@@ -110,11 +110,3 @@ export function responseHeadersProblem(headers: readonly string[]): string | und
 export function trailersProblem(headers: readonly string[]): string | undefined {
   return regularFieldsProblem(headers, 0);
 }
-
-/** The value of the first field called `name`, or `undefined`. */
-export function headerValue(headers: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i] === name) return headers[i + 1];
-  }
-  return undefined;
-}

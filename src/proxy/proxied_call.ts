@@ -26,6 +26,7 @@ import { componentLogger } from "../log/logger.ts";
 import {
   CloseCause,
   type HeaderList,
+  headerValue,
   type StreamHandler,
   type TransportStream,
 } from "../transport/stream.ts";
@@ -166,14 +167,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     this.#requestEnded = endStream;
     this.#clientAddress = clientAddress;
     this.#clientIdentity = clientIdentity;
-    let path = "";
-    for (let i = 0; i < headers.length; i += 2) {
-      if (headers[i] === ":path") {
-        path = headers[i + 1];
-        break;
-      }
-    }
-    this.#path = path;
+    this.#path = headerValue(headers, ":path") ?? "";
     downstream.handler = this;
   }
 
@@ -856,8 +850,5 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
 
 /** The `grpc-status` of a trailer list, as {@link parseGrpcStatus} reads it. */
 function grpcStatusOf(headers: HeaderList): number {
-  for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i] === "grpc-status") return parseGrpcStatus(headers[i + 1]);
-  }
-  return GrpcStatus.UNKNOWN;
+  return parseGrpcStatus(headerValue(headers, "grpc-status"));
 }

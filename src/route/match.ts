@@ -5,7 +5,7 @@
  * @module
  */
 import type { AuthorityMatchConfig, HeaderMatchConfig } from "../config/schema.ts";
-import type { HeaderList } from "../transport/stream.ts";
+import { type HeaderList, headerValue } from "../transport/stream.ts";
 
 /** Tests one header value. */
 type ValueTest = (value: string) => boolean;
@@ -26,13 +26,6 @@ interface Condition {
   /** `undefined`: the header must be present (with `present: true`) or absent. */
   readonly test: ValueTest | undefined;
   readonly present: boolean;
-}
-
-function firstValue(headers: HeaderList, name: string): string | undefined {
-  for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i] === name) return headers[i + 1];
-  }
-  return undefined;
 }
 
 /** The conditions of one route; all must hold. */
@@ -63,7 +56,7 @@ export class RouteConditions {
   /** True when every condition holds for `headers`. */
   matches(headers: HeaderList): boolean {
     for (const condition of this.#conditions) {
-      const value = firstValue(headers, condition.name);
+      const value = headerValue(headers, condition.name);
       if (value === undefined) {
         if (condition.present) return false;
       } else if (!condition.present || (condition.test !== undefined && !condition.test(value))) {

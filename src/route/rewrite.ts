@@ -5,7 +5,7 @@
  * @module
  */
 import type { RouteConfig } from "../config/schema.ts";
-import type { HeaderList } from "../transport/stream.ts";
+import { type HeaderList, headerValue } from "../transport/stream.ts";
 
 /** The header a route generates when asked to (`requestId: true`). */
 export const REQUEST_ID = "x-request-id";
@@ -42,13 +42,6 @@ export function removeHeader(headers: HeaderList, name: string): void {
   for (let i = headers.length - 2; i >= 0; i -= 2) {
     if (headers[i] === name) headers.splice(i, 2);
   }
-}
-
-function headerValue(headers: HeaderList, name: string): string | undefined {
-  for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i] === name) return headers[i + 1];
-  }
-  return undefined;
 }
 
 /** The IP of a `host:port` or `[v6]:port` peer address, as `x-forwarded-for` lists it. */

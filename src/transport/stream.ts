@@ -12,6 +12,14 @@
  */
 export type HeaderList = string[];
 
+/** The value of the first field called `name` in `headers`, or `undefined`. */
+export function headerValue(headers: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] === name) return headers[i + 1];
+  }
+  return undefined;
+}
+
 /** Why a stream ended, as {@link StreamHandler.onClose} reports it. */
 export const CloseCause = {
   /** Both sides ended their halves (END_STREAM each way). */

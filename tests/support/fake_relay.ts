@@ -420,12 +420,6 @@ export function trailersOnly(status: number): HeaderList {
   return [...RESPONSE_HEADERS, ...trailers(status)];
 }
 
-/** The first value of `name` in a header list. */
-export function headerValue(headers: HeaderList, name: string): string | undefined {
-  for (let i = 0; i < headers.length; i += 2) if (headers[i] === name) return headers[i + 1];
-  return undefined;
-}
-
 /** `length` bytes counting up from `first` (mod 256), so order and gaps show. */
 export function bytes(first: number, length: number): Uint8Array {
   return Uint8Array.from({ length }, (_, i) => (first + i) & 0xff);
