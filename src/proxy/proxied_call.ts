@@ -296,9 +296,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     const backend = pick.subConn as UpstreamBackend;
     this.#backend = backend;
     backend.counters.calls++;
-    const now = Date.now();
     if (this.#deadlineAt !== 0) {
-      const remainingMs = this.#deadlineAt - now;
+      const remainingMs = this.#deadlineAt - Date.now();
       if (remainingMs <= 0) {
         this.#deadlineExceeded();
         return;
@@ -336,17 +335,17 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
         upstream.sendData(chunks[i], this.#requestEnded && i === chunks.length - 1);
       }
     } else if (this.#requestEnded) upstream.sendData(EMPTY, true);
-    if (this.#requestEnded) this.#startTryTimer(now);
+    if (this.#requestEnded) this.#startTryTimer();
   }
 
   /**
    * Starts the attempt's `perTryTimeout` once its request is complete, as Envoy's does, so a
    * long upload to a healthy backend is not taken for a slow answer.
    */
-  #startTryTimer(now: number): void {
+  #startTryTimer(): void {
     const perTryMs = this.#route?.policy.retry?.perTryTimeoutMs ?? 0;
     if (perTryMs === 0 || this.#responded || this.#upstream === undefined) return;
-    this.#tryDeadlineAt = now + perTryMs;
+    this.#tryDeadlineAt = Date.now() + perTryMs;
     this.#arm();
   }
 
@@ -368,7 +367,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       this.#requestEnded = true;
       if (this.#upstream === undefined) return;
       this.#upstream.sendTrailers(headers);
-      this.#startTryTimer(Date.now());
+      this.#startTryTimer();
       return;
     }
     if (stream !== this.#upstream) return; // an attempt given up on
@@ -412,7 +411,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       if (upstream !== undefined) {
         if (this.#replay !== undefined && data.length > 0) this.#keepForReplay(data.slice());
         upstream.sendData(data, endStream);
-        if (endStream) this.#startTryTimer(Date.now());
+        if (endStream) this.#startTryTimer();
       } else if (this.#decided) {
         stream.consume(data.length);
       } else if (data.length > 0) {
