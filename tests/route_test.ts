@@ -9,7 +9,8 @@ import { ConfigError, parseConfig } from "../src/config/load.ts";
 import { type Config, configSchema } from "../src/config/schema.ts";
 import { GrpcStatus } from "../src/proxy/grpc_status.ts";
 import { retryBackoffMs } from "../src/route/policy.ts";
-import { RequestRewrite, setHeader } from "../src/route/rewrite.ts";
+import { RequestRewrite } from "../src/route/rewrite.ts";
+import { setHeader } from "../src/transport/stream.ts";
 import { Router } from "../src/route/router.ts";
 import {
   CallLimits,

@@ -14,8 +14,8 @@ import { connectionOptions } from "../h2/options.ts";
 import { H2Server, type StreamAcceptor } from "../h2/server.ts";
 import type { H2Stream } from "../h2/stream.ts";
 import { componentLogger } from "../log/logger.ts";
-import { removeHeader, setHeader } from "../route/rewrite.ts";
-import type { HeaderList } from "../transport/stream.ts";
+
+import { type HeaderList, removeHeader, setHeader } from "../transport/stream.ts";
 import { GrpcStatus, statusTrailers } from "./grpc_status.ts";
 import { type CallContext, ProxiedCall } from "./proxied_call.ts";
 

@@ -27,6 +27,7 @@ import {
   CloseCause,
   type HeaderList,
   headerValue,
+  setHeader,
   type StreamHandler,
   type TransportStream,
 } from "../transport/stream.ts";
@@ -38,7 +39,7 @@ import type { UpstreamBackend } from "../upstream/upstream_backend.ts";
 import type { UpstreamCluster } from "../upstream/upstream_cluster.ts";
 import type { Route, Router } from "../route/router.ts";
 import { retryBackoffMs } from "../route/policy.ts";
-import { REQUEST_ID, setHeader } from "../route/rewrite.ts";
+import { REQUEST_ID } from "../route/rewrite.ts";
 
 /** RST_STREAM codes the relay sends or maps (RFC 9113 §7). */
 const NO_ERROR = 0x0;

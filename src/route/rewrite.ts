@@ -5,44 +5,11 @@
  * @module
  */
 import type { RouteConfig } from "../config/schema.ts";
-import { type HeaderList, headerValue } from "../transport/stream.ts";
+import { type HeaderList, headerValue, removeHeader, setHeader } from "../transport/stream.ts";
 
 /** The header a route generates when asked to (`requestId: true`). */
 export const REQUEST_ID = "x-request-id";
 const FORWARDED_FOR = "x-forwarded-for";
-
-/**
- * Replaces the first `name` field's value, or adds the field; removes any later ones. A new
- * pseudo-header goes before the regular fields (RFC 9113 §8.3).
- */
-export function setHeader(headers: HeaderList, name: string, value: string): void {
-  let found = false;
-  for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i] !== name) continue;
-    if (!found) {
-      headers[i + 1] = value;
-      found = true;
-    } else {
-      headers.splice(i, 2);
-      i -= 2;
-    }
-  }
-  if (found) return;
-  if (name[0] !== ":") {
-    headers.push(name, value);
-    return;
-  }
-  let at = 0;
-  while (at < headers.length && headers[at][0] === ":") at += 2;
-  headers.splice(at, 0, name, value);
-}
-
-/** Removes every `name` field. */
-export function removeHeader(headers: HeaderList, name: string): void {
-  for (let i = headers.length - 2; i >= 0; i -= 2) {
-    if (headers[i] === name) headers.splice(i, 2);
-  }
-}
 
 /** The IP of a `host:port` or `[v6]:port` peer address, as `x-forwarded-for` lists it. */
 function clientIp(address: string): string {

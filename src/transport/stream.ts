@@ -2,7 +2,8 @@
  * What the relay sees of an HTTP/2 stream, whichever engine carries it: header lists, data
  * with flow-control credit, trailers, resets and the stream's end. The relay implements
  * {@link StreamHandler} once per call and is told about both of its streams through it, so
- * no call allocates listener closures.
+ * no call allocates listener closures. Header lists are read and edited in place with
+ * {@link headerValue}, {@link setHeader} and {@link removeHeader}, by the engine and the relay alike.
  * @module
  */
 
@@ -18,6 +19,39 @@ export function headerValue(headers: readonly string[], name: string): string | 
     if (headers[i] === name) return headers[i + 1];
   }
   return undefined;
+}
+
+/**
+ * Replaces the first `name` field's value, or adds the field; removes any later ones. A new
+ * pseudo-header goes before the regular fields (RFC 9113 §8.3).
+ */
+export function setHeader(headers: HeaderList, name: string, value: string): void {
+  let found = false;
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i] !== name) continue;
+    if (!found) {
+      headers[i + 1] = value;
+      found = true;
+    } else {
+      headers.splice(i, 2);
+      i -= 2;
+    }
+  }
+  if (found) return;
+  if (name[0] !== ":") {
+    headers.push(name, value);
+    return;
+  }
+  let at = 0;
+  while (at < headers.length && headers[at][0] === ":") at += 2;
+  headers.splice(at, 0, name, value);
+}
+
+/** Removes every `name` field. */
+export function removeHeader(headers: HeaderList, name: string): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    if (headers[i] === name) headers.splice(i, 2);
+  }
 }
 
 /** Why a stream ended, as {@link StreamHandler.onClose} reports it. */
