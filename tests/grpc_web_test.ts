@@ -11,6 +11,7 @@ import {
   StreamingRequest,
   trailerFrame,
 } from "../src/grpc_web/codec.ts";
+import { GRPC_STATUS_NAMES } from "../src/proxy/grpc_status.ts";
 import { CorsPolicy } from "../src/grpc_web/cors.ts";
 import { GrpcWebStream } from "../src/grpc_web/web_stream.ts";
 import { CloseCause, type StreamHandler, type TransportStream } from "../src/transport/stream.ts";
@@ -270,7 +271,7 @@ Deno.test(
     for (const [what, , , status] of cases) {
       const counted = sumSamples(metrics, "switchyard_calls_total", {
         protocol: "grpc-web",
-        grpc_status: status,
+        grpc_status: GRPC_STATUS_NAMES[Number(status)],
       });
       assert.ok(counted >= 1, `${what} is counted with grpc-status ${status}`);
     }

@@ -123,8 +123,9 @@ export class DataPlane {
       init.config.metrics.workerLabel ? String(init.worker) : undefined,
     );
     const router = new Router<UpstreamCluster>([], {}, () => undefined!);
-    this.#grpcContext = { router, observers: [], protocol: "grpc" };
-    this.#webContext = { router, observers: [], protocol: "grpc-web" };
+    const onStart = this.#metrics.observeStart;
+    this.#grpcContext = { router, observers: [], onStart, tracer: undefined, protocol: "grpc" };
+    this.#webContext = { router, observers: [], onStart, tracer: undefined, protocol: "grpc-web" };
     // The process-wide caps are shared out: each data plane takes its part.
     this.#dialGate = new DialGate(
       Math.ceil(init.config.http2.upstream.maxConcurrentDials / init.workers),
@@ -314,6 +315,7 @@ export class DataPlane {
         state: cluster.state,
         calls: cluster.counters.calls,
         errors: cluster.counters.errors,
+        durations: [...cluster.counters.durations],
         retries: { ...cluster.counters.retries },
         overflow: { ...cluster.counters.overflow },
         backends: cluster.backends().map((backend) => ({

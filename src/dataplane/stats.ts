@@ -28,6 +28,41 @@ export interface BackendStats {
   readonly bytesSent: number;
 }
 
+/**
+ * Upper bounds, in seconds, of the call-duration buckets: from 50 µs, where the proxy's own
+ * overhead shows, to 60 s, for streams. `switchyard_call_duration_seconds` and the status
+ * page's latency percentiles both count into them.
+ */
+export const DURATION_BUCKETS_SECONDS: readonly number[] = [
+  0.00005,
+  0.0001,
+  0.00025,
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+  60,
+];
+
+/** The index of the bucket `seconds` falls in; `DURATION_BUCKETS_SECONDS.length` past 60 s. */
+export function durationBucket(seconds: number): number {
+  const bounds = DURATION_BUCKETS_SECONDS;
+  let i = 0;
+  while (i < bounds.length && seconds > bounds[i]) i++;
+  return i;
+}
+
 /** What one data plane counted for a cluster. */
 export interface ClusterCounters {
   /**
@@ -37,6 +72,11 @@ export interface ClusterCounters {
   calls: number;
   /** Of those, calls that ended with a non-OK status. */
   errors: number;
+  /**
+   * Finished calls per duration bucket ({@link durationBucket}; the last one is past 60 s),
+   * not cumulative, so the control plane can sum workers and take percentiles.
+   */
+  readonly durations: number[];
   /** Retries started: of calls no backend processed, and configured ones (gRFC A6). */
   readonly retries: { transparent: number; configured: number };
   /** Times each limit refused a call or a retry. */
@@ -48,6 +88,7 @@ export function clusterCounters(): ClusterCounters {
   return {
     calls: 0,
     errors: 0,
+    durations: new Array(DURATION_BUCKETS_SECONDS.length + 1).fill(0),
     retries: { transparent: 0, configured: 0 },
     overflow: {
       maxConcurrentCalls: 0,
@@ -68,6 +109,8 @@ export interface ClusterStats {
   readonly calls: number;
   /** Of those, calls that ended with a non-OK status. */
   readonly errors: number;
+  /** Finished calls per duration bucket; see {@link ClusterCounters.durations}. */
+  readonly durations: readonly number[];
   /** Retries started, by kind. */
   readonly retries: ClusterCounters["retries"];
   /** Times each limit refused a call or a retry. */

@@ -250,10 +250,12 @@ export class GrpcWebListener {
       protocol: "grpc-web",
       startedAt: call.startedAt,
       durationMs: Date.now() - call.startedAt,
+      upstreamDurationMs: undefined,
       method: call.path,
       cluster: undefined,
       backend: undefined,
       grpcStatus: status,
+      grpcMessage: message,
       resetCode: undefined,
       origin: status === GrpcStatus.CANCELLED ? "client" : "proxy",
       backendFailure: false,
@@ -263,7 +265,10 @@ export class GrpcWebListener {
       bytesSent: 0,
       clientAddress: call.client,
       clientIdentity: undefined,
+      requestHeaders: [],
+      traceId: undefined,
     };
+    this.#context.onStart?.(undefined, call.path);
     for (const observe of this.#context.observers) observe(record);
     const headers = new Headers(shape.cors);
     headers.set("content-type", shape.contentType);

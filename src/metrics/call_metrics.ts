@@ -3,25 +3,9 @@
  * @module
  */
 import { Counter, Histogram, type Registry } from "prom-client";
-import type { CallObserver } from "../proxy/call_record.ts";
-
-// gRPC latencies span sub-millisecond unary calls to long streams.
-const DURATION_BUCKETS = [
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-  30,
-];
+import type { CallObserver, CallStartObserver } from "../proxy/call_record.ts";
+import { DURATION_BUCKETS_SECONDS } from "../dataplane/stats.ts";
+import { GRPC_STATUS_NAMES } from "../proxy/grpc_status.ts";
 
 /**
  * Distinct `method` label values kept per process. The path comes from clients, so without a
@@ -31,6 +15,14 @@ const MAX_METHOD_LABELS = 1000;
 
 /** The label for methods past the cap, and for calls no route matched. */
 const OTHER_METHOD = "other";
+
+/**
+ * The `grpc_status` label: the code's name, as gRPC's metrics (gRFC A66) and dashboards
+ * use. The record's status is already 0–16: a backend's out-of-range code parses as UNKNOWN.
+ */
+function statusLabel(code: number): string {
+  return GRPC_STATUS_NAMES[code] ?? "UNKNOWN";
+}
 
 /** Maps a call's `:path` to a bounded set of label values. */
 function methodLabeler(): (method: string, routed: boolean) => string {
@@ -48,6 +40,8 @@ function methodLabeler(): (method: string, routed: boolean) => string {
 export interface CallMetrics {
   /** Updates the metrics for one finished call. */
   readonly observe: CallObserver;
+  /** Counts one call routed (or refused before a route). */
+  readonly observeStart: CallStartObserver;
   /** Deletes every series of a backend that left its cluster, or of a whole cluster. */
   readonly forget: (cluster: string, backend?: string) => Promise<void>;
 }
@@ -55,6 +49,13 @@ export interface CallMetrics {
 /** Registers the call metrics on `registry`. */
 export function registerCallMetrics(registry: Registry): CallMetrics {
   const registers = [registry];
+  const started = new Counter({
+    name: "switchyard_calls_started_total",
+    help: 'Calls started, by cluster ("" when no route took the call) and method, counted ' +
+      "once routed: calls in flight are started minus finished (switchyard_calls_total).",
+    labelNames: ["cluster", "method"] as const,
+    registers,
+  });
   const calls = new Counter({
     name: "switchyard_calls_total",
     help: 'Finished calls by cluster, backend, method ("other" past 1000 methods or when ' +
@@ -64,9 +65,9 @@ export function registerCallMetrics(registry: Registry): CallMetrics {
   });
   const duration = new Histogram({
     name: "switchyard_call_duration_seconds",
-    help: "Wall time from a call's arrival to its end.",
-    labelNames: ["cluster", "method", "protocol"] as const,
-    buckets: DURATION_BUCKETS,
+    help: "Wall time from a call's arrival to its end, by final grpc-status name.",
+    labelNames: ["cluster", "method", "grpc_status"] as const,
+    buckets: [...DURATION_BUCKETS_SECONDS],
     registers,
   });
   const bytesReceived = new Counter({
@@ -88,11 +89,14 @@ export function registerCallMetrics(registry: Registry): CallMetrics {
     const cluster = record.cluster ?? "";
     const backend = record.backend ?? "";
     const method = methodLabel(record.method, record.cluster !== undefined);
-    const protocol = record.protocol;
-    calls.inc({ cluster, backend, method, grpc_status: record.grpcStatus, protocol });
-    duration.observe({ cluster, method, protocol }, record.durationMs / 1000);
+    const grpc_status = statusLabel(record.grpcStatus);
+    calls.inc({ cluster, backend, method, grpc_status, protocol: record.protocol });
+    duration.observe({ cluster, method, grpc_status }, record.durationMs / 1000);
     bytesReceived.inc({ cluster, backend }, record.bytesReceived);
     bytesSent.inc({ cluster, backend }, record.bytesSent);
+  };
+  const observeStart: CallStartObserver = (cluster, method) => {
+    started.inc({ cluster: cluster ?? "", method: methodLabel(method, cluster !== undefined) });
   };
   // Series of departed backends would otherwise stay forever: membership from Redis can
   // churn through any number of addresses.
@@ -104,6 +108,9 @@ export function registerCallMetrics(registry: Registry): CallMetrics {
       }
     }
     if (backend !== undefined) return;
+    for (const { labels } of (await started.get()).values) {
+      if (labels.cluster === cluster) started.remove(labels);
+    }
     // A histogram lists each series once per bucket, with `le`: remove each series once.
     const series = new Map<string, Record<string, string | number>>();
     for (const { labels } of (await duration.get()).values) {
@@ -113,5 +120,5 @@ export function registerCallMetrics(registry: Registry): CallMetrics {
     }
     for (const labels of series.values()) duration.remove(labels);
   };
-  return { observe, forget };
+  return { observe, observeStart, forget };
 }

@@ -6,7 +6,7 @@
  */
 import { Counter, Registry } from "prom-client";
 import type { ConnectivityState } from "../balancer/types.ts";
-import type { CallObserver } from "../proxy/call_record.ts";
+import type { CallObserver, CallStartObserver } from "../proxy/call_record.ts";
 import type { UpstreamCluster } from "../upstream/upstream_cluster.ts";
 import { type CallMetrics, registerCallMetrics } from "./call_metrics.ts";
 import { backendGauge, backendStateSet } from "./state_metrics.ts";
@@ -25,6 +25,8 @@ export type MetricsJson = Awaited<ReturnType<Registry["getMetricsAsJSON"]>>;
 export class DataPlaneMetrics {
   /** Feeds the per-call metrics; register it with the data plane's call observers. */
   readonly observeCall: CallObserver;
+  /** Counts calls as they start; the data plane's `CallContext.onStart`. */
+  readonly observeStart: CallStartObserver;
   readonly #registry = new Registry();
   readonly #callMetrics: CallMetrics;
 
@@ -36,6 +38,7 @@ export class DataPlaneMetrics {
     if (worker !== undefined) this.#registry.setDefaultLabels({ worker });
     this.#callMetrics = registerCallMetrics(this.#registry);
     this.observeCall = this.#callMetrics.observe;
+    this.observeStart = this.#callMetrics.observeStart;
     for (const cluster of clusters.values()) this.track(cluster);
     const source = () => clusters.values();
     backendGauge(this.#registry, source, {

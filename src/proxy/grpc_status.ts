@@ -76,6 +76,19 @@ export function encodeGrpcMessage(message: string): string {
   return encoded;
 }
 
+/**
+ * Decodes a received `grpc-message`: `%XX` sequences are UTF-8 bytes (PROTOCOL-HTTP2,
+ * "Status"). A malformed sequence is kept as it came, as the spec asks of receivers.
+ */
+export function decodeGrpcMessage(value: string): string {
+  if (!value.includes("%")) return value;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
 /** The trailing metadata of a status the proxy produces, as a header list. */
 export function statusTrailers(code: number, message: string): string[] {
   return ["grpc-status", String(code), "grpc-message", encodeGrpcMessage(message)];

@@ -31,9 +31,23 @@ import {
   type StreamHandler,
   type TransportStream,
 } from "../transport/stream.ts";
-import type { CallObserver, CallOrigin, CallProtocol } from "./call_record.ts";
+import type {
+  CallObserver,
+  CallOrigin,
+  CallProtocol,
+  CallSpan,
+  CallStartObserver,
+  CallTracer,
+} from "./call_record.ts";
 import { formatGrpcTimeout, MAX_TIMER_MS, parseGrpcTimeout } from "./deadline.ts";
-import { GrpcStatus, isGrpcContentType, parseGrpcStatus, statusTrailers } from "./grpc_status.ts";
+import {
+  decodeGrpcMessage,
+  GrpcStatus,
+  isGrpcContentType,
+  parseGrpcStatus,
+  statusTrailers,
+} from "./grpc_status.ts";
+import { durationBucket } from "../dataplane/stats.ts";
 import type { LimitName } from "../upstream/call_limits.ts";
 import type { UpstreamBackend } from "../upstream/upstream_backend.ts";
 import type { UpstreamCluster } from "../upstream/upstream_cluster.ts";
@@ -63,6 +77,10 @@ export interface CallContext {
   router: Router<UpstreamCluster>;
   /** Told about every finished call. */
   observers: readonly CallObserver[];
+  /** Told about every call once it is routed (or refused before a route). */
+  onStart: CallStartObserver | undefined;
+  /** Starts each call's span; `undefined` while tracing is off, which then costs nothing. */
+  tracer: CallTracer | undefined;
   /** How this listener's clients call. */
   readonly protocol: CallProtocol;
 }
@@ -90,6 +108,10 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   readonly #requestHeaders: HeaderList;
   readonly #path: string;
   readonly #startedAt = Date.now();
+  /** `performance.now()` at arrival, for durations below a millisecond. */
+  readonly #startedMono = performance.now();
+  /** `performance.now()` when the last attempt's backend answered; 0 before. */
+  #answeredMono = 0;
   readonly #clientAddress: string;
   readonly #clientIdentity: string | undefined;
   #cluster: UpstreamCluster | undefined;
@@ -147,6 +169,11 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   #budgetRefused = false;
   #requestId: string | undefined;
   #grpcStatus: number = GrpcStatus.UNKNOWN;
+  /** The message of a status the proxy produced. */
+  #proxyMessage: string | undefined;
+  /** The backend's trailers, read for their `grpc-message` only when the call is reported. */
+  #trailers: HeaderList | undefined;
+  #span: CallSpan | undefined;
   #resetCode: number | undefined;
   #origin: CallOrigin = "client";
   #backendFailure = false;
@@ -195,6 +222,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
 
   #start(): void {
     const headers = this.#requestHeaders;
+    const tracer = this.#context.tracer;
+    if (tracer !== undefined) this.#span = tracer.start(headers, this.#path);
     let method = "";
     let contentType = "";
     let timeoutHeader: string | undefined;
@@ -205,6 +234,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       else if (name === "grpc-timeout") timeoutHeader = headers[i + 1];
     }
     if (method !== "POST" || !isGrpcContentType(contentType)) {
+      this.#context.onStart?.(undefined, this.#path);
       this.#rejectNonGrpc(method, contentType);
       return;
     }
@@ -212,6 +242,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     if (timeoutHeader !== undefined) {
       timeoutMs = parseGrpcTimeout(timeoutHeader);
       if (timeoutMs === undefined) {
+        this.#context.onStart?.(undefined, this.#path);
         // Quoted: an empty value would otherwise leave trailing whitespace in grpc-message,
         // which RFC 9113 §8.2.1 forbids and clients' HTTP/2 stacks drop.
         this.#finishByProxy(
@@ -223,6 +254,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     }
 
     const route = this.#context.router.match(this.#path, headers);
+    this.#context.onStart?.(route?.target.name, this.#path);
     if (!route) {
       this.#finishByProxy(GrpcStatus.UNIMPLEMENTED, `no route for ${this.#path}`);
       return;
@@ -376,6 +408,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     if (this.#decided) return;
     if (!endStream) {
       // Response headers commit the call (gRFC A6): no retry of either kind from here on.
+      this.#answeredMono = performance.now();
       this.#responded = true;
       this.#replay = undefined;
       this.#tryDeadlineAt = 0;
@@ -393,6 +426,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     this.#decided = true;
     this.#origin = "backend";
     this.#grpcStatus = status;
+    this.#trailers = headers;
+    if (!this.#responded) this.#answeredMono = performance.now();
     this.#backendFailure = status === GrpcStatus.UNAVAILABLE;
     if (this.#responded) {
       this.#downstream.sendTrailers(headers);
@@ -768,6 +803,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     this.#decided = true;
     this.#origin = "proxy";
     this.#grpcStatus = code;
+    this.#proxyMessage = message;
     if (!this.#responded) {
       this.#sendResponseHeaders(
         [":status", "200", "content-type", "application/grpc", ...statusTrailers(code, message)],
@@ -792,15 +828,16 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     this.#grpcStatus = GrpcStatus.INTERNAL;
     this.#responded = true;
     const isPost = method === "POST";
+    const message = isPost
+      ? `unsupported content-type ${JSON.stringify(contentType)}`
+      : "gRPC requires POST";
+    this.#proxyMessage = message;
     this.#downstream.sendHeaders([
       ":status",
       isPost ? "415" : "405",
       "content-type",
       "application/grpc",
-      ...statusTrailers(
-        GrpcStatus.INTERNAL,
-        isPost ? `unsupported content-type ${JSON.stringify(contentType)}` : "gRPC requires POST",
-      ),
+      ...statusTrailers(GrpcStatus.INTERNAL, message),
     ], true);
   }
 
@@ -811,10 +848,13 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   }
 
   #report(): void {
+    const durationMs = performance.now() - this.#startedMono;
     const cluster = this.#cluster;
     if (cluster) {
-      cluster.counters.calls++;
-      if (this.#grpcStatus !== GrpcStatus.OK) cluster.counters.errors++;
+      const counters = cluster.counters;
+      counters.calls++;
+      if (this.#grpcStatus !== GrpcStatus.OK) counters.errors++;
+      counters.durations[durationBucket(durationMs / 1000)]++;
       if (this.#admitted) cluster.limits.releaseCall();
       if (this.#retrying) cluster.limits.releaseRetry();
     }
@@ -825,15 +865,25 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       if (this.#backendFailure) backend.counters.failures++;
     }
     const observers = this.#context.observers;
-    if (observers.length === 0) return;
+    const span = this.#span;
+    if (observers.length === 0 && span === undefined) return;
+    const trailers = this.#trailers;
+    const message = this.#proxyMessage ??
+      (trailers === undefined ? undefined : headerValue(trailers, "grpc-message"));
     const record = {
       protocol: this.#context.protocol,
       startedAt: this.#startedAt,
-      durationMs: Date.now() - this.#startedAt,
+      durationMs,
+      upstreamDurationMs: this.#answeredMono === 0
+        ? undefined
+        : this.#answeredMono - this.#startedMono,
       method: this.#path,
       cluster: cluster?.name,
       backend: backend?.address,
       grpcStatus: this.#grpcStatus,
+      grpcMessage: message === undefined || this.#proxyMessage !== undefined
+        ? message
+        : decodeGrpcMessage(message),
       resetCode: this.#resetCode,
       origin: this.#origin,
       backendFailure: this.#backendFailure,
@@ -843,7 +893,10 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       bytesSent: this.#bytesSent,
       clientAddress: this.#clientAddress,
       clientIdentity: this.#clientIdentity,
+      requestHeaders: this.#requestHeaders,
+      traceId: span?.traceId,
     };
+    span?.end(record);
     for (const observe of observers) observe(record);
   }
 }

@@ -499,6 +499,8 @@ export function relayEnv(options: RelayEnvOptions = {}): RelayEnv {
   const context: CallContext = {
     router: new Router(config.routes, config.clusters, () => asUpstreamCluster(cluster)),
     observers: [(record) => records.push(record)],
+    onStart: undefined,
+    tracer: undefined,
     protocol: "grpc",
   };
   const downstreams: FakeStream[] = [];
