@@ -105,7 +105,7 @@ Deno.test("unknown clusters are 404 and unknown pickers 400, as JSON naming the 
       { name: "fastest" },
       400,
       /unknown picker "fastest"/,
-      ["pick_first", "round_robin"],
+      ["pick_first", "round_robin", "ring_hash", "least_request", "weighted_round_robin"],
     ],
   ];
   for (const [method, path, json, status, error, known] of cases) {

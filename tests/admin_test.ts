@@ -269,7 +269,13 @@ Deno.test("bad input is rejected with a JSON error and changes nothing", GRPC_JS
         method: "PUT",
         json: { name: "fastest" },
       });
-      assert.deepEqual(unknownPicker.body.known, ["pick_first", "round_robin"]);
+      assert.deepEqual(unknownPicker.body.known, [
+        "pick_first",
+        "round_robin",
+        "ring_hash",
+        "least_request",
+        "weighted_round_robin",
+      ]);
       assert.deepEqual(await clusterShape(proxy), before, "rejected requests changed nothing");
       assert.equal((await adminRequest(proxy, "/ready")).status, 200, "GET /drain did not drain");
     },

@@ -7,18 +7,21 @@ import assert from "node:assert/strict";
 import { createPickFirstBalancer, type PickFirstOptions } from "../src/balancer/pick_first.ts";
 import { createRoundRobinBalancer } from "../src/balancer/round_robin.ts";
 import { configSchema } from "../src/config/schema.ts";
-import type {
-  Balancer,
-  BalancerHost,
-  BalancerState,
-  ConnectivityState,
-  SubConn,
+import {
+  type Balancer,
+  type BalancerHost,
+  type BalancerState,
+  type ConnectivityState,
+  NO_PICK_INFO,
+  type SubConn,
 } from "../src/balancer/types.ts";
 
 /** A backend whose state the test sets; it records what the balancer asked of it. */
 class FakeSubConn implements SubConn {
   readonly address: string;
   state: ConnectivityState = "IDLE";
+  activeStreams = 0;
+  weight = 1;
   connects = 0;
   disconnects = 0;
   #balancer: Balancer | undefined;
@@ -64,7 +67,7 @@ class FakeHost implements BalancerHost {
 
   /** Where a new call goes now: an address, "queue", or "fail". */
   pick(): string {
-    const result = this.last.picker.pick();
+    const result = this.last.picker.pick(NO_PICK_INFO);
     return result.kind === "complete" ? result.subConn.address : result.kind;
   }
 }

@@ -132,7 +132,10 @@ const BAD_CONFIGS: readonly {
   {
     name: "an unknown picker",
     edit: (c) => c.clusters = { echo: { picker: "fastest", backends: ["127.0.0.1:1"] } },
-    expected: ['clusters.echo.picker: unknown picker "fastest" (known: pick_first, round_robin)'],
+    expected: [
+      'clusters.echo.picker: unknown picker "fastest" (known: pick_first, round_robin, ' +
+      "ring_hash, least_request, weighted_round_robin)",
+    ],
   },
   {
     name: "a duplicate route",

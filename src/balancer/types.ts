@@ -19,6 +19,17 @@ export interface SubConn {
   readonly address: string;
   /** The backend's current effective state. */
   readonly state: ConnectivityState;
+  /**
+   * Streams in flight on the backend in this data plane (what `least_request` compares); a
+   * cheap read, taken at pick time.
+   */
+  readonly activeStreams: number;
+  /**
+   * The backend's load-balancing weight, a positive integer (Envoy's
+   * `load_balancing_weight`): from the cluster's config or the member's Redis weight key,
+   * 1 when neither sets one. `ring_hash` and `weighted_round_robin` use it.
+   */
+  readonly weight: number;
   /** Asks for a connection; a no-op while connecting or connected. */
   connect(): void;
   /**
@@ -35,10 +46,38 @@ export type PickResult =
   | { readonly kind: "queue" }
   | { readonly kind: "fail"; readonly message: string };
 
-/** Chooses a backend for one call. Implementations must not block or allocate much. */
+/**
+ * What a picker may know about the call it picks for (grpc-go's `balancer.PickInfo`). The
+ * relay's call object implements it itself, so a pick allocates nothing; pickers must only
+ * read it, and only during {@link Picker.pick}.
+ */
+export interface PickInfo {
+  /** The full method, `/package.Service/Method` (the request's `:path`). */
+  readonly method: string;
+  /** The request headers as a flat list `[name, value, name, value, …]`; read-only. */
+  readonly headers: readonly string[];
+  /**
+   * The call's hash from the cluster's hash policy (`hashKey`): `undefined` when the cluster
+   * has none or the call lacks the key. An unsigned 32-bit integer.
+   */
+  readonly hash: number | undefined;
+}
+
+/** A {@link PickInfo} for picks made outside a call (tests, probes): no method, no hash. */
+export const NO_PICK_INFO: PickInfo = Object.freeze({
+  method: "",
+  headers: Object.freeze([]) as readonly string[],
+  hash: undefined,
+});
+
+/**
+ * Chooses a backend for one call. Implementations must not block, and should allocate
+ * nothing per pick (precompute when the balancer publishes the picker). `pick_first` and
+ * `round_robin` ignore the {@link PickInfo}.
+ */
 export interface Picker {
-  /** Picks for one new call. */
-  pick(): PickResult;
+  /** Picks for one new call described by `info`. */
+  pick(info: PickInfo): PickResult;
 }
 
 /** What a balancer publishes: its aggregate state and the picker for new calls. */
@@ -73,10 +112,28 @@ export interface PickFirstConfig {
   readonly connectionDelayMs?: number;
 }
 
+/** `ring_hash`'s per-cluster settings (`clusters.NAME.ringHash`), as gRFC A42 / Envoy. */
+export interface RingHashConfig {
+  /** The smallest ring; default 1024. */
+  readonly minRingSize?: number;
+  /** The largest ring; default 4096 (A42 caps it at 8M). */
+  readonly maxRingSize?: number;
+}
+
+/** `least_request`'s per-cluster settings (`clusters.NAME.leastRequest`), as gRFC A48. */
+export interface LeastRequestConfig {
+  /** Members sampled per pick, of which the least loaded wins; default 2. */
+  readonly choiceCount?: number;
+}
+
 /** Per-cluster policy settings; each policy reads its own section. */
 export interface PolicyConfig {
   /** Settings for `pick_first`. */
   readonly pickFirst?: PickFirstConfig;
+  /** Settings for `ring_hash`. */
+  readonly ringHash?: RingHashConfig;
+  /** Settings for `least_request`. */
+  readonly leastRequest?: LeastRequestConfig;
 }
 
 /** Builds a balancer that publishes through `host`. */

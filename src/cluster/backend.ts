@@ -42,6 +42,8 @@ export class Backend {
   health: HealthStatus = "unknown";
   /** Epoch ms until which passive ejection keeps the member out; 0 when not ejected. */
   ejectedUntil = 0;
+  /** The load-balancing weight (config `weights`, else the Redis weight key, else 1). */
+  weight = 1;
   /** Active-check and ejection history since the member joined. */
   readonly healthDetail: BackendHealthDetail = {
     lastCheckAt: 0,
@@ -64,12 +66,14 @@ export class Backend {
 
   /** The member's verdicts for the data plane. */
   snapshot(): BackendSnapshot {
-    return {
+    const snapshot = {
       address: this.address,
       drained: this.drained,
       health: this.health,
       ejected: this.ejected,
       reason: this.healthDetail.lastTransitionReason,
     };
+    // Weight 1 is left out: see BackendSnapshot.weight.
+    return this.weight === 1 ? snapshot : { ...snapshot, weight: this.weight };
   }
 }

@@ -38,6 +38,8 @@ export class Cluster {
   config: ClusterConfig;
   readonly #backends = new Map<string, Backend>();
   readonly #membership = new Map<BackendSource, Set<string>>();
+  /** Weights by source: `static` from the config's `weights`, `redis` from weight keys. */
+  readonly #weights = new Map<BackendSource, ReadonlyMap<string, number>>();
   readonly #listeners: ClusterListener[] = [];
   readonly #sink: SnapshotSink;
   #policy: string;
@@ -51,6 +53,7 @@ export class Cluster {
     this.config = config;
     this.#sink = sink;
     this.#policy = config.picker;
+    this.#weights.set("static", staticWeights(config));
     this.setMembers("static", config.backends);
   }
 
@@ -153,7 +156,17 @@ export class Cluster {
       // No checker will speak for them any more (as for members of a cluster without one).
       for (const backend of this.#backends.values()) backend.health = "healthy";
     }
+    this.#weights.set("static", staticWeights(config));
     this.setMembers("static", config.backends);
+  }
+
+  /**
+   * Replaces the weights that one source gives its members (Redis weight keys); a member's
+   * weight is the config's, else Redis's, else 1. A change goes out in the next snapshot.
+   */
+  setWeights(source: BackendSource, weights: ReadonlyMap<string, number>): void {
+    this.#weights.set(source, weights);
+    if (this.#applyWeights()) this.#changed();
   }
 
   /** Switches the policy live; in-flight calls are untouched. Throws for unknown names. */
@@ -206,7 +219,22 @@ export class Cluster {
         if (addresses.has(address)) backend.sources.add(source);
       }
     }
+    this.#applyWeights();
     this.#changed();
+  }
+
+  /** Sets every member's weight from the sources; true when any changed. */
+  #applyWeights(): boolean {
+    const configured = this.#weights.get("static");
+    const redis = this.#weights.get("redis");
+    let changed = false;
+    for (const [address, backend] of this.#backends) {
+      const weight = configured?.get(address) ?? redis?.get(address) ?? 1;
+      if (weight === backend.weight) continue;
+      backend.weight = weight;
+      changed = true;
+    }
+    return changed;
   }
 
   #addBackend(address: string): void {
@@ -241,4 +269,9 @@ export class Cluster {
       scope: panic ? "over all members regardless of health" : "over healthy members only",
     });
   }
+}
+
+/** The config's `weights` of static members, by address. */
+function staticWeights(config: ClusterConfig): ReadonlyMap<string, number> {
+  return new Map(Object.entries(config.weights ?? {}));
 }

@@ -24,6 +24,26 @@ export interface BackendSnapshot {
   readonly ejected: boolean;
   /** Why the latest health or ejection change happened, for UNAVAILABLE messages. */
   readonly reason: string | undefined;
+  /**
+   * The load-balancing weight, from the config's `weights` or the member's Redis weight key;
+   * absent means 1 (as Envoy's `load_balancing_weight`), which keeps snapshots of unweighted
+   * clusters as small as before.
+   */
+  readonly weight?: number;
+}
+
+/** The largest backend weight accepted, from config or Redis. */
+export const MAX_WEIGHT = 1_000_000;
+
+/**
+ * A weight as Redis stores it (`<set>:w:<host:port>`): a whole number from 1 to
+ * {@link MAX_WEIGHT} in decimal, surrounding spaces allowed; `undefined` for anything else.
+ */
+export function parseWeight(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (!/^[1-9][0-9]{0,6}$/.test(trimmed)) return undefined;
+  const weight = Number(trimmed);
+  return weight <= MAX_WEIGHT ? weight : undefined;
 }
 
 /** One cluster's membership and policy at one moment. */

@@ -7,6 +7,8 @@ import { z } from "zod";
 import { HOST_PORT_PATTERN, parseHost, parseHostPort } from "./address.ts";
 import { DURATION_PATTERN, parseDuration } from "./duration.ts";
 import { GRPC_STATUS_NAMES } from "../proxy/grpc_status.ts";
+import { HASH_KEY_PATTERN } from "../balancer/hash_policy.ts";
+import { MAX_WEIGHT } from "../cluster/snapshot.ts";
 
 const notHostPort = (issue: { input: unknown }) =>
   `${JSON.stringify(issue.input)} is not host:port`;
@@ -92,6 +94,42 @@ const pickFirstSchema = z.strictObject({
   shuffleAddressList: z.boolean().default(false),
   connectionDelay: positiveDurationSchema.prefault("250ms"),
 });
+
+/** The largest ring gRFC A42 (and Envoy's `maximum_ring_size`) allows: 8M entries. */
+const RING_SIZE_LIMIT = 8 * 1024 * 1024;
+
+/**
+ * `ring_hash` settings: the ring's bounds, as gRFC A42 and Envoy's `RingHashLbConfig`. The
+ * key comes from the cluster's `hashKey`.
+ */
+const ringHashSchema = z
+  .strictObject({
+    minRingSize: z.int().min(1).max(RING_SIZE_LIMIT).default(1024),
+    maxRingSize: z.int().min(1).max(RING_SIZE_LIMIT).default(4096),
+  })
+  .refine((ring) => ring.minRingSize <= ring.maxRingSize, {
+    error: "must be at least minRingSize",
+    path: ["maxRingSize"],
+  });
+
+/** `least_request` settings, as gRFC A48 (Envoy's `choice_count`, which A48 caps at 10). */
+const leastRequestSchema = z.strictObject({
+  choiceCount: z.int().min(2).max(10).default(2),
+});
+
+/**
+ * Where a cluster's request hash comes from: `header:<name>` (the header's first value) or
+ * `client_address` (the client's IP), as Envoy's hash policies.
+ */
+const hashKeySchema = z.string().regex(HASH_KEY_PATTERN, {
+  error: (issue) =>
+    `${JSON.stringify(issue.input)} is not "header:<lower-case name>" or "client_address"`,
+});
+
+/** A backend's load-balancing weight (Envoy's `load_balancing_weight`): a positive integer. */
+const weightSchema = z.int({ error: `must be a whole number from 1 to ${MAX_WEIGHT}` })
+  .min(1, { error: `must be a whole number from 1 to ${MAX_WEIGHT}` })
+  .max(MAX_WEIGHT, { error: `must be a whole number from 1 to ${MAX_WEIGHT}` });
 
 /**
  * Configured retries of calls that reached a backend, as gRPC's retry policy (gRFC A6) with
@@ -193,7 +231,13 @@ const clusterSchema = z
   .strictObject({
     picker: pickerSchema,
     pickFirst: pickFirstSchema.prefault({}),
+    ringHash: ringHashSchema.prefault({}),
+    leastRequest: leastRequestSchema.prefault({}),
+    /** The cluster's hash policy: `ring_hash` hashes it (and so may other key-based features). */
+    hashKey: hashKeySchema.optional(),
     backends: z.array(addressSchema).default([]),
+    /** Weights of static backends by `host:port`; an unlisted backend weighs 1. */
+    weights: z.record(addressSchema, weightSchema).optional(),
     discovery: discoverySchema.optional(),
     connectTimeout: positiveDurationSchema.prefault("5s"),
     tls: backendTlsSchema.optional(),
@@ -217,6 +261,24 @@ const clusterSchema = z
   .refine((cluster) => cluster.backends.length > 0 || cluster.discovery !== undefined, {
     error: "needs static backends, a discovery source, or both",
     path: ["backends"],
+  })
+  .superRefine((cluster, ctx) => {
+    const listed = new Set(cluster.backends);
+    for (const address of Object.keys(cluster.weights ?? {})) {
+      if (listed.has(address)) continue;
+      ctx.addIssue({
+        code: "custom",
+        path: ["weights", address],
+        message: "is not in backends (Redis members take their weight from Redis)",
+      });
+    }
+    if (cluster.picker === "ring_hash" && cluster.hashKey === undefined) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["hashKey"],
+        message: 'is required by ring_hash (e.g. "header:x-client-id" or "client_address")',
+      });
+    }
   });
 
 /** An HTTP field name as HTTP/2 carries it: a token in lower case (RFC 9113 §8.2.1). */

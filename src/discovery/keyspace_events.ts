@@ -10,11 +10,12 @@ const SETTING = "notify-keyspace-events";
 const ALIAS_A = "g$lshzxetd";
 
 /**
- * Keyspace flags needed: K (keyspace channel), s (SADD/SREM), g (DEL, EXPIRE), x (expiry);
- * with heartbeats also $ (SET of a heartbeat key, so a fresh heartbeat counts at once).
+ * Keyspace flags needed: K (keyspace channel), s (SADD/SREM), g (DEL, EXPIRE), x (expiry),
+ * and $ (SET of a weight key, so a new weight applies at once; and of a heartbeat key, so a
+ * fresh heartbeat counts at once).
  */
-export function requiredKeyspaceFlags(heartbeats: boolean): string {
-  return heartbeats ? "Ksgx$" : "Ksgx";
+export function requiredKeyspaceFlags(): string {
+  return "Ksgx$";
 }
 
 /** The flags of `required` that `current` does not already enable. */

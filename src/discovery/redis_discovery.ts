@@ -10,7 +10,7 @@ import type { Config, RedisConfig } from "../config/schema.ts";
 import { componentLogger } from "../log/logger.ts";
 import { redactUrl } from "../log/redact.ts";
 import { ensureKeyspaceEvents, requiredKeyspaceFlags } from "./keyspace_events.ts";
-import { heartbeatChannelPattern, keyspaceChannel } from "./keys.ts";
+import { heartbeatChannelPattern, keyspaceChannel, weightChannelPattern } from "./keys.ts";
 import { listMember, unlistMember } from "./member_writes.ts";
 import {
   clientDatabase,
@@ -202,6 +202,7 @@ export class RedisDiscovery {
         if (watch.requireHeartbeat) {
           await this.#subscriber.pSubscribe(heartbeatChannelPattern(db, watch.setKey), onEvent);
         }
+        await this.#subscriber.pSubscribe(weightChannelPattern(db, watch.setKey), onEvent);
       }
       // Changes made before the subscriptions took effect would otherwise wait for a poll.
       await this.#syncAll();
@@ -237,10 +238,9 @@ export class RedisDiscovery {
   }
 
   async #enableKeyspaceEvents(): Promise<void> {
-    const heartbeats = this.#watches.some(({ watch }) => watch.requireHeartbeat);
     let enabled: boolean;
     try {
-      const added = await ensureKeyspaceEvents(this.#client, requiredKeyspaceFlags(heartbeats));
+      const added = await ensureKeyspaceEvents(this.#client, requiredKeyspaceFlags());
       if (added !== "") log.info("enabled redis keyspace notifications {flags}", { flags: added });
       enabled = true;
     } catch (error) {

@@ -1,12 +1,14 @@
 /**
- * One cluster's view of its Redis set: reads the set (and heartbeats), and applies the
- * result to the cluster as a full-set diff. Reading is idempotent, so any trigger (startup,
- * keyspace event, poll, reconnect) simply asks for another read.
+ * One cluster's view of its Redis set: reads the set (and heartbeats, and the members'
+ * weight keys), and applies the result to the cluster as a full-set diff. Reading is
+ * idempotent, so any trigger (startup, keyspace event, poll, reconnect) simply asks for
+ * another read.
  * @module
  */
 import type { Cluster } from "../cluster/cluster.ts";
 import { componentLogger } from "../log/logger.ts";
-import { heartbeatKey } from "./keys.ts";
+import { MAX_WEIGHT, parseWeight } from "../cluster/snapshot.ts";
+import { heartbeatKey, weightKey } from "./keys.ts";
 import { NewArrivals, partitionMembers } from "./members.ts";
 import type { RedisClient } from "./redis_client.ts";
 
@@ -24,6 +26,7 @@ export class SetWatch {
   readonly maxMembers: number;
   readonly #invalid = new NewArrivals();
   readonly #withoutHeartbeat = new NewArrivals();
+  readonly #invalidWeights = new NewArrivals();
   #synced = false;
   /** True while the set is over {@link SetWatch.maxMembers}, so that is logged once. */
   #overCap = false;
@@ -61,7 +64,37 @@ export class SetWatch {
         address,
       });
     }
+    this.cluster.setWeights("redis", await this.#weights(client, live));
     this.#apply(live);
+  }
+
+  /**
+   * The members' weights from their weight keys (one MGET); a missing key means weight 1,
+   * and so does an invalid one, with a warning (once per address and value).
+   */
+  async #weights(client: RedisClient, addresses: string[]): Promise<Map<string, number>> {
+    const weights = new Map<string, number>();
+    if (addresses.length === 0) return weights;
+    const keys = addresses.map((address) => weightKey(this.setKey, address));
+    const values = await client.mGet(keys);
+    // Reported by key and value, so that a key set to another bad value is reported again.
+    const invalid = new Map<string, { key: string; value: string }>();
+    addresses.forEach((address, index) => {
+      const value = values[index];
+      if (value === null) return;
+      const weight = parseWeight(value);
+      if (weight === undefined) invalid.set(`${keys[index]}=${value}`, { key: keys[index], value });
+      else if (weight !== 1) weights.set(address, weight);
+    });
+    for (const fresh of this.#invalidWeights.update([...invalid.keys()])) {
+      log.warn("redis key {key} is not a weight (a whole number from 1 to {max}): weight 1", {
+        set: this.setKey,
+        cluster: this.cluster.name,
+        ...invalid.get(fresh)!,
+        max: MAX_WEIGHT,
+      });
+    }
+    return weights;
   }
 
   #overMaxMembers(count: number): boolean {

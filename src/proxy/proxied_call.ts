@@ -20,7 +20,7 @@
  * budget, so a dying cluster is not hammered.
  * @module
  */
-import type { PickResult } from "../balancer/types.ts";
+import type { PickInfo, PickResult } from "../balancer/types.ts";
 import { type TimerEntry, timers } from "../timer/timer_queue.ts";
 import { componentLogger } from "../log/logger.ts";
 import {
@@ -97,8 +97,11 @@ const EMPTY = new Uint8Array(0);
 /** Idle checks per `streamIdleTimeout`: the timeout fires at most a quarter late. */
 const IDLE_CHECKS = 4;
 
-/** Relays one call; construct it from the listener's stream and call {@link start}. */
-export class ProxiedCall implements StreamHandler, TimerEntry {
+/**
+ * Relays one call; construct it from the listener's stream and call {@link start}. It is
+ * also the {@link PickInfo} its picks see, so that a pick allocates nothing.
+ */
+export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
   /** See {@link TimerEntry}: the earliest of the call's timers. */
   timerAt = 0;
   /** See {@link TimerEntry}. */
@@ -114,6 +117,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   #answeredMono = 0;
   readonly #clientAddress: string;
   readonly #clientIdentity: string | undefined;
+  /** The request hash under the cluster's `hashKey`, computed once, before the first pick. */
+  #hash: number | undefined;
   #cluster: UpstreamCluster | undefined;
   #route: Route<UpstreamCluster> | undefined;
   #backend: UpstreamBackend | undefined;
@@ -199,6 +204,21 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     downstream.handler = this;
   }
 
+  /** See {@link PickInfo.method}: the call's `:path`. */
+  get method(): string {
+    return this.#path;
+  }
+
+  /** See {@link PickInfo.headers}: the request headers, after the route's rewrites. */
+  get headers(): readonly string[] {
+    return this.#requestHeaders;
+  }
+
+  /** See {@link PickInfo.hash}. */
+  get hash(): number | undefined {
+    return this.#hash;
+  }
+
   /**
    * Routes, picks a backend and starts relaying. Never throws; failures become statuses.
    * Synchronous unless no backend is ready and the call has to wait for one.
@@ -280,6 +300,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
       this.#idleTimeoutMs = policy.streamIdleTimeoutMs;
       this.#idleCheckAt = this.#startedAt + policy.streamIdleTimeoutMs / IDLE_CHECKS;
     }
+    // Once per call, retries included; only clusters with a hashKey compute anything.
+    this.#hash = cluster.requestHash(headers, this.#clientAddress);
     this.#arm();
     this.#pick();
   }
@@ -288,7 +310,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
   #pick(): void {
     const cluster = this.#cluster!;
     const previous = this.#backend;
-    const pick = previous === undefined ? cluster.pick() : cluster.pickAnother(previous);
+    const pick = previous === undefined ? cluster.pick(this) : cluster.pickAnother(previous, this);
     if (pick.kind !== "queue") {
       this.#picked(pick);
       return;
@@ -303,7 +325,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry {
     this.#pending = true;
     this.#pickWait = new AbortController();
     const waitMs = this.#deadlineAt === 0 ? cluster.config.waitForReadyTimeout : MAX_TIMER_MS;
-    cluster.waitForPick(waitMs, this.#pickWait.signal)
+    cluster.waitForPick(waitMs, this.#pickWait.signal, this)
       .then((result) => {
         this.#pickWait = undefined;
         this.#releasePending();

@@ -44,6 +44,16 @@ export class UpstreamBackend implements SubConn {
     return this.effectiveState;
   }
 
+  /** Streams in flight on this member's connections (`least_request` compares it). */
+  get activeStreams(): number {
+    return this.upstream.activeStreams;
+  }
+
+  /** The member's load-balancing weight from the latest snapshot (1 unless set). */
+  get weight(): number {
+    return this.verdict.weight ?? 1;
+  }
+
   /** Why the member cannot take calls now, or `undefined` when it can. */
   get unusableReason(): string | undefined {
     const verdict = this.verdict;

@@ -5,6 +5,7 @@
  * effective state a balancer sees folds the two.
  * @module
  */
+import { type HashKeySource, parseHashKey, requestHash } from "../balancer/hash_policy.ts";
 import { balancerFactory } from "../balancer/registry.ts";
 import {
   type Balancer,
@@ -12,6 +13,8 @@ import {
   type BalancerState,
   type ConnectivityState,
   failingPicker,
+  NO_PICK_INFO,
+  type PickInfo,
   type PickResult,
   QUEUE_PICKER,
 } from "../balancer/types.ts";
@@ -44,6 +47,8 @@ export interface UpstreamSettings {
 }
 
 interface PickWaiter {
+  /** The queued call, which picks again for itself on every new picker. */
+  readonly info: PickInfo;
   readonly resolve: (result: PickResult) => void;
   readonly timer: ReturnType<typeof setTimeout>;
 }
@@ -68,6 +73,10 @@ export class UpstreamCluster implements BalancerHost {
   #policy = "";
   /** The members the balancer was last given: the undrained ones, in membership order. */
   #eligible: readonly UpstreamBackend[] = [];
+  /** Their weights then: a change is a new member list to the balancer, as in gRPC. */
+  #eligibleWeights: readonly number[] = [];
+  /** Where request hashes come from (`hashKey`), or `undefined` for none. */
+  #hashKey: HashKeySource | undefined;
   #balancerState: BalancerState = { state: "IDLE", picker: QUEUE_PICKER };
   #panic = false;
   #closed = false;
@@ -83,6 +92,7 @@ export class UpstreamCluster implements BalancerHost {
     this.config = config;
     this.#upstream = upstream;
     this.limits = limits;
+    this.#hashKey = config.hashKey === undefined ? undefined : parseHashKey(config.hashKey);
   }
 
   /** The balancer's aggregate state. */
@@ -100,23 +110,33 @@ export class UpstreamCluster implements BalancerHost {
     this.#removed.push(callback);
   }
 
-  /** Picks a backend for a new call. */
-  pick(): PickResult {
-    return this.#balancerState.picker.pick();
+  /**
+   * The request hash of a call under the cluster's hash policy (`hashKey`), or `undefined`
+   * when the cluster has none or the call lacks the key. The relay computes it once per call
+   * and passes it back in its {@link PickInfo}.
+   */
+  requestHash(headers: PickInfo["headers"], clientAddress: string): number | undefined {
+    const source = this.#hashKey;
+    return source === undefined ? undefined : requestHash(source, headers, clientAddress);
+  }
+
+  /** Picks a backend for a new call; `info` describes the call to the picker. */
+  pick(info: PickInfo = NO_PICK_INFO): PickResult {
+    return this.#balancerState.picker.pick(info);
   }
 
   /**
    * Picks a backend for a retry: another than `previous` when the policy offers one within
    * as many picks as there are members (a `pick_first` cluster keeps its one backend).
    */
-  pickAnother(previous: UpstreamBackend): PickResult {
+  pickAnother(previous: UpstreamBackend, info: PickInfo = NO_PICK_INFO): PickResult {
     const picker = this.#balancerState.picker;
-    let result = picker.pick();
+    let result = picker.pick(info);
     for (
       let i = 1;
       i < this.#backends.size && result.kind === "complete" && result.subConn === previous;
       i++
-    ) result = picker.pick();
+    ) result = picker.pick(info);
     return result;
   }
 
@@ -135,9 +155,14 @@ export class UpstreamCluster implements BalancerHost {
 
   /**
    * Waits until the picker stops queueing, `timeoutMs` passes, or `signal` aborts (the call
-   * went away; the result is then a failure nobody reads).
+   * went away; the result is then a failure nobody reads). Every new picker picks again
+   * for the call with its own `info`.
    */
-  waitForPick(timeoutMs: number, signal?: AbortSignal): Promise<PickResult> {
+  waitForPick(
+    timeoutMs: number,
+    signal?: AbortSignal,
+    info: PickInfo = NO_PICK_INFO,
+  ): Promise<PickResult> {
     return new Promise((resolve) => {
       const settle = (result: PickResult) => {
         clearTimeout(waiter.timer);
@@ -147,6 +172,7 @@ export class UpstreamCluster implements BalancerHost {
       };
       const onAbort = () => settle({ kind: "fail", message: "the call was cancelled" });
       const waiter: PickWaiter = {
+        info,
         resolve: settle,
         timer: setTimeout(() =>
           settle({
@@ -166,7 +192,7 @@ export class UpstreamCluster implements BalancerHost {
     }
     this.#balancerState = state;
     for (const waiter of this.#waiters) {
-      const result = state.picker.pick();
+      const result = state.picker.pick(waiter.info);
       if (result.kind !== "queue") waiter.resolve(result);
     }
   }
@@ -202,8 +228,13 @@ export class UpstreamCluster implements BalancerHost {
     // States first, quietly, so that the balancer reads current ones either way.
     const changed = this.backends().filter((backend) => this.#fold(backend));
     const eligible = this.backends().filter((backend) => !backend.verdict.drained);
-    if (switched || !sameMembers(eligible, this.#eligible)) {
+    const weights = eligible.map((backend) => backend.weight);
+    if (
+      switched || !sameMembers(eligible, this.#eligible) ||
+      weights.some((weight, i) => weight !== this.#eligibleWeights[i])
+    ) {
       this.#eligible = eligible;
+      this.#eligibleWeights = weights;
       this.#balancer!.updateSubConns(eligible);
     } else {
       for (const backend of changed) this.#notify(backend);
@@ -213,7 +244,7 @@ export class UpstreamCluster implements BalancerHost {
   /**
    * Takes a reloaded config. Limits and call settings apply to new calls at once. When how
    * members connect changed (timeouts, backoff, pool size, TLS), every member gets a new
-   * pool and the old pools close once their calls finish; when the `pick_first` settings
+   * pool and the old pools close once their calls finish; when the policies' settings
    * changed, the balancer is rebuilt.
    */
   reconfigure(config: ClusterConfig, upstream: UpstreamSettings): void {
@@ -227,7 +258,10 @@ export class UpstreamCluster implements BalancerHost {
       for (const backend of this.#backends.values()) backend.upstream.close();
       this.#backends.clear();
     }
-    if (JSON.stringify(before.pickFirst) !== JSON.stringify(config.pickFirst)) this.#policy = "";
+    this.#hashKey = config.hashKey === undefined ? undefined : parseHashKey(config.hashKey);
+    if (JSON.stringify(policySettings(before)) !== JSON.stringify(policySettings(config))) {
+      this.#policy = "";
+    }
     if ((pools || this.#policy === "") && this.#snapshot) this.apply(this.#snapshot);
   }
 
@@ -250,6 +284,8 @@ export class UpstreamCluster implements BalancerHost {
     this.#balancer?.close();
     this.#balancer = factory(this, {
       pickFirst: { shuffleAddressList, connectionDelayMs: connectionDelay },
+      ringHash: this.config.ringHash,
+      leastRequest: this.config.leastRequest,
     });
     this.#policy = name;
   }
@@ -303,6 +339,11 @@ function poolSettings(config: ClusterConfig, upstream: UpstreamSettings): unknow
     upstream.connection,
     upstream.tls,
   ];
+}
+
+/** What the balancers are built from; a change rebuilds the balancer. */
+function policySettings(config: ClusterConfig): unknown {
+  return [config.pickFirst, config.ringHash, config.leastRequest];
 }
 
 function sameMembers(a: readonly UpstreamBackend[], b: readonly UpstreamBackend[]): boolean {

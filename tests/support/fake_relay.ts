@@ -330,6 +330,11 @@ export class FakeCluster {
     this.#queued.push(result);
   }
 
+  /** See {@link UpstreamCluster.requestHash}: the fake has no hash policy. */
+  requestHash(): number | undefined {
+    return undefined;
+  }
+
   /** See {@link UpstreamCluster.pick}. */
   pick(): PickResult {
     this.pickLog.push("pick");
