@@ -13,7 +13,7 @@ import { connectionOptions } from "../h2/options.ts";
 import { loadTls } from "../h2/server.ts";
 import { type BackendOutcome, OutcomeBatcher } from "../health/outcomes.ts";
 import { DataPlaneMetrics, type MetricsJson } from "../metrics/data_plane_metrics.ts";
-import type { CallObserver } from "../proxy/call_record.ts";
+import type { CallObserver, CallTracer } from "../proxy/call_record.ts";
 import type { CallContext } from "../proxy/proxied_call.ts";
 import { GrpcWebListener } from "../grpc_web/listener.ts";
 import { ProxyListener } from "../proxy/listener.ts";
@@ -66,6 +66,21 @@ export interface OutcomeSink {
   readonly deliver: (batch: BackendOutcome[]) => void;
   /** How long a batch collects calls; 0 delivers at the end of the task. */
   readonly delayMs: number;
+}
+
+/**
+ * The calls' tracer when Deno's OpenTelemetry is on. Deno 2.9 reads `OTEL_DENO` as `true` in
+ * any case (and warns about any value but `true` and `false`, leaving it off); so does this.
+ * Off, `src/tracing/` is never loaded, and a call pays one `!== undefined` check.
+ */
+async function callTracer(): Promise<CallTracer | undefined> {
+  let on = false;
+  try {
+    on = Deno.env.get("OTEL_DENO")?.toLowerCase() === "true";
+  } catch {
+    // No env permission: Deno could not read it either.
+  }
+  return on ? (await import("../tracing/call_tracer.ts")).denoCallTracer() : undefined;
 }
 
 /** The listener settings a config gives; a change in them needs a new listener. */
@@ -144,6 +159,9 @@ export class DataPlane {
   ): Promise<DataPlane> {
     const plane = new DataPlane(init, outcomes, forwardAccessLog);
     try {
+      const tracer = await callTracer();
+      plane.#grpcContext.tracer = tracer;
+      plane.#webContext.tracer = tracer;
       await plane.#configure(init, true);
     } catch (error) {
       // An address cannot be bound: undo what started, the dials included.
