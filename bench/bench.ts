@@ -9,6 +9,7 @@
  * @module
  */
 import { dirname } from "node:path";
+import { type ChartRun, writeCharts } from "./charts.ts";
 import { BENCH_USAGE, type BenchOptions, parseBenchArgs } from "./cli.ts";
 import {
   couldNotMeasure,
@@ -36,6 +37,7 @@ import { buildScenarios, connectionsHeld, type Scenario } from "./scenarios.ts";
 import { type Backends, startBackends } from "./targets/backends.ts";
 import { nginxVersion, startNginx } from "./targets/nginx.ts";
 import { type CurrentSwitchyard, startSwitchyard } from "./targets/switchyard.ts";
+import { startTracedSwitchyard } from "./targets/switchyard_traced.ts";
 import {
   directTarget,
   switchyardWorkersName,
@@ -53,6 +55,23 @@ interface Environment {
   readonly nginxVersion?: string;
   readonly fastBackendRuntime?: string;
   readonly cpus: number;
+  /** For the charts' caption: the same figures differ by 2× between machines. */
+  readonly cpuModel?: string;
+  readonly osRelease: string;
+}
+
+/** `/proc/cpuinfo`'s first `model name`; undefined where it has none (say, on arm64). */
+async function cpuModel(): Promise<string | undefined> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  return /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1].trim();
+}
+
+/** `args` as a shell command line, quoted where need be, for the record of the run. */
+function commandLine(args: readonly string[]): string {
+  const quoted = args.map((arg) =>
+    /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replaceAll("'", `'\\''`)}'`
+  );
+  return ["deno task bench", ...quoted].join(" ");
 }
 
 function wantsTarget(options: BenchOptions, kind: TargetKind): boolean {
@@ -100,6 +119,10 @@ async function startTargets(
       for (const switchyard of currentSwitchyards(options)) {
         targets.push(await startSwitchyard(backends.addresses, workDir, switchyard));
       }
+    }
+    // Tracing's cost: opt-in, it is not one of the default targets.
+    if (options.targets?.includes("switchyard-traced")) {
+      targets.push(await startTracedSwitchyard(backends.addresses, workDir));
     }
     if (wantsTarget(options, "nginx")) {
       if (nginxPath) {
@@ -167,7 +190,7 @@ async function runScenarios(
   return results;
 }
 
-async function run(options: BenchOptions): Promise<number> {
+async function run(options: BenchOptions, command: string): Promise<number> {
   const scenarios = buildScenarios(options).filter((s) => options.scenarios.includes(s.name));
   const h2loadPath = h2loadChoice(options);
   const nginxPath = findExecutable("nginx");
@@ -180,6 +203,8 @@ async function run(options: BenchOptions): Promise<number> {
     nginxVersion: nginxPath && await nginxVersion(nginxPath),
     fastBackendRuntime: backends.fastRuntime,
     cpus: navigator.hardwareConcurrency,
+    cpuModel: await cpuModel(),
+    osRelease: Deno.osRelease(),
   };
   let results: ScenarioResults;
   let idleRssByTarget: Map<TargetName, number>;
@@ -224,12 +249,14 @@ async function run(options: BenchOptions): Promise<number> {
   for (const failed of failures) {
     console.log(`FAIL ${failed.scenario} ${failed.target}: ${failed.failure}`);
   }
+  const finishedAt = new Date().toISOString();
   await Deno.mkdir(dirname(options.jsonOut), { recursive: true });
   await Deno.writeTextFile(
     options.jsonOut,
     JSON.stringify(
       {
-        finishedAt: new Date().toISOString(),
+        finishedAt,
+        command,
         options,
         environment,
         scenarios: scenarios.map(({ shape: _shape, ...rest }) => rest),
@@ -244,6 +271,19 @@ async function run(options: BenchOptions): Promise<number> {
     ) + "\n",
   );
   console.log(`\nresults: ${options.jsonOut}`);
+  if (options.charts !== undefined) {
+    const { cpuModel, cpus, osRelease, deno } = environment;
+    const chartRun: ChartRun = {
+      finishedAt,
+      command,
+      machine: { cpuModel, cpus, osRelease },
+      deno,
+      scenarios,
+      measurements,
+    };
+    const paths = await writeCharts(options.charts, chartRun);
+    console.log(`charts: ${paths.join(", ")}`);
+  }
   return failures.length > 0 ? 1 : 0;
 }
 
@@ -259,7 +299,7 @@ async function main(args: string[]): Promise<number> {
     console.log(BENCH_USAGE);
     return 0;
   }
-  return await run(options);
+  return await run(options, commandLine(args));
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

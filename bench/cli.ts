@@ -21,6 +21,9 @@ export const BENCH_USAGE = `deno task bench [options]
                       idle client connections idle_connections opens (default 1000)
   --gate-calls N      checked calls before and after each run (default 5)
   --json-out FILE     results file (default bench/results/latest.json)
+  --charts DIR        also write SVG charts of the run into DIR (created if need be):
+                      cpu-per-call.svg, calls-per-second.svg, latency.svg,
+                      stream-cpu-per-mb.svg, and charts.json (date, machine, command)
   --cpu-prof-dir DIR  run Switchyard under --cpu-prof; the profile lands in DIR on exit
   --baseline DIR      also run DIR/main.ts (e.g. from \`git archive HEAD\`, after \`deno install\`
                       there) as the target switchyard-baseline
@@ -57,6 +60,8 @@ export interface BenchOptions {
   readonly gateCalls: number;
   /** Where the JSON results go. */
   readonly jsonOut: string;
+  /** Directory to write the run's SVG charts into; no charts without it. */
+  readonly charts?: string;
   /** Directory for Switchyard's CPU profile, if profiling. */
   readonly cpuProfDir?: string;
   /** A checkout to run beside this one as `switchyard-baseline`. */
@@ -113,6 +118,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       "idle-connections": { type: "string", default: "1000" },
       "gate-calls": { type: "string", default: "5" },
       "json-out": { type: "string", default: DEFAULT_JSON_OUT },
+      charts: { type: "string" },
       "cpu-prof-dir": { type: "string" },
       baseline: { type: "string" },
       workers: { type: "string" },
@@ -123,6 +129,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
   if (!["auto", "h2load", "builtin"].includes(load)) {
     throw new Error("--load: expected auto, h2load or builtin");
   }
+  if (values.charts === "") throw new Error("--charts: expected a directory");
   return {
     durationS: positive("duration", values.duration, false),
     warmupS: positive("warmup", values.warmup, false, true),
@@ -137,6 +144,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     idleConnections: positive("idle-connections", values["idle-connections"], true),
     gateCalls: positive("gate-calls", values["gate-calls"], true),
     jsonOut: values["json-out"],
+    charts: values.charts,
     cpuProfDir: values["cpu-prof-dir"],
     baselineDir: values.baseline,
     workers: values.workers === undefined ? undefined : workerCounts(values.workers),

@@ -34,8 +34,11 @@ function ratio(numerator: number | undefined, denominator: number | undefined): 
   return numerator / denominator;
 }
 
-/** The CPU figure that matters for a scenario kind. */
-function cpuFigure(measurement: Measurement, kind: Scenario["kind"]): number | undefined {
+/**
+ * The proxy CPU figure that matters for a scenario kind: ms per MB for streaming, µs per call
+ * otherwise. The charts draw the same figure the ratios compare.
+ */
+export function cpuFigure(measurement: Measurement, kind: Scenario["kind"]): number | undefined {
   return kind === "streaming" ? measurement.proxyCpuMsPerMB : measurement.proxyCpuUsPerCall;
 }
 

@@ -20,11 +20,20 @@ export interface Child {
   stop(): Promise<Deno.CommandStatus>;
 }
 
-/** Starts `command args` with stdout and stderr captured into {@link Child.output}. */
-export function spawnChild(command: string, args: string[], cwd?: string): Child {
+/**
+ * Starts `command args` with stdout and stderr captured into {@link Child.output}, with `env`
+ * added to the environment.
+ */
+export function spawnChild(
+  command: string,
+  args: string[],
+  cwd?: string,
+  env?: Record<string, string>,
+): Child {
   const child = new Deno.Command(command, {
     args,
     cwd,
+    env,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

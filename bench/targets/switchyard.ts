@@ -8,6 +8,7 @@
  */
 import { join, resolve } from "node:path";
 import { freePort } from "../../tests/support/harness.ts";
+import { GRPC_STATUS_NAMES, type GrpcStatusName } from "../../src/proxy/grpc_status.ts";
 import type { CallLedger, StatusCounts } from "../ledger.ts";
 import type { CallProtocol } from "../scenarios.ts";
 import { spawnChild, waitForOutput } from "./child.ts";
@@ -23,6 +24,8 @@ export interface CurrentSwitchyard {
   readonly workers: number;
   /** Directory for a `.cpuprofile`, written when the proxy exits; no profiling without it. */
   readonly cpuProfDir?: string;
+  /** Environment variables added to the proxy's (`OTEL_*` for `switchyard-traced`). */
+  readonly env?: Record<string, string>;
 }
 
 /**
@@ -76,7 +79,8 @@ const CALLS_SAMPLE = /^switchyard_calls_total\{(.*)\} (\S+)$/gm;
 const LABEL = /(\w+)="((?:[^"\\]|\\.)*)"/g;
 
 /**
- * `switchyard_calls_total` from a Prometheus exposition, summed by `grpc_status`: every
+ * `switchyard_calls_total` from a Prometheus exposition, summed by `grpc_status` (as a code,
+ * whether the checkout labels it by code or by name): every
  * sample, or only those whose `protocol` label is `protocol` when given (a checkout older
  * than gRPC-Web has no such label).
  */
@@ -85,8 +89,11 @@ export function callsByStatus(exposition: string, protocol?: CallProtocol): Stat
   for (const [, labelText, value] of exposition.matchAll(CALLS_SAMPLE)) {
     const labels = new Map([...labelText.matchAll(LABEL)].map(([, name, text]) => [name, text]));
     if (protocol !== undefined && labels.get("protocol") !== protocol) continue;
-    const status = labels.get("grpc_status");
-    if (status === undefined) continue;
+    const label = labels.get("grpc_status");
+    if (label === undefined) continue;
+    // The ledger counts by code; checkouts since the metrics issue label statuses by name.
+    const code = GRPC_STATUS_NAMES.indexOf(label as GrpcStatusName);
+    const status = code < 0 ? label : String(code);
     counts.set(status, (counts.get(status) ?? 0) + Number(value));
   }
   return counts;
@@ -131,6 +138,7 @@ export async function startSwitchyard(
     Deno.execPath(),
     ["run", "-A", ...profiling, join(root, "main.ts"), "--config", configFile],
     root,
+    baseline ? undefined : options.env,
   );
   try {
     await waitForOutput(child, /"listening on/);

@@ -8,9 +8,16 @@ import type { BackendKind } from "../scenarios.ts";
 
 /**
  * Every target `--targets` selects, in table order; `switchyard` also selects every
- * `switchyard-w<N>` that `--workers` runs in its place.
+ * `switchyard-w<N>` that `--workers` runs in its place. `switchyard-traced` (Switchyard with
+ * Deno's OpenTelemetry on, see `switchyard_traced.ts`) runs only when `--targets` names it.
  */
-export const TARGET_NAMES = ["direct", "switchyard-baseline", "switchyard", "nginx"] as const;
+export const TARGET_NAMES = [
+  "direct",
+  "switchyard-baseline",
+  "switchyard",
+  "switchyard-traced",
+  "nginx",
+] as const;
 
 /** A target `--targets` selects. */
 export type TargetKind = typeof TARGET_NAMES[number];
