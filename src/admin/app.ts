@@ -5,7 +5,7 @@
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import denoJson from "../../deno.json" with { type: "json" };
+import { VERSION } from "../version.ts";
 import type { ProxyMetrics } from "../metrics/metrics.ts";
 import type { AdminTarget } from "./target.ts";
 import { requireBearer } from "./auth.ts";
@@ -16,10 +16,12 @@ import { renderStatusPage } from "./pages/status_page.ts";
 import { createAdminRouter } from "./router.ts";
 import type { ErrorBody } from "./schemas.ts";
 import { refuseCrossOriginMutations } from "./same_origin.ts";
+import { SeriesSampler } from "./series.ts";
 import { clusterRoutes } from "./routes/clusters.ts";
 import { configRoutes } from "./routes/config.ts";
 import { lifecycleRoutes } from "./routes/lifecycle.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { seriesRoutes } from "./routes/series.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
 /** What the admin application is built from. */
@@ -28,6 +30,11 @@ export interface AdminAppOptions {
   readonly token: string | undefined;
   /** The metrics `/metrics` exposes. */
   readonly metrics: ProxyMetrics;
+  /**
+   * The sampler `/clusters/{name}/series` reads; its owner starts and stops it. Without one,
+   * an idle sampler answers: known clusters, no points.
+   */
+  readonly series?: SeriesSampler;
 }
 
 // The status page shell holds no data (its script fetches /clusters with the token), so a
@@ -51,7 +58,7 @@ const OPENAPI_INFO = {
   openapi: "3.1.0",
   info: {
     title: "Switchyard admin API",
-    version: denoJson.version,
+    version: VERSION,
     description: "Inspect and change a running Switchyard proxy.",
   },
 };
@@ -74,6 +81,7 @@ export function createAdminApp(switchyard: AdminTarget, options: AdminAppOptions
   app.get("/", (c) => c.html(renderStatusPage()));
   app.route("/", lifecycleRoutes(switchyard));
   app.route("/", clusterRoutes(switchyard));
+  app.route("/", seriesRoutes(switchyard, options.series ?? new SeriesSampler(switchyard)));
   app.route("/", configRoutes(switchyard));
   app.route("/", metricsRoutes(options.metrics));
   app.route("/", workerRoutes(switchyard));

@@ -179,3 +179,71 @@ export const workerSchema = z
     }),
   })
   .openapi("Worker");
+
+/**
+ * A backend's state at one sample of `/clusters/{name}/series`: the operator's drain, then
+ * passive ejection, then a failed active health check, else its connectivity as in
+ * `/clusters` (the most usable over workers).
+ */
+export const seriesBackendStateSchema = z.enum([
+  "READY",
+  "CONNECTING",
+  "IDLE",
+  "TRANSIENT_FAILURE",
+  "UNHEALTHY",
+  "EJECTED",
+  "DRAINED",
+]);
+
+/** One backend's state at one sample. */
+export type SeriesBackendState = z.infer<typeof seriesBackendStateSchema>;
+
+/** `GET /clusters/{name}/series`: the cluster's recent history, oldest point first. */
+export const clusterSeriesSchema = z
+  .object({
+    cluster: z.string().openapi({ example: "echo" }),
+    intervalMs: z.int().openapi({
+      description: "Time between samples (admin.seriesInterval); each point covers one.",
+      example: 5000,
+    }),
+    capacity: z.int().openapi({
+      description: "Points kept: older ones are dropped (180 × 5 s = 15 minutes).",
+      example: 180,
+    }),
+    latencyBucketsSeconds: z.array(z.number()).openapi({
+      description: "Upper bounds of the duration buckets the percentiles are estimated from " +
+        "(linear interpolation inside a bucket, as Prometheus' histogram_quantile); the last " +
+        "bucket, past the last bound, answers that bound.",
+    }),
+    points: z.array(
+      z.object({
+        at: z.string().openapi({ description: "ISO time of the sample." }),
+        calls: z.int().openapi({ description: "Calls that finished during the interval." }),
+        errors: z.int().openapi({ description: "Of those, calls with a non-OK status." }),
+        callsPerSecond: z.number(),
+        errorRate: z.number().nullable().openapi({
+          description: "errors / calls, from 0 to 1; null without calls.",
+        }),
+        p50Seconds: z.number().nullable().openapi({ description: "Null without calls." }),
+        p99Seconds: z.number().nullable().openapi({ description: "Null without calls." }),
+      }).openapi("SeriesPoint"),
+    ),
+    backends: z.array(
+      z.object({
+        address: z.string().openapi({ example: "127.0.0.1:50051" }),
+        calls: z.array(z.int().nullable()).openapi({
+          description: "Calls sent to it during each point's interval (retries included); " +
+            "one entry per point, null before it joined.",
+        }),
+        share: z.array(z.number().nullable()).openapi({
+          description: "Its share (0 to 1) of the calls sent to backends in each interval; " +
+            "null when none were.",
+        }),
+        state: z.array(seriesBackendStateSchema.nullable()),
+      }).openapi("SeriesBackend"),
+    ).openapi({ description: "Current members, their arrays aligned with points." }),
+  })
+  .openapi("ClusterSeries");
+
+/** A cluster's series. */
+export type ClusterSeriesView = z.infer<typeof clusterSeriesSchema>;

@@ -432,6 +432,13 @@ const adminSchema = z.strictObject({
   tokenEnv: z.string().default("SWITCHYARD_ADMIN_TOKEN"),
   /** Extra `Host` names the admin API answers to, besides loopback and the listen host. */
   allowedHosts: z.array(hostSchema).optional(),
+  /**
+   * How often the status page's history is sampled (one stats round each); 180 samples are
+   * kept, so 5 s shows 15 minutes. Below 100 ms the sampling itself would be the load.
+   */
+  seriesInterval: durationSchema
+    .refine((ms) => ms >= 100 && ms <= 60_000, { error: "must be from 100ms to 1m" })
+    .prefault("5s"),
 });
 
 /** TLS for the downstream listener (ALPN `h2`); with `clientCa`, clients authenticate (mTLS). */

@@ -22,6 +22,21 @@ const STYLE = `
     font-size: 0.8rem; font-weight: 600; color: #fff; background: #7a8496; }
   .ok { background: #1f9d55; } .warn { background: #d69e2e; } .bad { background: #d64545; }
   .off { background: #5a67d8; } .muted { color: #7a8496; }
+  .charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr));
+    gap: 0.6rem 1.2rem; margin: 0.6rem 0; }
+  .chart { margin: 0; }
+  .chart figcaption { font-size: 0.85rem; margin-bottom: 0.2rem; }
+  .chart svg { display: block; width: 100%; height: auto; }
+  svg .tick { font-size: 10px; fill: #5b6474; }
+  .key { white-space: nowrap; font-size: 0.85rem; }
+  .key::before { content: ""; display: inline-block; width: 0.7em; height: 0.7em;
+    border-radius: 2px; margin-right: 0.3em; background: var(--key); }
+  .share { display: inline-block; vertical-align: middle; width: 7rem; height: 0.7rem;
+    margin-right: 0.5rem; border-radius: 3px; overflow: hidden; background: #eceff3; }
+  .share span { display: block; height: 100%; background: #2b6cb0; }
+  .timeline { display: block; width: 100%; min-width: 12rem; height: 16px; }
+  table.history td:last-child { width: 55%; }
+  .legend { font-size: 0.8rem; margin: 0.3rem 0 0.4rem; }
 `;
 
 /** Rendered HTML, as Hono's `html` template tag produces it. */
