@@ -6,7 +6,7 @@
  * @module
  */
 import embeddedConfig from "./config.json" with { type: "json" };
-import denoJson from "./deno.json" with { type: "json" };
+import { VERSION } from "./src/version.ts";
 import { registeredPolicies } from "./src/balancer/registry.ts";
 import { checkStartable, configSummary, printableConfig } from "./src/check.ts";
 import {
@@ -64,7 +64,7 @@ async function run(options: RunOptions): Promise<number> {
   const { config, tls, warnings } = await load(options);
   configureLogging(config.log.level);
   const source = options.config ?? "(embedded config.json)";
-  log.info("starting switchyard {version} with {source}", { version: denoJson.version, source });
+  log.info("starting switchyard {version} with {source}", { version: VERSION, source });
   for (const warning of warnings) log.warn("config: {warning}", { warning });
   const debugHooks = Deno.env.get("SWITCHYARD_DEBUG_HOOKS") === "1";
   // SIGHUP reloads, as for NGINX and Caddy; its default action would end the process, so it
@@ -77,6 +77,15 @@ async function run(options: RunOptions): Promise<number> {
     }
     log.info("received SIGHUP: reloading {source}", { source });
     void running.reload();
+  });
+  // SIGUSR1 reopens the access-log file (logrotate's postrotate); its default action would
+  // end the process too. The data planes log the outcome.
+  Deno.addSignalListener("SIGUSR1", () => {
+    if (running === undefined) {
+      log.warn("received SIGUSR1 while starting: ignored");
+      return;
+    }
+    void running.dataPlanes.reopenAccessLog();
   });
   const proxy = await Switchyard.start(config, tls, {
     logLevel: config.log.level,
@@ -141,7 +150,7 @@ async function main(args: string[]): Promise<number> {
         console.log(USAGE);
         return 0;
       case "version":
-        console.log(`switchyard ${denoJson.version} (deno ${Deno.version.deno})`);
+        console.log(`switchyard ${VERSION} (deno ${Deno.version.deno})`);
         return 0;
       case "register":
         configureLogging("info");

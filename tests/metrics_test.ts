@@ -276,6 +276,56 @@ async function seriesOf(proxy: ProxyProcess, backend: string): Promise<Sample[]>
 }
 
 Deno.test(
+  "a cluster a reload removes leaves /metrics with all of its series",
+  GRPC_JS,
+  async () => {
+    const backend = await startTestBackend("b1");
+    try {
+      // Two clusters over one backend; the Echo method routes to "gone".
+      const both = {
+        drain: { timeout: "5s" },
+        clusters: { gone: { backends: [backend.address] }, kept: { backends: [backend.address] } },
+        routes: [
+          { method: TestMethod.echo, cluster: "gone" },
+          { service: "test.Test", cluster: "kept" },
+        ],
+      };
+      const proxy = await startAdminProxy(both);
+      try {
+        const clusterSeries = async (name: string) =>
+          parsePrometheusText((await adminRequest(proxy, "/metrics")).body).filter((sample) =>
+            sample.labels.cluster === name
+          );
+        await makeCalls(proxy.address);
+        await waitFor(
+          async () =>
+            (await clusterSeries("gone")).some((sample) =>
+              sample.name === "switchyard_calls_total"
+            ),
+          { what: "calls counted for cluster gone" },
+        );
+        const { gone: _gone, ...kept } = both.clusters;
+        await proxy.writeConfig({
+          ...both,
+          clusters: kept,
+          routes: [{ service: "test.Test", cluster: "kept" }],
+        });
+        const reloaded = await adminRequest(proxy, "/reload", { method: "POST" });
+        assert.equal(reloaded.status, 200, JSON.stringify(reloaded.body));
+        await waitFor(async () => (await clusterSeries("gone")).length === 0, {
+          what: "every series of the removed cluster to go",
+        });
+        assert.ok((await clusterSeries("kept")).length > 0, "the other cluster's stay");
+      } finally {
+        await proxy.stop();
+      }
+    } finally {
+      await backend.stop();
+    }
+  },
+);
+
+Deno.test(
   "a backend that leaves its cluster leaves the per-call metrics too",
   GRPC_JS,
   async () => {
@@ -354,6 +404,53 @@ Deno.test(
       await reader.status;
       await backend.stop();
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+Deno.test(
+  "HTTP/2 RST_STREAM and GOAWAY frames are counted by peer, direction and code",
+  GRPC_JS,
+  async () => {
+    const backend = await startTestBackend("b1");
+    try {
+      const proxy = await startAdminProxy(clusterConfig([backend.address]));
+      try {
+        // A cancelled call: the client resets it, and the proxy resets the backend's stream.
+        const client = testClient(proxy.address);
+        try {
+          let call: grpc.ClientUnaryCall | undefined;
+          const cancelled = expectServiceError(
+            unaryCall(client, TestMethod.hang, undefined, { onCall: (c) => call = c }),
+          );
+          await waitFor(() => backend.hangs.length === 1, {
+            what: "the call to reach the backend",
+          });
+          call!.cancel();
+          assert.equal((await cancelled).code, grpc.status.CANCELLED);
+          await waitFor(() => backend.hangs[0].cancelled, {
+            what: "the backend to see the cancel",
+          });
+        } finally {
+          client.close();
+        }
+        const resets = (labels: Record<string, string>) => async () =>
+          sumSamples(
+            parsePrometheusText(String((await adminRequest(proxy, "/metrics")).body)),
+            "switchyard_http2_resets_total",
+            labels,
+          ) > 0;
+        await waitFor(resets({ peer: "client", direction: "received", code: "CANCEL" }), {
+          what: "the client's RST_STREAM to be counted",
+        });
+        await waitFor(resets({ peer: "upstream", direction: "sent", code: "CANCEL" }), {
+          what: "the proxy's RST_STREAM to the backend to be counted",
+        });
+      } finally {
+        await proxy.stop();
+      }
+    } finally {
+      await backend.stop();
     }
   },
 );

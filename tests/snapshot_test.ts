@@ -116,6 +116,7 @@ function upstreamCluster(): UpstreamCluster {
     maxConnectionsPerBackend: 1,
     dialGate: new DialGate(8),
     tls: undefined,
+    dialObserver: undefined,
   }, limits);
 }
 

@@ -6,7 +6,10 @@ import assert from "node:assert/strict";
 import { parseDuration } from "../src/config/duration.ts";
 import { redactUrl } from "../src/log/redact.ts";
 import { formatGrpcTimeout, parseGrpcTimeout } from "../src/proxy/deadline.ts";
+import { durationBucket } from "../src/dataplane/stats.ts";
+import { frameCountIndex, frameCountsOf } from "../src/h2/frame_counts.ts";
 import {
+  decodeGrpcMessage,
   encodeGrpcMessage,
   GrpcStatus,
   isGrpcContentType,
@@ -99,4 +102,33 @@ Deno.test("redactUrl: the password, or a lone username, never shows", () => {
   ];
   for (const [url, redacted] of cases) assert.equal(redactUrl(url), redacted, url);
   assert.doesNotMatch(redactUrl("not a url: secret"), /secret/);
+});
+
+Deno.test("grpc-message: percent-decoding undoes encoding, and keeps malformed escapes", () => {
+  const message = "100% ça va / done\n";
+  assert.equal(decodeGrpcMessage(encodeGrpcMessage(message)), message);
+  assert.equal(decodeGrpcMessage("plain"), "plain");
+  assert.equal(decodeGrpcMessage("bad %zz escape"), "bad %zz escape");
+});
+
+Deno.test("duration buckets: a value on a bound falls in that bound's bucket", () => {
+  assert.equal(durationBucket(0), 0);
+  assert.equal(durationBucket(0.00005), 0);
+  assert.equal(durationBucket(0.00006), 1);
+  assert.equal(durationBucket(60), 18);
+  assert.equal(durationBucket(61), 19);
+});
+
+Deno.test("HTTP/2 frame counts: slots by peer, direction and code; unknown codes are OTHER", () => {
+  const counts = new Float64Array(64);
+  counts[frameCountIndex(true, false, 0x8)] += 2; // CANCEL from a client
+  counts[frameCountIndex(false, true, 0x8)]++; // CANCEL to a backend
+  counts[frameCountIndex(false, false, 0xff)]++; // an undefined code from a backend
+  counts[frameCountIndex(true, true, 0xe)]++; // the first code past HTTP_1_1_REQUIRED
+  assert.deepEqual(frameCountsOf(counts), [
+    { peer: "client", direction: "sent", code: "OTHER", count: 1 },
+    { peer: "client", direction: "received", code: "CANCEL", count: 2 },
+    { peer: "upstream", direction: "sent", code: "CANCEL", count: 1 },
+    { peer: "upstream", direction: "received", code: "OTHER", count: 1 },
+  ]);
 });

@@ -9,6 +9,7 @@ import { DURATION_PATTERN, parseDuration } from "./duration.ts";
 import { GRPC_STATUS_NAMES } from "../proxy/grpc_status.ts";
 import { HASH_KEY_PATTERN } from "../balancer/hash_policy.ts";
 import { MAX_WEIGHT } from "../cluster/snapshot.ts";
+import { ACCESS_LOG_FIELDS } from "../access_log/format.ts";
 
 const notHostPort = (issue: { input: unknown }) =>
   `${JSON.stringify(issue.input)} is not host:port`;
@@ -528,6 +529,16 @@ const accessLogSchema = z.strictObject({
   path: z.string().default("stdout"),
   /** Bytes of lines held for a sink that does not keep up; past it lines are dropped. */
   maxBufferedBytes: z.int().min(65_536).default(4 * 1024 * 1024),
+  /** The fields each line carries, in this order; unset, every field in the documented order. */
+  fields: z
+    .array(z.enum(ACCESS_LOG_FIELDS, {
+      error: (issue) => `${JSON.stringify(issue.input)} is not an access-log field`,
+    }))
+    .min(1, { error: "name at least one field, or leave fields out for all" })
+    .refine((fields) => new Set(fields).size === fields.length, {
+      error: "names a field twice",
+    })
+    .optional(),
 });
 
 /** An HTTP field name (RFC 9110 §5.1: a token). */

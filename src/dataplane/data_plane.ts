@@ -117,6 +117,8 @@ export class DataPlane {
   #listener: ProxyListener | undefined;
   #grpcWeb: GrpcWebListener | undefined;
   #accessLog: AccessLog | undefined;
+  /** Lines the access logs before `#accessLog` dropped: the metric counts every log's. */
+  #accessLogDroppedBefore = 0;
   /** Listeners replaced by a reload, still draining their connections. */
   readonly #retiring = new Set<Promise<void>>();
 
@@ -136,6 +138,7 @@ export class DataPlane {
     this.#metrics = new DataPlaneMetrics(
       this.#clusters,
       init.config.metrics.workerLabel ? String(init.worker) : undefined,
+      () => this.accessLogDropped,
     );
     const router = new Router<UpstreamCluster>([], {}, () => undefined!);
     const onStart = this.#metrics.observeStart;
@@ -209,6 +212,8 @@ export class DataPlane {
       if (added.has(snapshot.cluster)) this.#clusters.get(snapshot.cluster)!.apply(snapshot);
     }
     const retiredLog = reopenLog ? this.#accessLog : undefined;
+    // No call logs to the retired log from now on: its drops are final.
+    this.#accessLogDroppedBefore += retiredLog?.dropped ?? 0;
     this.#accessLog = accessLog;
     const observers: CallObserver[] = [this.#metrics.observeCall];
     const detected = Object.entries(config.clusters)
@@ -287,6 +292,7 @@ export class DataPlane {
       connection: connectionOptions(config.http2, "client"),
       maxConnectionsPerBackend: config.http2.upstream.maxConnectionsPerBackend,
       dialGate: this.#dialGate,
+      dialObserver: this.#metrics.dials,
     };
     for (const [name, settings] of Object.entries(config.clusters)) {
       const tls = backendTls(settings.tls, change.tls.clusters[name]);
@@ -311,11 +317,24 @@ export class DataPlane {
   }
 
   #openAccessLog(config: DataPlaneConfig): Promise<AccessLog | undefined> | undefined {
-    const { enabled, path, maxBufferedBytes } = config.accessLog;
+    const { enabled, path, maxBufferedBytes, fields } = config.accessLog;
     if (!enabled) return undefined;
     return this.#forwardAccessLog && path === STDOUT_PATH
-      ? Promise.resolve(AccessLog.forwarding(this.#forwardAccessLog, maxBufferedBytes))
-      : AccessLog.open(path, maxBufferedBytes);
+      ? Promise.resolve(AccessLog.forwarding(this.#forwardAccessLog, maxBufferedBytes, fields))
+      : AccessLog.open(path, maxBufferedBytes, fields);
+  }
+
+  /**
+   * Opens the access-log file again at its path (SIGUSR1, after logrotate moved it), once
+   * the lines buffered so far are written to the old one. Nothing to do for stdout.
+   */
+  reopenAccessLog(): Promise<void> {
+    return this.#accessLog?.reopen() ?? Promise.resolve();
+  }
+
+  /** Access-log lines dropped because the sink did not keep up, over the data plane's life. */
+  get accessLogDropped(): number {
+    return this.#accessLogDroppedBefore + (this.#accessLog?.dropped ?? 0);
   }
 
   /** Applies the control plane's latest snapshots. */
@@ -380,6 +399,7 @@ export class DataPlane {
   async close(): Promise<void> {
     await this.drain(0);
     for (const cluster of this.#clusters.values()) cluster.close();
+    this.#metrics.close();
     await this.#accessLog?.close();
   }
 }

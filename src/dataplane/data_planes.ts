@@ -82,6 +82,8 @@ export class DataPlanes implements SnapshotSink {
   #workers = 0;
   /** The `maxBufferedBytes` `#stdoutLog` was opened with. */
   #stdoutLogBytes: number | undefined;
+  /** Lines the stdout logs before `#stdoutLog` dropped. */
+  #stdoutDroppedBefore = 0;
 
   /** See {@link SnapshotSink.publish}: the snapshot goes to every data plane. */
   publish(snapshot: ClusterSnapshot): void {
@@ -214,7 +216,46 @@ export class DataPlanes implements SnapshotSink {
     const old = this.#stdoutLog;
     this.#stdoutLog = wanted === undefined ? undefined : await AccessLog.open(STDOUT_PATH, wanted);
     this.#stdoutLogBytes = wanted;
+    // Batches go to the new log from now on: the old one's drops are final.
+    this.#stdoutDroppedBefore += old?.dropped ?? 0;
     await old?.close();
+  }
+
+  /**
+   * Access-log lines the main thread dropped writing the workers' batches to stdout, over
+   * the process's life (each data plane counts the lines it dropped itself).
+   */
+  accessLogDropped(): number {
+    return this.#stdoutDroppedBefore + (this.#stdoutLog?.dropped ?? 0);
+  }
+
+  /**
+   * Has every data plane open the access-log file again at its path, once what it buffered
+   * is written to the old one (SIGUSR1, after logrotate moved the file away); logs one line.
+   * Stdout needs no reopen. A worker that is restarting opens the path anyway as it starts.
+   */
+  async reopenAccessLog(): Promise<void> {
+    const { enabled, path } = this.#current?.config.accessLog ?? {};
+    if (!enabled || path === STDOUT_PATH) {
+      log.info("access log reopen: the access log is not a file; nothing to reopen");
+      return;
+    }
+    const handles = this.#handles;
+    const results = await Promise.allSettled(handles.map((handle) => handle.reopenAccessLog()));
+    const failed = results.flatMap((result, i) =>
+      result.status === "rejected" ? [`worker ${handles[i].worker}: ${String(result.reason)}`] : []
+    );
+    if (failed.length > 0) {
+      log.error("access log {path} not reopened, still writing to the old file: {errors}", {
+        path,
+        errors: failed.join("; "),
+      });
+      return;
+    }
+    log.info("access log {path} reopened by {dataPlanes} data planes", {
+      path,
+      dataPlanes: handles.length,
+    });
   }
 
   /** Slots for `config`'s clusters: a cluster keeps its slot across reloads. */

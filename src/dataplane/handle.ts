@@ -30,6 +30,11 @@ export interface DataPlaneHandle {
   usableClusters(): Promise<string[]>;
   /** Its metric series. */
   metrics(): Promise<MetricsJson>;
+  /**
+   * Opens its access-log file again at its path, after writing what it buffered to the old
+   * one; rejects when the path cannot be opened (it keeps writing to the old file).
+   */
+  reopenAccessLog(): Promise<void>;
   /** Drains its listener, waiting up to `timeoutMs` for in-flight calls. */
   drain(timeoutMs: number): Promise<void>;
   /** Closes its backend connections and access log, and stops it for good. */
@@ -82,6 +87,11 @@ export class LocalDataPlane implements DataPlaneHandle {
   /** See {@link DataPlaneHandle.metrics}. */
   metrics(): Promise<MetricsJson> {
     return this.#plane.metrics();
+  }
+
+  /** See {@link DataPlaneHandle.reopenAccessLog}. */
+  reopenAccessLog(): Promise<void> {
+    return this.#plane.reopenAccessLog();
   }
 
   /** See {@link DataPlaneHandle.drain}. */

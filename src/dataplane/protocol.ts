@@ -34,6 +34,8 @@ export interface Requests {
   usable: { readonly args: undefined; readonly result: string[] };
   /** Report metric series. */
   metrics: { readonly args: undefined; readonly result: MetricsJson };
+  /** Open the access-log file again at its path (SIGUSR1, after logrotate moved it). */
+  reopenAccessLog: { readonly args: undefined; readonly result: void };
   /** Drain the listener, waiting up to this many milliseconds. */
   drain: { readonly args: number; readonly result: void };
   /** Close every backend connection and the access log. */

@@ -34,6 +34,8 @@ async function answer(plane: DataPlane, request: RequestMessage) {
       return plane.usableClusters();
     case "metrics":
       return await plane.metrics();
+    case "reopenAccessLog":
+      return await plane.reopenAccessLog();
     case "drain":
       return await plane.drain(request.args as Requests["drain"]["args"]);
     case "close":

@@ -156,6 +156,20 @@ export class WorkerDataPlane implements DataPlaneHandle {
     return this.#request("metrics", undefined);
   }
 
+  /**
+   * See {@link DataPlaneHandle.reopenAccessLog}. A worker that is gone needs nothing: its
+   * successor opens the path as it starts. One still starting may have opened the file
+   * before it was moved, so it is asked too (it answers once it is built).
+   */
+  async reopenAccessLog(): Promise<void> {
+    if (this.#thread === undefined) return;
+    try {
+      await this.#request("reopenAccessLog", undefined, STARTUP_TIMEOUT_MS, !this.#listening);
+    } catch (error) {
+      if (!(error instanceof WorkerGone)) throw error;
+    }
+  }
+
   /** See {@link DataPlaneHandle.drain}. From now on a worker that dies is not restarted. */
   async drain(timeoutMs: number): Promise<void> {
     this.#draining = true;

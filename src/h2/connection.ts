@@ -36,6 +36,7 @@ import {
   writeSettings,
   writeWindowUpdate,
 } from "./frame.ts";
+import { frameCountIndex, goawayCounts, resetCounts } from "./frame_counts.ts";
 import { requestHeadersProblem, responseHeadersProblem, trailersProblem } from "./header_rules.ts";
 import { HpackDecoder, HpackError } from "./hpack/decoder.ts";
 import { HpackEncoder } from "./hpack/encoder.ts";
@@ -393,6 +394,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
     this.#closing = true;
     if (this.#isServer && this.#peerSettingsSeen) {
       writeGoaway(this.#out, MAX_STREAM_ID, ErrorCode.NO_ERROR, "draining");
+      goawayCounts[frameCountIndex(true, true, ErrorCode.NO_ERROR)]++;
       writePing(this.#out, false, DRAIN_PING, 0);
       this.#drainPhase = 1;
       this.#drainDeadline = Date.now() + this.#options.settingsTimeoutMs;
@@ -473,8 +475,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
     if (stream.closed) return;
     if (stream.id !== 0) {
       if (provoked) this.#writeControl();
-      writeRstStream(this.#out, stream.id, code);
-      this.#rememberReset(stream.id);
+      this.#writeReset(stream.id, code);
       this.#markDirty();
       if (!this.#isServer && !this.#closing && this.#overResetBudget()) {
         this.#retire(
@@ -703,8 +704,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
       ) return;
       // A client sending on a stream it closed itself: a stream error (§5.1, closed).
       this.#writeControl();
-      writeRstStream(this.#out, streamId, ErrorCode.STREAM_CLOSED);
-      this.#rememberReset(streamId);
+      this.#writeReset(streamId, ErrorCode.STREAM_CLOSED);
       this.#markDirty();
       return;
     }
@@ -868,8 +868,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
       // RFC 9113 §5.1.2: over the advertised limit is a stream error; REFUSED_STREAM tells the
       // client the request was not processed and may be retried.
       this.#writeControl();
-      writeRstStream(this.#out, streamId, ErrorCode.REFUSED_STREAM);
-      this.#rememberReset(streamId);
+      this.#writeReset(streamId, ErrorCode.REFUSED_STREAM);
       this.#markDirty();
       return;
     }
@@ -963,9 +962,10 @@ export class H2Connection implements StreamOwner, TimerEntry {
     if (this.#isIdle(streamId)) {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${streamId}`);
     }
+    const code = readUint32(this.#readBuffer, start);
+    resetCounts[frameCountIndex(this.#isServer, false, code)]++;
     const stream = this.#streams.get(streamId);
     if (stream === undefined) return; // already closed: nothing to do (§5.1)
-    const code = readUint32(this.#readBuffer, start);
     if (this.#isServer && !stream.headersDone && this.#overResetBudget()) {
       throw new ConnectionError(
         ErrorCode.ENHANCE_YOUR_CALM,
@@ -1112,6 +1112,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
     const bytes = this.#readBuffer;
     const lastStreamId = readUint32(bytes, start) & 0x7fffffff;
     const code = readUint32(bytes, start + 4);
+    goawayCounts[frameCountIndex(this.#isServer, false, code)]++;
     const first = !this.#goawayReceived;
     this.#goawayReceived = true;
     this.#peerLastStreamId = lastStreamId;
@@ -1176,6 +1177,13 @@ export class H2Connection implements StreamOwner, TimerEntry {
   #isIdle(streamId: number): boolean {
     const peerInitiated = ((streamId & 1) === 1) === this.#isServer;
     return peerInitiated ? streamId > this.#lastPeerStreamId : streamId >= this.#nextStreamId;
+  }
+
+  /** Writes RST_STREAM, remembering the stream (see {@link #wasResetByUs}) and counting it. */
+  #writeReset(streamId: number, code: number): void {
+    writeRstStream(this.#out, streamId, code);
+    resetCounts[frameCountIndex(this.#isServer, true, code)]++;
+    this.#rememberReset(streamId);
   }
 
   #rememberReset(streamId: number): void {
@@ -1356,8 +1364,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
     } else if (this.#isServer) {
       // A complete response before the whole request: ask the client to stop sending,
       // without error (RFC 9113 §8.1).
-      writeRstStream(this.#out, stream.id, ErrorCode.NO_ERROR);
-      this.#rememberReset(stream.id);
+      this.#writeReset(stream.id, ErrorCode.NO_ERROR);
       this.#markDirty();
       this.#close(stream, CloseCause.DONE);
     }
@@ -1532,6 +1539,7 @@ export class H2Connection implements StreamOwner, TimerEntry {
     this.#goawaySent = true;
     this.#goawayLastId = lastId;
     writeGoaway(this.#out, lastId, code, debug);
+    goawayCounts[frameCountIndex(this.#isServer, true, code)]++;
     this.#markDirty();
   }
 

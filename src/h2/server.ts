@@ -79,6 +79,12 @@ export interface StreamAcceptor {
   onOversizedRequest(connection: H2Connection, stream: H2Stream, message: string): void;
 }
 
+/**
+ * Client connections of every listener of this thread: accepted so far, and open now
+ * (draining listeners a reload replaced included). Read by the metrics at scrape time.
+ */
+export const clientConnections: { opened: number; open: number } = { opened: 0, open: 0 };
+
 /** A listening HTTP/2 server. */
 export class H2Server implements ConnectionListener {
   readonly #listener: Deno.Listener;
@@ -203,6 +209,8 @@ export class H2Server implements ConnectionListener {
     const connection = new H2Connection(this.#options.connection, this, address);
     connection.peerIdentity = identity;
     this.#connections.add(connection);
+    clientConnections.opened++;
+    clientConnections.open++;
     connection.attach(socket);
     if (this.#closing) connection.drain();
   }
@@ -219,7 +227,7 @@ export class H2Server implements ConnectionListener {
 
   /** See {@link ConnectionListener.onClose}. */
   onClose(connection: H2Connection, error: string | undefined): void {
-    this.#connections.delete(connection);
+    if (this.#connections.delete(connection)) clientConnections.open--;
     if (error !== undefined) {
       log.debug("client connection {address} closed: {error}", {
         address: connection.remoteAddress,

@@ -8,8 +8,12 @@ import { Counter, Registry } from "prom-client";
 import type { ConnectivityState } from "../balancer/types.ts";
 import type { CallObserver, CallStartObserver } from "../proxy/call_record.ts";
 import type { UpstreamCluster } from "../upstream/upstream_cluster.ts";
+import type { DialObserver } from "../upstream/upstream.ts";
 import { type CallMetrics, registerCallMetrics } from "./call_metrics.ts";
+import { type ConnectionMetrics, registerConnectionMetrics } from "./connection_metrics.ts";
+import { registerDataPlaneRuntimeMetrics } from "./runtime_metrics.ts";
 import { backendGauge, backendStateSet } from "./state_metrics.ts";
+import { registerAccessLogMetrics } from "./access_log_metrics.ts";
 
 const CONNECTIVITY_STATES: readonly ConnectivityState[] = [
   "IDLE",
@@ -27,20 +31,33 @@ export class DataPlaneMetrics {
   readonly observeCall: CallObserver;
   /** Counts calls as they start; the data plane's `CallContext.onStart`. */
   readonly observeStart: CallStartObserver;
+  /** Counts dials; pass it to the clusters' upstream settings. */
+  readonly dials: DialObserver;
   readonly #registry = new Registry();
   readonly #callMetrics: CallMetrics;
+  readonly #connectionMetrics: ConnectionMetrics;
+  readonly #stopRuntimeMetrics: () => void;
 
   /**
    * Creates the metrics for `clusters`, whose gauges are read at each collection (a reload
    * adds and removes clusters in the same map). `worker`, when given, labels every series.
+   * `accessLogDropped` reads the data plane's running total of dropped access-log lines.
    */
-  constructor(clusters: ReadonlyMap<string, UpstreamCluster>, worker?: string) {
+  constructor(
+    clusters: ReadonlyMap<string, UpstreamCluster>,
+    worker?: string,
+    accessLogDropped: () => number = () => 0,
+  ) {
     if (worker !== undefined) this.#registry.setDefaultLabels({ worker });
+    registerAccessLogMetrics(this.#registry, accessLogDropped);
     this.#callMetrics = registerCallMetrics(this.#registry);
     this.observeCall = this.#callMetrics.observe;
     this.observeStart = this.#callMetrics.observeStart;
-    for (const cluster of clusters.values()) this.track(cluster);
     const source = () => clusters.values();
+    this.#connectionMetrics = registerConnectionMetrics(this.#registry, source);
+    this.dials = this.#connectionMetrics.dials;
+    this.#stopRuntimeMetrics = registerDataPlaneRuntimeMetrics(this.#registry);
+    for (const cluster of clusters.values()) this.track(cluster);
     backendGauge(this.#registry, source, {
       name: "switchyard_active_streams",
       help: "Calls in flight to each backend.",
@@ -72,14 +89,21 @@ export class DataPlaneMetrics {
 
   /** Forgets a member's series when it leaves `cluster` (a cluster added by a reload too). */
   track(cluster: UpstreamCluster): void {
-    cluster.onBackendRemoved((backend) =>
-      void this.#callMetrics.forget(cluster.name, backend.address)
-    );
+    cluster.onBackendRemoved((backend) => {
+      this.#callMetrics.forget(cluster.name, backend.address);
+      void this.#connectionMetrics.forget(cluster.name, backend.address);
+    });
   }
 
   /** Forgets every series of a cluster a reload removed. */
   forgetCluster(name: string): void {
-    void this.#callMetrics.forget(name);
+    this.#callMetrics.forget(name);
+    void this.#connectionMetrics.forget(name);
+  }
+
+  /** Stops the timers the metrics keep (the event-loop lag monitor). */
+  close(): void {
+    this.#stopRuntimeMetrics();
   }
 
   /** The current series, for the control plane to aggregate. */

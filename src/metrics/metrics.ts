@@ -16,8 +16,11 @@ import type { RedisDiscovery } from "../discovery/redis_discovery.ts";
 import type { WorkerMetrics, WorkerState } from "../dataplane/data_planes.ts";
 import type { MetricsJson } from "./data_plane_metrics.ts";
 import { registerHealthMetrics } from "./health_metrics.ts";
+import { registerAccessLogMetrics } from "./access_log_metrics.ts";
 import { registerStateMetrics } from "./state_metrics.ts";
 import { registerReloadMetrics } from "./reload_metrics.ts";
+import { registerProcessMetrics } from "./runtime_metrics.ts";
+import { VERSION } from "../version.ts";
 import { registerWorkerMetrics } from "./worker_metrics.ts";
 
 /**
@@ -39,8 +42,11 @@ export interface MetricsSource {
   readonly discovery: Pick<RedisDiscovery, "status"> | undefined;
   /** Every data plane's series. */
   dataPlaneMetrics(): Promise<WorkerMetrics[]>;
-  /** The data planes' liveness. */
-  readonly dataPlanes: { workers(): WorkerState[] };
+  /**
+   * The data planes' liveness, and the access-log lines the main thread dropped writing the
+   * workers' lines to stdout (each data plane counts its own; absent counts as 0).
+   */
+  readonly dataPlanes: { workers(): WorkerState[]; accessLogDropped?(): number };
   /** Every config reload so far. */
   readonly reloadStatus: ReloadStatus;
 }
@@ -65,7 +71,9 @@ export class ProxyMetrics {
     registerStateMetrics(this.#registry, clusters);
     registerHealthMetrics(this.#registry, clusters, () => source.discovery?.status);
     registerWorkerMetrics(this.#registry, () => source.dataPlanes.workers());
+    registerAccessLogMetrics(this.#registry, () => source.dataPlanes.accessLogDropped?.() ?? 0);
     registerReloadMetrics(this.#registry, () => source.reloadStatus);
+    registerProcessMetrics(this.#registry, VERSION);
   }
 
   /** The current exposition text. */

@@ -29,6 +29,39 @@ import { DialError } from "./dial_error.ts";
 
 const log = componentLogger("upstream");
 
+/**
+ * Why a dial failed, as `switchyard_upstream_connect_failures_total{reason}` names it:
+ * `refused` (nothing listens), `timeout` (no SETTINGS within `connectTimeout`), `tls` (the
+ * TLS handshake or the certificate checks failed), `closed` (the backend closed or broke the
+ * connection before its SETTINGS) or `error` (anything else: unreachable, name lookup, …).
+ */
+export type ConnectFailure = "refused" | "timeout" | "tls" | "closed" | "error";
+
+/** Every {@link ConnectFailure}, for metrics that list them. */
+export const CONNECT_FAILURES: readonly ConnectFailure[] = [
+  "refused",
+  "timeout",
+  "tls",
+  "closed",
+  "error",
+];
+
+/** Told how each dial ended (the metrics); dials are rare, so this is off the call path. */
+export interface DialObserver {
+  /** A dial reached the backend's SETTINGS after `seconds` (TCP, TLS and SETTINGS). */
+  connected(cluster: string, backend: string, seconds: number): void;
+  /** A dial the pool still wanted failed. */
+  failed(cluster: string, backend: string, reason: ConnectFailure): void;
+}
+
+/** How a failed dial's error reads as a {@link ConnectFailure}. */
+function connectFailure(error: Error & { code?: string }): ConnectFailure {
+  if (error instanceof DialError) return "tls";
+  if (error.name === "ConnectionRefused" || error.code === "ECONNREFUSED") return "refused";
+  if (error.name === "TimedOut" || error.code === "ETIMEDOUT") return "timeout";
+  return "error";
+}
+
 /** How an {@link Upstream} is set up. */
 export interface UpstreamOptions {
   /** Cluster name, for logs. */
@@ -54,6 +87,8 @@ export interface UpstreamOptions {
    * (Envoy's `upstream_cx_overflow`).
    */
   readonly onOverflow: () => void;
+  /** Told how each dial ended, when anything listens. */
+  readonly dialObserver: DialObserver | undefined;
 }
 
 /** A connection up this long has proven itself even if it carried no calls. */
@@ -71,6 +106,10 @@ interface PooledConnection {
   /** The dial started and holds a {@link DialGate} slot until it settles. */
   holdsDialSlot: boolean;
   connectedAt: number;
+  /** `performance.now()` when the socket was opened, for the connect time. */
+  dialStartedAt: number;
+  /** Why the dial failed, once it has. */
+  failure: ConnectFailure | undefined;
   /** Streams that ran to their end on this connection. */
   finishedStreams: number;
   lastError: string | undefined;
@@ -95,6 +134,7 @@ export class Upstream implements ConnectionListener {
   #closed = false;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #lastError: string | undefined;
+  #connectionsOpened = 0;
   /** The backend's SETTINGS_MAX_CONCURRENT_STREAMS as last seen. */
   #peerMaxStreams = Infinity;
 
@@ -112,6 +152,18 @@ export class Upstream implements ConnectionListener {
   /** The last dial or connection error, if any. */
   get lastError(): string | undefined {
     return this.#lastError;
+  }
+
+  /** Connections up now (the backend's SETTINGS arrived), going away or not. */
+  get openConnections(): number {
+    let open = 0;
+    for (const pooled of this.#pool) if (pooled.connected) open++;
+    return open;
+  }
+
+  /** Connections that came up since the pool was created. */
+  get connectionsOpened(): number {
+    return this.#connectionsOpened;
   }
 
   /** Streams in flight (or waiting for a slot) across all connections. */
@@ -218,6 +270,8 @@ export class Upstream implements ConnectionListener {
       attached: false,
       holdsDialSlot: false,
       connectedAt: 0,
+      dialStartedAt: 0,
+      failure: undefined,
       finishedStreams: 0,
       lastError: undefined,
     };
@@ -236,6 +290,7 @@ export class Upstream implements ConnectionListener {
     const connection = pooled.connection;
     if (connection.closed) return false;
     pooled.holdsDialSlot = true;
+    pooled.dialStartedAt = performance.now();
     const { host, port } = parseHostPort(address)!;
     // READY comes with the backend's SETTINGS, not the TCP connect (as in gRPC): a peer that
     // is not an HTTP/2 server never gets there, and its dial fails on this timeout, which so
@@ -243,6 +298,7 @@ export class Upstream implements ConnectionListener {
     pooled.connectTimer = setTimeout(() => {
       pooled.lastError = `connect timeout after ${connectTimeoutMs}ms`;
       if (pooled.connected) return;
+      pooled.failure = "timeout";
       pooled.abort.abort();
       connection.destroy(pooled.lastError);
     }, connectTimeoutMs);
@@ -265,6 +321,7 @@ export class Upstream implements ConnectionListener {
       },
       (error: Error & { code?: string }) => {
         clearTimeout(pooled.connectTimer);
+        pooled.failure ??= connectFailure(error);
         const code = error.code ? `${error.code} ` : "";
         const reason = error instanceof DialError
           ? error.message
@@ -290,6 +347,12 @@ export class Upstream implements ConnectionListener {
     this.#releaseDialSlot(pooled);
     pooled.connected = true;
     pooled.connectedAt = Date.now();
+    this.#connectionsOpened++;
+    this.#options.dialObserver?.connected(
+      this.#options.cluster,
+      this.#options.address,
+      (performance.now() - pooled.dialStartedAt) / 1000,
+    );
     this.#peerMaxStreams = connection.peerMaxStreams;
     this.#lastError = undefined;
     if (this.#state !== "READY") {
@@ -361,8 +424,17 @@ export class Upstream implements ConnectionListener {
       ? `${error ?? "connection closed"} after the TLS handshake ` +
         "(as when the backend refuses the client certificate)"
       : error;
-    if (!pooled.connected) this.#onDialFailed(pooled.lastError);
-    else this.#onConnectionLost(pooled, "closed");
+    if (!pooled.connected) {
+      // A dial given up on (disconnect, close) is no failure; one that never started neither.
+      if (this.#wanted && pooled.dialStartedAt !== 0) {
+        this.#options.dialObserver?.failed(
+          this.#options.cluster,
+          this.#options.address,
+          pooled.failure ?? (pooled.attached && this.#options.tls ? "tls" : "closed"),
+        );
+      }
+      this.#onDialFailed(pooled.lastError);
+    } else this.#onConnectionLost(pooled, "closed");
   }
 
   /** A connection that is up or still dialling; ones going away do not count. */

@@ -26,7 +26,7 @@ import { componentLogger } from "../log/logger.ts";
 import { type CallLimits, limitSettings } from "./call_limits.ts";
 import { type ClusterCounters, clusterCounters } from "../dataplane/stats.ts";
 import type { DialGate } from "./dial_gate.ts";
-import { Upstream } from "./upstream.ts";
+import { type DialObserver, Upstream } from "./upstream.ts";
 import { UpstreamBackend } from "./upstream_backend.ts";
 
 const log = componentLogger("cluster");
@@ -44,6 +44,8 @@ export interface UpstreamSettings {
   readonly dialGate: DialGate;
   /** TLS to the cluster's backends, or `undefined` for h2c. */
   readonly tls: BackendTls | undefined;
+  /** Told how each dial ended (the metrics), when anything listens. */
+  readonly dialObserver: DialObserver | undefined;
 }
 
 interface PickWaiter {
@@ -305,6 +307,7 @@ export class UpstreamCluster implements BalancerHost {
         dialGate: this.#upstream.dialGate,
         onStateChange: () => this.#refresh(backend),
         onOverflow: () => this.counters.overflow.maxConnectionsPerBackend++,
+        dialObserver: this.#upstream.dialObserver,
       }),
     );
     return backend;

@@ -100,6 +100,11 @@ export interface StartProxyOptions {
    * proxy, so `child.pid` is still the proxy's); the test process's limit when unset.
    */
   readonly fdLimit?: number;
+  /**
+   * Leave the proxy's stdout pipe unread (a sink that does not keep up: once the pipe is
+   * full, writes to stdout wait); {@link ProxyProcess.stdout} stays empty.
+   */
+  readonly unreadStdout?: boolean;
 }
 
 /**
@@ -146,9 +151,13 @@ export async function startProxy(
       if (isStdout) stdoutText += decoded;
     }
   };
-  const pumped = Promise.all([pump(child.stdout, true), pump(child.stderr, false)]);
+  const pumped = Promise.all([
+    options.unreadStdout ? undefined : pump(child.stdout, true),
+    pump(child.stderr, false),
+  ]);
   const exited = child.status.then(async (status) => {
     await pumped;
+    if (options.unreadStdout) await child.stdout.cancel();
     await Deno.remove(file).catch(() => {});
     return status;
   });

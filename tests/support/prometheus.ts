@@ -18,7 +18,9 @@ const METRIC_NAME = "[a-zA-Z_:][a-zA-Z0-9_:]*";
 const LABEL_NAME = "[a-zA-Z_][a-zA-Z0-9_]*";
 const LABEL_VALUE = '"(?:[^"\\\\\\n]|\\\\[\\\\"n])*"';
 const LABEL = `${LABEL_NAME}=${LABEL_VALUE}`;
-const VALUE = "(?:[+-]?(?:\\d+(?:\\.\\d*)?|\\.\\d+)(?:[eE][+-]?\\d+)?|NaN|[+-]Inf)";
+// Prometheus reads values with Go's strconv.ParseFloat, which takes NaN in any case:
+// prom-client writes "Nan" for a gauge without data (its event-loop lag before a sample).
+const VALUE = "(?:[+-]?(?:\\d+(?:\\.\\d*)?|\\.\\d+)(?:[eE][+-]?\\d+)?|[Nn]a[Nn]|[+-]Inf)";
 const SAMPLE_LINE = new RegExp(
   `^(${METRIC_NAME})(?:\\{((?:${LABEL}(?:,${LABEL})*)?,?)\\})? (${VALUE})(?: -?\\d+)?$`,
 );
@@ -51,7 +53,11 @@ export function parsePrometheusText(text: string): Sample[] {
     if (!family) throw new Error(`line ${index + 1}: ${name} has no # TYPE before it`);
     const labels: Record<string, string> = {};
     for (const [, key, quoted] of labelText.matchAll(LABEL_PAIR)) labels[key] = JSON.parse(quoted);
-    samples.push({ name, labels, value: Number(valueText.replace("Inf", "Infinity")) });
+    samples.push({
+      name,
+      labels,
+      value: /^nan$/i.test(valueText) ? NaN : Number(valueText.replace("Inf", "Infinity")),
+    });
   });
   return samples;
 }

@@ -1,0 +1,136 @@
+/**
+ * A data plane's connection metrics: client connections, backend connections and dials, and
+ * the HTTP/2 RST_STREAM and GOAWAY frames its engine sent and received. Gauges and totals
+ * the engine keeps anyway are read at scrape time; dials are rare, so each is observed.
+ * @module
+ */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { frameCountsOf, goawayCounts, resetCounts } from "../h2/frame_counts.ts";
+import { clientConnections } from "../h2/server.ts";
+import type { DialObserver } from "../upstream/upstream.ts";
+import type { UpstreamBackend } from "../upstream/upstream_backend.ts";
+import { backendsWithLabels, type ClusterSource } from "./state_metrics.ts";
+
+/** Connect times run from a loopback TCP handshake to a slow TLS dial. */
+const CONNECT_BUCKETS_SECONDS = [
+  0.0001,
+  0.00025,
+  0.0005,
+  0.001,
+  0.0025,
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+];
+
+/** The connection metrics' entry points. */
+export interface ConnectionMetrics {
+  /** Counts dials; the upstream pools' {@link DialObserver}. */
+  readonly dials: DialObserver;
+  /** Deletes the dial series of a backend that left its cluster, or of a whole cluster. */
+  readonly forget: (cluster: string, backend?: string) => Promise<void>;
+}
+
+/** Registers the connection metrics for `clusters` on `registry`. */
+export function registerConnectionMetrics(
+  registry: Registry,
+  clusters: ClusterSource<UpstreamBackend>,
+): ConnectionMetrics {
+  const registers = [registry];
+  new Gauge({
+    name: "switchyard_client_connections_active",
+    help: "Client connections open now, on every gRPC listener (draining ones included).",
+    registers,
+    collect() {
+      this.set(clientConnections.open);
+    },
+  });
+  new Counter({
+    name: "switchyard_client_connections_total",
+    help: "Client connections accepted by the gRPC listeners.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(clientConnections.opened);
+    },
+  });
+  new Gauge({
+    name: "switchyard_upstream_connections_active",
+    help: "Connections to each backend that are up (its SETTINGS arrived), going away or not.",
+    labelNames: ["cluster", "backend"] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [backend, labels] of backendsWithLabels(clusters)) {
+        this.set(labels, backend.upstream.openConnections);
+      }
+    },
+  });
+  new Counter({
+    name: "switchyard_upstream_connections_total",
+    help: "Connections to each backend that came up since it joined its cluster.",
+    labelNames: ["cluster", "backend"] as const,
+    registers,
+    collect() {
+      this.reset();
+      for (const [backend, labels] of backendsWithLabels(clusters)) {
+        this.inc(labels, backend.upstream.connectionsOpened);
+      }
+    },
+  });
+  const failures = new Counter({
+    name: "switchyard_upstream_connect_failures_total",
+    help: "Dials to a backend that failed, by reason: refused, timeout, tls, closed (before " +
+      "the backend's SETTINGS) or error.",
+    labelNames: ["cluster", "backend", "reason"] as const,
+    registers,
+  });
+  const connectTime = new Histogram({
+    name: "switchyard_upstream_connect_duration_seconds",
+    help: "Time from opening a socket to a backend to its HTTP/2 SETTINGS: TCP connect, TLS " +
+      "handshake and the backend's preface.",
+    labelNames: ["cluster"] as const,
+    buckets: CONNECT_BUCKETS_SECONDS,
+    registers,
+  });
+  frameCounter(registry, "switchyard_http2_resets_total", resetCounts, "RST_STREAM frames");
+  frameCounter(registry, "switchyard_http2_goaway_total", goawayCounts, "GOAWAY frames");
+
+  const dials: DialObserver = {
+    connected: (cluster, _backend, seconds) => connectTime.observe({ cluster }, seconds),
+    failed: (cluster, backend, reason) => failures.inc({ cluster, backend, reason }),
+  };
+  const forget = async (cluster: string, backend?: string) => {
+    for (const { labels } of (await failures.get()).values) {
+      if (labels.cluster !== cluster) continue;
+      if (backend === undefined || labels.backend === backend) failures.remove(labels);
+    }
+    if (backend === undefined) connectTime.remove({ cluster });
+  };
+  return { dials, forget };
+}
+
+/** A counter of engine frames by peer, direction and error code name, read at scrape time. */
+function frameCounter(registry: Registry, name: string, counts: Float64Array, what: string) {
+  new Counter({
+    name,
+    help: `HTTP/2 ${what} sent to or received from clients and backends (peer), by error ` +
+      "code name (RFC 9113 §7; OTHER for codes it does not define).",
+    labelNames: ["peer", "direction", "code"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { peer, direction, code, count } of frameCountsOf(counts)) {
+        this.inc({ peer, direction, code }, count);
+      }
+    },
+  });
+}
