@@ -504,6 +504,16 @@ const http2Schema = z.strictObject({
   sendTimeout: positiveDurationSchema.prefault("60s"),
   /** Bytes queued for sending on one connection before it stops reading its peers. */
   maxConnectionBufferSize: z.int().min(65_536).default(4 * 1024 * 1024),
+  /**
+   * gRPC's MAX_CONNECTION_AGE: a client connection this old (±10 % jitter) gets a graceful
+   * GOAWAY, and its client reconnects for new calls. Unset: connections never age.
+   */
+  maxConnectionAge: positiveDurationSchema.optional(),
+  /**
+   * gRPC's MAX_CONNECTION_AGE_GRACE: after that GOAWAY, calls still open may run this long,
+   * then end with UNAVAILABLE and the connection closes. Unset: they run to their end.
+   */
+  maxConnectionAgeGrace: positiveDurationSchema.optional(),
   /** Upstream (backend) connections. */
   upstream: z.strictObject({
     /** SETTINGS_INITIAL_WINDOW_SIZE advertised to backends. */
@@ -521,6 +531,15 @@ const http2Schema = z.strictObject({
     keepaliveInterval: positiveDurationSchema.prefault("30s"),
     keepaliveTimeout: positiveDurationSchema.prefault("10s"),
   }).prefault({}),
+}).superRefine((http2, ctx) => {
+  // A grace without an age would never start: say so rather than ignore it.
+  if (http2.maxConnectionAgeGrace !== undefined && http2.maxConnectionAge === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["maxConnectionAgeGrace"],
+      message: "needs http2.maxConnectionAge",
+    });
+  }
 });
 
 /** One JSON line per finished call. */

@@ -87,6 +87,16 @@ export interface ConnectionOptions {
   readonly keepaliveIntervalMs: number;
   /** How long a keepalive PING may go unanswered. */
   readonly keepaliveTimeoutMs: number;
+  /**
+   * Server side: once the connection is this old (±10 % jitter, drawn at accept) it drains
+   * (gRPC's MAX_CONNECTION_AGE); 0 for never.
+   */
+  readonly maxConnectionAgeMs: number;
+  /**
+   * Server side: how long streams may run after that drain began before the owner is asked to
+   * end them and the connection closes (gRPC's MAX_CONNECTION_AGE_GRACE); 0 for no limit.
+   */
+  readonly maxConnectionAgeGraceMs: number;
 }
 
 /** What a connection tells its owner (the listener or the upstream pool). */
@@ -107,6 +117,14 @@ export interface ConnectionListener {
    * so many cancels that it is retired before the backend's rapid-reset guard trips.
    */
   onGoingAway?(connection: H2Connection, reason: string): void;
+  /** Server side: the connection reached `maxConnectionAgeMs` and began to drain. */
+  onMaxAge?(connection: H2Connection): void;
+  /**
+   * Server side: `maxConnectionAgeGraceMs` passed since the age drain began, and `streams` are
+   * still open. End them now: the connection closes right after, and a stream left open is
+   * lost with it (CONNECTION_LOST).
+   */
+  onMaxAgeGraceExpired?(connection: H2Connection, streams: readonly H2Stream[]): void;
   /** The connection is gone; `error` says why when it did not end cleanly. */
   onClose(connection: H2Connection, error: string | undefined): void;
 }
@@ -135,6 +153,16 @@ const RECENT_RESETS = 64;
 const DRAIN_PING = new Uint8Array([0x64, 0x72, 0x61, 0x69, 0x6e, 0, 0, 0]);
 /** The opaque payload of keepalive PINGs. */
 const KEEPALIVE_PING = new Uint8Array([0x6b, 0x65, 0x65, 0x70, 0, 0, 0, 0]);
+/**
+ * gRPC's jitter on MAX_CONNECTION_AGE, ±10 %: connections accepted in one burst (after a
+ * deploy, say) do not all go away, and reconnect, in one burst again.
+ */
+const AGE_JITTER = 0.1;
+
+/** `ageMs` with ±{@link AGE_JITTER} jitter, at least 1 ms. */
+function jitteredAge(ageMs: number): number {
+  return Math.max(1, Math.round(ageMs * (1 - AGE_JITTER + 2 * AGE_JITTER * Math.random())));
+}
 
 /** Connections with bytes to write, flushed together at the end of the microtask checkpoint. */
 const dirty: H2Connection[] = [];
@@ -248,6 +276,10 @@ export class H2Connection implements StreamOwner, TimerEntry {
   #keepaliveDue = 0;
   #pingDue = 0;
   #prefaceDue = 0;
+  /** Server side: epoch ms when the connection reaches its (jittered) maximum age; 0: none. */
+  #maxAgeDue = 0;
+  /** Server side: epoch ms when the age drain's grace ends; 0 when none runs. */
+  #maxAgeGraceDue = 0;
 
   /**
    * Creates a connection. A server connection starts reading `socket` at once; a client
@@ -353,6 +385,9 @@ export class H2Connection implements StreamOwner, TimerEntry {
     if (this.#isServer) this.#prefaceDue = now + options.settingsTimeoutMs;
     this.#idleSince = now;
     if (options.keepaliveIntervalMs > 0) this.#keepaliveDue = now + options.keepaliveIntervalMs;
+    if (this.#isServer && options.maxConnectionAgeMs > 0) {
+      this.#maxAgeDue = now + jitteredAge(options.maxConnectionAgeMs);
+    }
     this.#markDirty();
     this.#rearm(now);
     this.#readLoop();
@@ -387,13 +422,13 @@ export class H2Connection implements StreamOwner, TimerEntry {
    * Starts a graceful shutdown. Server side: GOAWAY with the largest stream id, a PING, and
    * after its ACK the real last stream id (RFC 9113 §6.8), so requests in flight are not
    * lost; the connection closes when its streams are done. Client side: GOAWAY, then close
-   * once the streams are done.
+   * once the streams are done. `debugData` goes in the first GOAWAY (server side).
    */
-  drain(): void {
+  drain(debugData = "draining"): void {
     if (this.#closed || this.#closing) return;
     this.#closing = true;
     if (this.#isServer && this.#peerSettingsSeen) {
-      writeGoaway(this.#out, MAX_STREAM_ID, ErrorCode.NO_ERROR, "draining");
+      writeGoaway(this.#out, MAX_STREAM_ID, ErrorCode.NO_ERROR, debugData);
       goawayCounts[frameCountIndex(true, true, ErrorCode.NO_ERROR)]++;
       writePing(this.#out, false, DRAIN_PING, 0);
       this.#drainPhase = 1;
@@ -1553,6 +1588,40 @@ export class H2Connection implements StreamOwner, TimerEntry {
     this.#listener.onGoingAway?.(this, reason);
   }
 
+  /**
+   * Server side: the connection reached its maximum age. It drains as a shutdown does, so its
+   * calls go on while the client opens a new connection for new ones (and the pickers place
+   * those afresh); `maxConnectionAgeGraceMs` later, the streams still open are ended.
+   */
+  #reachedMaxAge(now: number): void {
+    this.#maxAgeDue = 0;
+    const graceMs = this.#options.maxConnectionAgeGraceMs;
+    if (graceMs > 0) this.#maxAgeGraceDue = now + graceMs;
+    // Already draining (a listener shutdown, or the client's own GOAWAY): nothing to announce.
+    if (this.#closing) return;
+    this.#listener.onMaxAge?.(this);
+    this.drain("max connection age");
+  }
+
+  /**
+   * Server side: the age drain's grace is over. The owner ends the streams still open (the
+   * proxy answers each call UNAVAILABLE), and the connection closes without waiting longer
+   * for the drain PING's ACK.
+   */
+  #maxAgeGraceExpired(): void {
+    this.#maxAgeGraceDue = 0;
+    if (this.#drainPhase === 1) this.#drainPhase = 2;
+    if (this.#streams.size > 0) {
+      this.#listener.onMaxAgeGraceExpired?.(this, [...this.#streams.values()]);
+    }
+    if (this.#closed) return; // the last stream closing closed the connection
+    this.#sendFinalGoaway(ErrorCode.NO_ERROR, "");
+    this.#terminate(
+      this.#streams.size > 0 ? "streams still open after http2.maxConnectionAgeGrace" : undefined,
+      true,
+    );
+  }
+
   #finishDrain(): void {
     this.#drainPhase = 2;
     this.#sendFinalGoaway(ErrorCode.NO_ERROR, "");
@@ -1622,6 +1691,8 @@ export class H2Connection implements StreamOwner, TimerEntry {
     if (this.#prefaceDue > 0) next = Math.min(next, this.#prefaceDue);
     if (this.#settingsAckDue > 0) next = Math.min(next, this.#settingsAckDue);
     if (this.#drainPhase === 1) next = Math.min(next, this.#drainDeadline);
+    if (this.#maxAgeDue > 0) next = Math.min(next, this.#maxAgeDue);
+    if (this.#maxAgeGraceDue > 0) next = Math.min(next, this.#maxAgeGraceDue);
     if (this.#pingDue > 0) next = Math.min(next, this.#pingDue);
     else if (this.#keepaliveDue > 0) next = Math.min(next, this.#keepaliveDue);
     if (this.#streams.size === 0 && this.#options.idleTimeoutMs > 0) {
@@ -1653,6 +1724,10 @@ export class H2Connection implements StreamOwner, TimerEntry {
       );
     }
     if (this.#drainPhase === 1 && now >= this.#drainDeadline) this.#finishDrain();
+    if (this.#maxAgeDue > 0 && now >= this.#maxAgeDue && !this.#closed) this.#reachedMaxAge(now);
+    if (this.#maxAgeGraceDue > 0 && now >= this.#maxAgeGraceDue && !this.#closed) {
+      this.#maxAgeGraceExpired();
+    }
     if (this.#closed) return;
     if (this.#pingDue > 0 && now >= this.#pingDue) {
       this.#sendFinalGoaway(ErrorCode.NO_ERROR, "keepalive timeout");

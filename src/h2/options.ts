@@ -35,5 +35,8 @@ export function connectionOptions(
     maxConnectionBufferSize: config.maxConnectionBufferSize,
     keepaliveIntervalMs: server ? 0 : config.upstream.keepaliveInterval,
     keepaliveTimeoutMs: config.upstream.keepaliveTimeout,
+    // gRPC's MAX_CONNECTION_AGE applies to client connections; backends age their own.
+    maxConnectionAgeMs: server ? config.maxConnectionAge ?? 0 : 0,
+    maxConnectionAgeGraceMs: server ? config.maxConnectionAgeGrace ?? 0 : 0,
   };
 }

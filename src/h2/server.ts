@@ -9,7 +9,9 @@
  *
  * Accept errors (file descriptors exhausted, say) are logged once per burst and retried
  * after a pause, as NGINX does, instead of ending the accept loop; `maxConnections` caps
- * client connections globally, as Envoy's connection limit does.
+ * client connections globally, as Envoy's connection limit does. With `http2.maxConnectionAge`
+ * each connection drains at its jittered age, and its acceptor ends the calls still open once
+ * the grace runs out.
  * @module
  */
 import {
@@ -77,13 +79,20 @@ export interface StreamAcceptor {
   onStream(connection: H2Connection, stream: H2Stream, headers: HeaderList, end: boolean): void;
   /** See {@link ConnectionListener.onOversizedRequest}. */
   onOversizedRequest(connection: H2Connection, stream: H2Stream, message: string): void;
+  /** See {@link ConnectionListener.onMaxAgeGraceExpired}: end these streams now. */
+  onMaxAgeGraceExpired(connection: H2Connection, streams: readonly H2Stream[]): void;
 }
 
 /**
- * Client connections of every listener of this thread: accepted so far, and open now
- * (draining listeners a reload replaced included). Read by the metrics at scrape time.
+ * Client connections of every listener of this thread: accepted so far, open now (draining
+ * listeners a reload replaced included), and sent GOAWAY for reaching `http2.maxConnectionAge`.
+ * Read by the metrics at scrape time.
  */
-export const clientConnections: { opened: number; open: number } = { opened: 0, open: 0 };
+export const clientConnections: { opened: number; open: number; aged: number } = {
+  opened: 0,
+  open: 0,
+  aged: 0,
+};
 
 /** A listening HTTP/2 server. */
 export class H2Server implements ConnectionListener {
@@ -223,6 +232,23 @@ export class H2Server implements ConnectionListener {
   /** See {@link ConnectionListener.onOversizedRequest}. */
   onOversizedRequest(connection: H2Connection, stream: H2Stream, message: string): void {
     this.#acceptor.onOversizedRequest(connection, stream, message);
+  }
+
+  /** See {@link ConnectionListener.onMaxAge}. */
+  onMaxAge(connection: H2Connection): void {
+    clientConnections.aged++;
+    log.debug("client connection {address} reached http2.maxConnectionAge: GOAWAY", {
+      address: connection.remoteAddress,
+    });
+  }
+
+  /** See {@link ConnectionListener.onMaxAgeGraceExpired}. */
+  onMaxAgeGraceExpired(connection: H2Connection, streams: readonly H2Stream[]): void {
+    log.debug(
+      "client connection {address}: ending {count} streams still open after http2.maxConnectionAgeGrace",
+      { address: connection.remoteAddress, count: streams.length },
+    );
+    this.#acceptor.onMaxAgeGraceExpired(connection, streams);
   }
 
   /** See {@link ConnectionListener.onClose}. */

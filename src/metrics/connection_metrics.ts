@@ -62,6 +62,15 @@ export function registerConnectionMetrics(
       this.inc(clientConnections.opened);
     },
   });
+  new Counter({
+    name: "switchyard_client_connections_aged_total",
+    help: "Client connections sent GOAWAY for reaching http2.maxConnectionAge.",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(clientConnections.aged);
+    },
+  });
   new Gauge({
     name: "switchyard_upstream_connections_active",
     help: "Connections to each backend that are up (its SETTINGS arrived), going away or not.",

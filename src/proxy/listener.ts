@@ -21,6 +21,10 @@ import { type CallContext, ProxiedCall } from "./proxied_call.ts";
 
 const log = componentLogger("proxy");
 
+/** The `grpc-message` of calls still open when their connection's age grace ran out. */
+export const MAX_CONNECTION_AGE_MESSAGE =
+  "client connection reached http2.maxConnectionAge and its grace (http2.maxConnectionAgeGrace) ran out: retry on a new connection";
+
 /** Listener settings. */
 export interface ListenerOptions {
   /** `host:port` to bind. */
@@ -92,6 +96,19 @@ export class ProxyListener implements StreamAcceptor {
       ],
       true,
     );
+  }
+
+  /**
+   * See {@link StreamAcceptor.onMaxAgeGraceExpired}: every call still open ends UNAVAILABLE
+   * (retryable) as the proxy's own status, and its backend stream is cancelled.
+   */
+  onMaxAgeGraceExpired(_connection: H2Connection, streams: readonly H2Stream[]): void {
+    for (const stream of streams) {
+      const call = stream.handler;
+      if (call instanceof ProxiedCall) {
+        call.endFromListener(GrpcStatus.UNAVAILABLE, MAX_CONNECTION_AGE_MESSAGE);
+      }
+    }
   }
 
   /**

@@ -800,6 +800,22 @@ export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
     if (upstream !== undefined) upstream.reset(CANCEL);
   }
 
+  /**
+   * Ends the call for its listener with a status the proxy produces (UNAVAILABLE when the
+   * client connection closes after `http2.maxConnectionAgeGrace`), and cancels the backend
+   * stream. A call already decided is left alone.
+   */
+  endFromListener(code: number, message: string): void {
+    if (this.#decided) return;
+    try {
+      this.#finishByProxy(code, message);
+      this.#pickWait?.abort();
+      this.#upstream?.reset(CANCEL);
+    } catch (error) {
+      this.#internalError(error);
+    }
+  }
+
   /** The client sent more than `retryBufferBytes` while a retry waited: it cannot be replayed. */
   #retryAbandoned(): void {
     this.#finishByProxy(
