@@ -11,7 +11,8 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
-import { ConfigError, parseConfig } from "../src/config/load.ts";
+import { parseConfig } from "../src/config/load.ts";
+import { clusterProblems } from "./support/config_problems.ts";
 import { deferGoawayCloseOnAllClientSessions } from "../src/health/node_http2_goaway.ts";
 import {
   freePort,
@@ -320,19 +321,8 @@ Deno.test("an unreadable, expired or mismatched cluster TLS file exits 2 naming 
 });
 
 Deno.test("cluster tls settings are validated", () => {
-  const problems = (tls: Record<string, unknown>) => {
-    try {
-      parseConfig(
-        { clusters: { c: { backends: ["127.0.0.1:1"], tls } }, routes: [{ cluster: "c" }] },
-        "test",
-        { pickers: ["round_robin"] },
-      );
-    } catch (error) {
-      if (error instanceof ConfigError) return error.problems;
-      throw error;
-    }
-    return [];
-  };
+  const problems = (tls: Record<string, unknown>) =>
+    clusterProblems({ backends: ["127.0.0.1:1"], tls });
   assert.deepEqual(problems({ cert: "c.pem" }), ["clusters.c.tls.key: is required with cert"]);
   assert.deepEqual(problems({ key: "c.key" }), ["clusters.c.tls.cert: is required with key"]);
   assert.deepEqual(problems({ alpn: ["http/1.1"] }), [

@@ -7,70 +7,8 @@ import assert from "node:assert/strict";
 import { createPickFirstBalancer, type PickFirstOptions } from "../src/balancer/pick_first.ts";
 import { createRoundRobinBalancer } from "../src/balancer/round_robin.ts";
 import { configSchema } from "../src/config/schema.ts";
-import {
-  type Balancer,
-  type BalancerHost,
-  type BalancerState,
-  type ConnectivityState,
-  NO_PICK_INFO,
-  type SubConn,
-} from "../src/balancer/types.ts";
-
-/** A backend whose state the test sets; it records what the balancer asked of it. */
-class FakeSubConn implements SubConn {
-  readonly address: string;
-  state: ConnectivityState = "IDLE";
-  activeStreams = 0;
-  weight = 1;
-  connects = 0;
-  disconnects = 0;
-  #balancer: Balancer | undefined;
-
-  constructor(address: string) {
-    this.address = address;
-  }
-
-  bind(balancer: Balancer): void {
-    this.#balancer = balancer;
-  }
-
-  /** Like a real pool: IDLE → CONNECTING on connect, reported to the balancer at once. */
-  connect(): void {
-    this.connects++;
-    if (this.state === "IDLE") this.set("CONNECTING");
-  }
-
-  /** Like a real pool: stops wanting a connection and goes IDLE. */
-  disconnect(): void {
-    this.disconnects++;
-    this.set("IDLE");
-  }
-
-  set(state: ConnectivityState): void {
-    if (state === this.state) return;
-    this.state = state;
-    this.#balancer?.updateSubConnState(this, state);
-  }
-}
-
-/** Records every published state. */
-class FakeHost implements BalancerHost {
-  readonly states: BalancerState[] = [];
-
-  updateState(state: BalancerState): void {
-    this.states.push(state);
-  }
-
-  get last(): BalancerState {
-    return this.states[this.states.length - 1];
-  }
-
-  /** Where a new call goes now: an address, "queue", or "fail". */
-  pick(): string {
-    const result = this.last.picker.pick(NO_PICK_INFO);
-    return result.kind === "complete" ? result.subConn.address : result.kind;
-  }
-}
+import type { Balancer, BalancerHost } from "../src/balancer/types.ts";
+import { FakeHost, FakeSubConn } from "./support/fake_balancer.ts";
 
 /** Connection-delay timers the test fires by hand. */
 class ManualTimers {

@@ -15,8 +15,6 @@ import type {
   Balancer,
   BalancerFactory,
   BalancerHost,
-  BalancerState,
-  ConnectivityState,
   PickInfo,
   RingHashConfig,
   SubConn,
@@ -24,68 +22,15 @@ import type {
 import { createWeightedRoundRobinBalancer } from "../src/balancer/weighted_round_robin.ts";
 import { Cluster } from "../src/cluster/cluster.ts";
 import type { ClusterSnapshot } from "../src/cluster/snapshot.ts";
-import { ConfigError, parseConfig } from "../src/config/load.ts";
 import { configSchema } from "../src/config/schema.ts";
 import { RedisDiscovery } from "../src/discovery/redis_discovery.ts";
 import { weightKey } from "../src/discovery/keys.ts";
 import { GRPC_JS, waitFor } from "./support/harness.ts";
 import { startRedis } from "./support/redis.ts";
+import { clusterProblems } from "./support/config_problems.ts";
+import { FakeHost, FakeSubConn } from "./support/fake_balancer.ts";
 
 // --- fakes ------------------------------------------------------------------------------------
-
-/** A backend whose state, load and weight the test sets; it records connect requests. */
-class FakeSubConn implements SubConn {
-  readonly address: string;
-  state: ConnectivityState = "IDLE";
-  activeStreams = 0;
-  weight: number;
-  connects = 0;
-  #balancer: Balancer | undefined;
-
-  constructor(address: string, weight = 1) {
-    this.address = address;
-    this.weight = weight;
-  }
-
-  bind(balancer: Balancer): void {
-    this.#balancer = balancer;
-  }
-
-  /** Like a real pool: IDLE → CONNECTING on connect, reported to the balancer at once. */
-  connect(): void {
-    this.connects++;
-    if (this.state === "IDLE") this.set("CONNECTING");
-  }
-
-  disconnect(): void {
-    this.set("IDLE");
-  }
-
-  set(state: ConnectivityState): void {
-    if (state === this.state) return;
-    this.state = state;
-    this.#balancer?.updateSubConnState(this, state);
-  }
-}
-
-/** Records every published state. */
-class FakeHost implements BalancerHost {
-  readonly states: BalancerState[] = [];
-
-  updateState(state: BalancerState): void {
-    this.states.push(state);
-  }
-
-  get last(): BalancerState {
-    return this.states[this.states.length - 1];
-  }
-
-  /** Where a call with `info` goes now: an address, "queue", or "fail". */
-  pick(info: PickInfo = keyed(undefined)): string {
-    const result = this.last.picker.pick(info);
-    return result.kind === "complete" ? result.subConn.address : result.kind;
-  }
-}
 
 /** A call with request hash `hash` (reused, as the relay's call object is). */
 function keyed(hash: number | undefined): PickInfo {
@@ -486,18 +431,6 @@ function parseCluster(cluster: Record<string, unknown>) {
   return configSchema.safeParse({ clusters: { c: cluster }, routes: [{ cluster: "c" }] });
 }
 
-/** The `path: message` lines the loader reports for cluster `c` with `cluster` settings. */
-function problems(cluster: Record<string, unknown>): readonly string[] {
-  const raw = { clusters: { c: cluster }, routes: [{ cluster: "c" }] };
-  try {
-    parseConfig(raw, "test", { pickers: registeredPolicies() });
-  } catch (error) {
-    if (error instanceof ConfigError) return error.problems;
-    throw error;
-  }
-  throw new Error("the config should be refused");
-}
-
 Deno.test("config: ring_hash, least_request and weights settings, defaults and refusals", () => {
   const plain = parseCluster({ backends: ["127.0.0.1:1"] });
   assert.ok(plain.success);
@@ -517,28 +450,31 @@ Deno.test("config: ring_hash, least_request and weights settings, defaults and r
   assert.deepEqual(full.data.clusters.c.backends, ["127.0.0.1:1", "127.0.0.1:2"]);
 
   const backends = ["127.0.0.1:1"];
-  assert.deepEqual(problems({ backends, weights: { "127.0.0.1:1": 0 } }), [
+  assert.deepEqual(clusterProblems({ backends, weights: { "127.0.0.1:1": 0 } }), [
     "clusters.c.weights.127.0.0.1:1: must be a whole number from 1 to 1000000",
   ]);
-  assert.deepEqual(problems({ backends, weights: { "127.0.0.1:1": 1.5 } }), [
+  assert.deepEqual(clusterProblems({ backends, weights: { "127.0.0.1:1": 1.5 } }), [
     "clusters.c.weights.127.0.0.1:1: must be a whole number from 1 to 1000000",
   ]);
-  assert.deepEqual(problems({ backends, weights: { "127.0.0.1:9": 2 } }), [
+  assert.deepEqual(clusterProblems({ backends, weights: { "127.0.0.1:9": 2 } }), [
     "clusters.c.weights.127.0.0.1:9: is not in backends (Redis members take their weight from Redis)",
   ]);
-  assert.match(problems({ backends, weights: { "nohost": 2 } })[0], /not host:port/);
-  assert.deepEqual(problems({ backends, picker: "ring_hash" }), [
+  assert.match(clusterProblems({ backends, weights: { "nohost": 2 } })[0], /not host:port/);
+  assert.deepEqual(clusterProblems({ backends, picker: "ring_hash" }), [
     'clusters.c.hashKey: is required by ring_hash (e.g. "header:x-client-id" or "client_address")',
   ]);
-  assert.match(problems({ backends, hashKey: "x-client-id" })[0], /^clusters\.c\.hashKey: /);
-  assert.deepEqual(problems({ backends, ringHash: { minRingSize: 4096, maxRingSize: 1024 } }), [
-    "clusters.c.ringHash.maxRingSize: must be at least minRingSize",
-  ]);
+  assert.match(clusterProblems({ backends, hashKey: "x-client-id" })[0], /^clusters\.c\.hashKey: /);
+  assert.deepEqual(
+    clusterProblems({ backends, ringHash: { minRingSize: 4096, maxRingSize: 1024 } }),
+    [
+      "clusters.c.ringHash.maxRingSize: must be at least minRingSize",
+    ],
+  );
   assert.match(
-    problems({ backends, ringHash: { maxRingSize: 8 * 1024 * 1024 + 1 } })[0],
+    clusterProblems({ backends, ringHash: { maxRingSize: 8 * 1024 * 1024 + 1 } })[0],
     /ringHash/,
   );
-  assert.match(problems({ backends, leastRequest: { choiceCount: 1 } })[0], /choiceCount/);
+  assert.match(clusterProblems({ backends, leastRequest: { choiceCount: 1 } })[0], /choiceCount/);
 });
 
 /** A control-plane cluster whose snapshots are collected. */

@@ -7,7 +7,8 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import tls from "node:tls";
-import { ConfigError, parseConfig } from "../src/config/load.ts";
+import { type ConfigError, parseConfig } from "../src/config/load.ts";
+import { configProblems } from "./support/config_problems.ts";
 import { readTlsMaterial } from "../src/config/tls_material.ts";
 import {
   clusterConfig,
@@ -380,15 +381,7 @@ Deno.test("listener tls: client-certificate settings are validated and their CA 
     clusters: { c: { backends: ["127.0.0.1:1"] } },
     routes: [{ cluster: "c" }],
   });
-  const problems = (settings: Record<string, unknown>) => {
-    try {
-      parseConfig(raw(settings), "test", { pickers: ["round_robin"] });
-    } catch (error) {
-      if (error instanceof ConfigError) return error.problems;
-      throw error;
-    }
-    return [];
-  };
+  const problems = (settings: Record<string, unknown>) => configProblems(raw(settings));
   assert.deepEqual(problems({ requireClientCert: true }), [
     "tls.requireClientCert: needs clientCa",
   ]);

@@ -12,16 +12,14 @@
  * Every member is kept connected, as for `round_robin`.
  * @module
  */
-import {
-  type Balancer,
-  type BalancerHost,
-  type ConnectivityState,
-  failingPicker,
-  type LeastRequestConfig,
-  type Picker,
-  type PickResult,
-  QUEUE_PICKER,
-  type SubConn,
+import { createReadySetBalancer } from "./ready_set.ts";
+import type {
+  Balancer,
+  BalancerHost,
+  LeastRequestConfig,
+  Picker,
+  PickResult,
+  SubConn,
 } from "./types.ts";
 
 /** A48's and Envoy's default. */
@@ -56,55 +54,11 @@ class LeastRequestPicker implements Picker {
   }
 }
 
-class LeastRequestBalancer implements Balancer {
-  readonly #host: BalancerHost;
-  readonly #choiceCount: number;
-  #subConns: readonly SubConn[] = [];
-  #members = new Set<SubConn>();
-
-  constructor(host: BalancerHost, config: LeastRequestConfig) {
-    this.#host = host;
-    this.#choiceCount = Math.max(2, config.choiceCount ?? DEFAULT_CHOICE_COUNT);
-  }
-
-  updateSubConns(subConns: readonly SubConn[]): void {
-    this.#subConns = subConns;
-    this.#members = new Set(subConns);
-    for (const subConn of subConns) if (subConn.state === "IDLE") subConn.connect();
-    this.#publish();
-  }
-
-  updateSubConnState(subConn: SubConn, state: ConnectivityState): void {
-    if (!this.#members.has(subConn)) return;
-    if (state === "IDLE") subConn.connect();
-    this.#publish();
-  }
-
-  close(): void {
-    this.#subConns = [];
-    this.#members.clear();
-  }
-
-  #publish(): void {
-    const ready = this.#subConns.filter((subConn) => subConn.state === "READY");
-    if (ready.length > 0) {
-      const picker = new LeastRequestPicker(ready, this.#choiceCount);
-      this.#host.updateState({ state: "READY", picker });
-    } else if (this.#subConns.some((s) => s.state === "CONNECTING" || s.state === "IDLE")) {
-      this.#host.updateState({ state: "CONNECTING", picker: QUEUE_PICKER });
-    } else {
-      const message = this.#subConns.length === 0
-        ? "no backends"
-        : `all ${this.#subConns.length} backends unavailable`;
-      this.#host.updateState({ state: "TRANSIENT_FAILURE", picker: failingPicker(message) });
-    }
-  }
-}
-
 /** Builds a `least_request` balancer. */
 export function createLeastRequestBalancer(
   host: BalancerHost,
   config: LeastRequestConfig = {},
 ): Balancer {
-  return new LeastRequestBalancer(host, config);
+  const choiceCount = Math.max(2, config.choiceCount ?? DEFAULT_CHOICE_COUNT);
+  return createReadySetBalancer(host, (ready) => new LeastRequestPicker(ready, choiceCount));
 }

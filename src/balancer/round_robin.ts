@@ -3,16 +3,8 @@
  * Every member is kept connected so that it can join the rotation as soon as it is READY.
  * @module
  */
-import {
-  type Balancer,
-  type BalancerHost,
-  type ConnectivityState,
-  failingPicker,
-  type Picker,
-  type PickResult,
-  QUEUE_PICKER,
-  type SubConn,
-} from "./types.ts";
+import { createReadySetBalancer } from "./ready_set.ts";
+import type { Balancer, BalancerHost, Picker, PickResult, SubConn } from "./types.ts";
 
 /** Picks READY backends in turn; the list is fixed for the picker's lifetime. */
 class RoundRobinPicker implements Picker {
@@ -31,46 +23,7 @@ class RoundRobinPicker implements Picker {
   }
 }
 
-class RoundRobinBalancer implements Balancer {
-  readonly #host: BalancerHost;
-  #subConns: readonly SubConn[] = [];
-
-  constructor(host: BalancerHost) {
-    this.#host = host;
-  }
-
-  updateSubConns(subConns: readonly SubConn[]): void {
-    this.#subConns = subConns;
-    for (const subConn of subConns) if (subConn.state === "IDLE") subConn.connect();
-    this.#publish();
-  }
-
-  updateSubConnState(subConn: SubConn, state: ConnectivityState): void {
-    if (!this.#subConns.includes(subConn)) return;
-    if (state === "IDLE") subConn.connect();
-    this.#publish();
-  }
-
-  close(): void {
-    this.#subConns = [];
-  }
-
-  #publish(): void {
-    const ready = this.#subConns.filter((subConn) => subConn.state === "READY");
-    if (ready.length > 0) {
-      this.#host.updateState({ state: "READY", picker: new RoundRobinPicker(ready) });
-    } else if (this.#subConns.some((s) => s.state === "CONNECTING" || s.state === "IDLE")) {
-      this.#host.updateState({ state: "CONNECTING", picker: QUEUE_PICKER });
-    } else {
-      const message = this.#subConns.length === 0
-        ? "no backends"
-        : `all ${this.#subConns.length} backends unavailable`;
-      this.#host.updateState({ state: "TRANSIENT_FAILURE", picker: failingPicker(message) });
-    }
-  }
-}
-
 /** Builds a `round_robin` balancer. */
 export function createRoundRobinBalancer(host: BalancerHost): Balancer {
-  return new RoundRobinBalancer(host);
+  return createReadySetBalancer(host, (ready) => new RoundRobinPicker(ready));
 }

@@ -6,30 +6,19 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { frameCountsOf, goawayCounts, resetCounts } from "../h2/frame_counts.ts";
+import { DURATION_BUCKETS_SECONDS } from "../dataplane/stats.ts";
 import { clientConnections } from "../h2/server.ts";
 import type { DialObserver } from "../upstream/upstream.ts";
 import type { UpstreamBackend } from "../upstream/upstream_backend.ts";
 import { backendsWithLabels, type ClusterSource } from "./state_metrics.ts";
 
-/** Connect times run from a loopback TCP handshake to a slow TLS dial. */
-const CONNECT_BUCKETS_SECONDS = [
-  0.0001,
-  0.00025,
-  0.0005,
-  0.001,
-  0.0025,
-  0.005,
-  0.01,
-  0.025,
-  0.05,
-  0.1,
-  0.25,
-  0.5,
-  1,
-  2.5,
-  5,
-  10,
-];
+/**
+ * Connect times run from a loopback TCP handshake (100 µs) to a slow TLS dial (10 s): the call
+ * duration's bounds over that range, so the two histograms line up.
+ */
+const CONNECT_BUCKETS_SECONDS = DURATION_BUCKETS_SECONDS.filter((bound) =>
+  bound >= 0.0001 && bound <= 10
+);
 
 /** The connection metrics' entry points. */
 export interface ConnectionMetrics {
