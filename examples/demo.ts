@@ -4,6 +4,9 @@
  * 1. `pick_first`: every call goes to the first backend.
  * 2. The picker is switched live to `round_robin` through the admin API: calls spread.
  * 3. One backend turns NOT_SERVING: active health checks take it out and traffic moves away.
+ * 4. Affinity: calls carrying `x-client-id` go to a cluster with an affinity table (kept in
+ *    memory here; `store: "redis"` shares it between proxies). Each id keeps its backend, and
+ *    keeps it while a new backend is added through the admin API; new ids reach the new one.
  *
  * Everything runs on loopback with free ports and is stopped at the end.
  * @module
@@ -31,14 +34,34 @@ async function until(condition: () => Promise<boolean>, what: string): Promise<v
   }
 }
 
-function sayHello(client: grpc.Client, name: string): Promise<{ backend: string }> {
+function sayHello(
+  client: grpc.Client,
+  name: string,
+  metadata = new grpc.Metadata(),
+): Promise<{ backend: string }> {
   return new Promise((resolve, reject) => {
     // deno-lint-ignore no-explicit-any
     (client as any).SayHello(
       { name },
+      metadata,
       (error: Error | null, reply: { backend: string }) => error ? reject(error) : resolve(reply),
     );
   });
+}
+
+/** Calls once as each client id; returns who answered each. */
+async function owners(client: grpc.Client, ids: readonly string[]): Promise<Map<string, string>> {
+  const answered = new Map<string, string>();
+  for (const id of ids) {
+    const metadata = new grpc.Metadata();
+    metadata.set("x-client-id", id);
+    answered.set(id, (await sayHello(client, id, metadata)).backend);
+  }
+  return answered;
+}
+
+function describeOwners(answered: ReadonlyMap<string, string>): string {
+  return [...answered].map(([id, backend]) => `${id}→${backend}`).join(" ");
 }
 
 async function round(client: grpc.Client, title: string, calls: number): Promise<void> {
@@ -58,6 +81,8 @@ const backends: GreeterBackend[] = [];
 for (const name of ["backend-1", "backend-2", "backend-3"]) {
   backends.push(await startGreeterBackend(name));
 }
+// Not in any cluster yet: step 4 adds it to the affinity cluster through the admin API.
+const late = await startGreeterBackend("backend-4");
 const [listen, admin, grpcWeb] = [
   `127.0.0.1:${await freePort()}`,
   `127.0.0.1:${await freePort()}`,
@@ -77,8 +102,20 @@ await Deno.writeTextFile(
         backends: backends.map((b) => b.address),
         healthCheck: { interval: "300ms", timeout: "250ms", healthyThreshold: 1 },
       },
+      sessions: {
+        picker: "round_robin",
+        backends: backends.map((b) => b.address),
+        affinity: { key: "header:x-client-id", store: "local", ttl: "10m" },
+      },
     },
-    routes: [{ service: "helloworld.Greeter", cluster: "greeter" }],
+    routes: [
+      {
+        service: "helloworld.Greeter",
+        headers: [{ name: "x-client-id", present: true }],
+        cluster: "sessions",
+      },
+      { service: "helloworld.Greeter", cluster: "greeter" },
+    ],
   }),
 );
 console.log(`backends: ${backends.map((b) => `${b.name}@${b.address}`).join(", ")}`);
@@ -143,11 +180,39 @@ try {
   const trailer = new TextDecoder().decode(answer.subarray(10 + length)).trim();
   console.log(`   reply:   ${new TextDecoder().decode(answer.subarray(5, 5 + length))}`);
   console.log(`   trailer: ${trailer.replaceAll("\r\n", "  ")}`);
+
+  console.log("\n== affinity: calls with x-client-id stick to one backend per id");
+  const ids = ["alice", "bob", "carol", "dave", "erin", "frank"];
+  const first = await owners(client, ids);
+  console.log(`   first calls:  ${describeOwners(first)}`);
+  const again = await owners(client, ids);
+  const same = (answered: Map<string, string>) =>
+    ids.every((id) => answered.get(id) === first.get(id));
+  console.log(`   again:        ${describeOwners(again)}  (${same(again) ? "all kept" : "MOVED"})`);
+  const added = await fetch(`${adminUrl}/clusters/sessions/backends`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ address: late.address }),
+  });
+  if (!added.ok) throw new Error(`adding ${late.name} failed: ${await added.text()}`);
+  await until(async () => {
+    const cluster = await (await fetch(`${adminUrl}/clusters/sessions`)).json();
+    // deno-lint-ignore no-explicit-any
+    return cluster.backends.some((b: any) => b.address === late.address && b.state === "READY");
+  }, `${late.name} to be ready`);
+  console.log(`   ${late.name} added to the cluster through the admin API`);
+  const after = await owners(client, ids);
+  console.log(`   after:        ${describeOwners(after)}  (${same(after) ? "all kept" : "MOVED"})`);
+  const newcomers = await owners(client, ["grace", "heidi", "ivan", "judy"]);
+  console.log(`   new ids:      ${describeOwners(newcomers)}`);
+  const table = await (await fetch(`${adminUrl}/clusters/sessions/affinity?id=alice`)).json();
+  console.log(`   GET /clusters/sessions/affinity?id=alice → owner ${table.owner}`);
+  if (!same(again) || !same(after)) throw new Error("demo: affinity did not hold");
 } finally {
   client.close();
   proxy.kill("SIGTERM");
   const { code } = await proxy.status;
-  await Promise.all(backends.map((b) => b.stop()));
+  await Promise.all([...backends, late].map((b) => b.stop()));
   await Deno.remove(configFile);
   console.log(`\nstopped: proxy exited with ${code}, backends shut down`);
 }

@@ -6,6 +6,7 @@
  * @module
  */
 import { resolveAdminToken } from "./admin/auth.ts";
+import { AffinityService } from "./affinity/service.ts";
 import { AdminServer } from "./admin/server.ts";
 import { Cluster } from "./cluster/cluster.ts";
 import type { Config } from "./config/schema.ts";
@@ -57,6 +58,8 @@ export class Switchyard {
   readonly dataPlanes: DataPlanes;
   readonly #health: HealthSupervisor;
   readonly #settings: RunSettings;
+  /** The clusters' affinity tables (and their Redis connections, when any is in Redis). */
+  readonly #affinity: AffinityService;
   #config: Config;
   #tls: TlsMaterial;
   #discovery: RedisDiscovery | undefined;
@@ -80,7 +83,9 @@ export class Switchyard {
     health: HealthSupervisor,
     discovery: RedisDiscovery | undefined,
     settings: RunSettings,
+    affinity: AffinityService,
   ) {
+    this.#affinity = affinity;
     this.#config = config;
     this.#tls = tls;
     this.#clusters = clusters;
@@ -107,6 +112,11 @@ export class Switchyard {
     return this.#discovery;
   }
 
+  /** The clusters' affinity tables: their counts, and the owner of an id. */
+  get affinity(): AffinityService {
+    return this.#affinity;
+  }
+
   /** Every reload so far. */
   get reloadStatus(): ReloadStatus {
     return this.#reloads;
@@ -131,7 +141,9 @@ export class Switchyard {
     const discovery = await RedisDiscovery.start(config, clusters);
     for (const cluster of clusters.values()) cluster.flush();
     const workers = workerCount(config.workers);
+    const affinity = new AffinityService(dataPlanes);
     try {
+      await affinity.sync(config);
       await dataPlanes.start({
         config,
         workers,
@@ -139,10 +151,12 @@ export class Switchyard {
         logLevel: settings.logLevel,
         debugHooks: settings.debugHooks,
         onOutcomes: (batch) => health.observeOutcomes(batch),
+        onAffinity: (worker, message) => affinity.receive(worker, message),
       });
     } catch (error) {
       health.stop();
       discovery?.stop();
+      affinity.stop();
       throw error;
     }
     log.info("listening on {address} ({protocol}, {workers} data-plane workers)", {
@@ -156,7 +170,16 @@ export class Switchyard {
         protocol: config.tls ? "HTTPS" : "HTTP/1.1 and h2c",
       });
     }
-    const proxy = new Switchyard(config, tls, clusters, dataPlanes, health, discovery, settings);
+    const proxy = new Switchyard(
+      config,
+      tls,
+      clusters,
+      dataPlanes,
+      health,
+      discovery,
+      settings,
+      affinity,
+    );
     proxy.#admin = AdminServer.start(proxy, {
       token: adminToken,
       metrics: new ProxyMetrics(proxy),
@@ -246,11 +269,14 @@ export class Switchyard {
       .filter(([name]) => !this.#clusters.has(name))
       .map(([name, settings]) => new Cluster(name, settings, this.dataPlanes));
     for (const cluster of added) cluster.flush();
+    // Tables first, so that a data plane's first lookup under the new config finds its table.
+    await this.#affinity.sync(next);
     try {
       await this.dataPlanes.reconfigure(next, loaded.tls);
     } catch (error) {
       for (const cluster of added) cluster.close();
       this.dataPlanes.forget(added.map((cluster) => cluster.name));
+      await this.#affinity.sync(this.#config);
       throw error;
     }
     const before = this.#config;
@@ -344,6 +370,7 @@ export class Switchyard {
     this.#discovery?.stop();
     for (const cluster of this.#clusters.values()) cluster.close();
     await this.dataPlanes.close();
+    this.#affinity.stop();
     await this.#admin?.stop();
     log.info("shutdown complete");
   }

@@ -57,6 +57,12 @@ function relayTest(
       } finally {
         const open = env.cancelOpenCalls();
         if (passed) assert.equal(open, 0, "every call the test started has ended");
+        if (passed) {
+          const { trackedStreams, counters } = env.backend.streamList;
+          assert.equal(trackedStreams, 0, "every attempt left its backend's stream list");
+          assert.equal(counters.streamsEnded, counters.streamsOpened);
+          assert.equal(counters.streamsOpened, env.upstreams.length, "one entry per attempt");
+        }
       }
     },
   });
@@ -509,4 +515,50 @@ relayTest("stream idle timeout: a call with a frame every 10ms lives on", {
   );
   assert.equal(env.records[0].grpcStatus, GrpcStatus.OK);
   assert.deepEqual(env.limitSlots(), NO_LIMITS_HELD);
+});
+
+relayTest("a shed stream ends UNAVAILABLE with its message; its upstream is cancelled", {
+  cluster: { retry: RETRY_ON_UNAVAILABLE },
+}, async (env) => {
+  const { call, downstream } = env.startCall({ endStream: true });
+  const upstream = env.upstreams[0];
+  const list = env.backend.streamList;
+  assert.equal(list.trackedStreams, 1);
+  assert.equal(list.oldestStream, call, "the call is its own list entry");
+  upstream.receiveHeaders([...RESPONSE_HEADERS], false);
+  upstream.receiveData(bytes(0, 5), false);
+
+  call.shed("cluster a: stream shed by rebalance from backend 10.0.0.1:50051");
+  assert.equal(list.trackedStreams, 0, "out of the list at once");
+  assert.deepEqual(upstream.resetsSent(), [CANCEL]);
+  await waitFor(() => downstream.closed, { ...POLL, what: "the client stream to close" });
+  assert.deepEqual(downstream.sent.map((frame) => frame.kind), ["headers", "data", "trailers"]);
+  const last = downstream.sent[2];
+  assert.ok(last.kind === "trailers");
+  assert.equal(headerValue(last.trailers, "grpc-status"), String(GrpcStatus.UNAVAILABLE));
+  assert.match(headerValue(last.trailers, "grpc-message")!, /stream shed by rebalance/);
+  // Committed: neither the relay's retry policy nor a second shed changes anything.
+  call.shed("again");
+  assert.equal(env.upstreams.length, 1, "no retry of a committed call");
+  const [record] = env.records;
+  assert.equal(record.grpcStatus, GrpcStatus.UNAVAILABLE);
+  assert.equal(record.origin, "proxy");
+  assert.equal(record.backendFailure, false, "not the backend's fault");
+  assert.match(record.grpcMessage!, /stream shed by rebalance/);
+  assert.deepEqual(env.limitSlots(), NO_LIMITS_HELD);
+});
+
+relayTest("a retried call moves from one attempt's list entry to the next", {
+  cluster: { retry: RETRY_ON_UNAVAILABLE },
+}, async (env) => {
+  const { downstream } = env.startCall({ endStream: true });
+  const first = await upstreamNumber(env, 1);
+  assert.equal(env.backend.streamList.trackedStreams, 1);
+  first.receiveHeaders(trailersOnly(GrpcStatus.UNAVAILABLE), true);
+  assert.equal(env.backend.streamList.trackedStreams, 0, "the failed attempt left the list");
+  const second = await upstreamNumber(env, 2);
+  assert.equal(env.backend.streamList.trackedStreams, 1);
+  answer(second);
+  await waitFor(() => downstream.closed, { ...POLL, what: "the call to end" });
+  assert.equal(env.records[0].grpcStatus, GrpcStatus.OK);
 });

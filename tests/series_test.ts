@@ -103,6 +103,10 @@ function planeStats(worker: number, counts: WorkerCounts, name = "echo"): DataPl
       failures: 0,
       bytesReceived: 0,
       bytesSent: 0,
+      streamsOpened: 0,
+      streamsEnded: 0,
+      streamAgeMaxMs: 0,
+      streamAgeSampleMs: [],
     };
   });
   const cluster: ClusterStats = {
@@ -113,6 +117,7 @@ function planeStats(worker: number, counts: WorkerCounts, name = "echo"): DataPl
     durations: counts.durations,
     retries: zero.retries,
     overflow: zero.overflow,
+    rebalanceShed: 0,
     backends,
   };
   return { worker, connections: 0, clusters: [cluster] };

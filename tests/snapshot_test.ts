@@ -388,7 +388,14 @@ Deno.test("data plane: verdicts are updated in place; the member keeps its count
     cluster.apply(snapshot([changed], { panic: true }));
     assert.equal(cluster.backends()[0], member);
     assert.equal(member.verdict, changed);
-    assert.deepEqual(member.counters, { calls: 7, failures: 2, bytesReceived: 0, bytesSent: 100 });
+    assert.deepEqual(member.counters, {
+      calls: 7,
+      failures: 2,
+      bytesReceived: 0,
+      bytesSent: 100,
+      streamsOpened: 0,
+      streamsEnded: 0,
+    });
     assert.equal(member.unusableReason, "drained");
     assert.match(cluster.describeUnavailable("no backends"), /127\.0\.0\.1:1: drained/);
   } finally {

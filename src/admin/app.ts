@@ -17,6 +17,7 @@ import { createAdminRouter } from "./router.ts";
 import type { ErrorBody } from "./schemas.ts";
 import { refuseCrossOriginMutations } from "./same_origin.ts";
 import { SeriesSampler } from "./series.ts";
+import { affinityRoutes } from "./routes/affinity.ts";
 import { clusterRoutes } from "./routes/clusters.ts";
 import { configRoutes } from "./routes/config.ts";
 import { lifecycleRoutes } from "./routes/lifecycle.ts";
@@ -81,6 +82,7 @@ export function createAdminApp(switchyard: AdminTarget, options: AdminAppOptions
   app.get("/", (c) => c.html(renderStatusPage()));
   app.route("/", lifecycleRoutes(switchyard));
   app.route("/", clusterRoutes(switchyard));
+  app.route("/", affinityRoutes(switchyard));
   app.route("/", seriesRoutes(switchyard, options.series ?? new SeriesSampler(switchyard)));
   app.route("/", configRoutes(switchyard));
   app.route("/", metricsRoutes(options.metrics));

@@ -13,7 +13,8 @@ import {
   type ClusterStats,
   type DataPlaneStats,
 } from "../dataplane/stats.ts";
-import type { BackendView, ClusterView } from "./schemas.ts";
+import type { BackendView, ClusterAffinityView, ClusterView } from "./schemas.ts";
+import type { AffinityStatus } from "../affinity/table.ts";
 
 /** Higher is more usable: a cluster or backend that some worker can use shows that state. */
 const RANK: Readonly<Record<ConnectivityState, number>> = {
@@ -60,10 +61,23 @@ function backendViewIn(backend: Backend, workers: readonly ClusterInWorkers[]): 
       failures: stats?.failures ?? 0,
       bytesReceived: stats?.bytesReceived ?? 0,
       bytesSent: stats?.bytesSent ?? 0,
+      streamsOpened: stats?.streamsOpened ?? 0,
+      streamsEnded: stats?.streamsEnded ?? 0,
+      streamAgeP50Ms: stats === undefined ? null : streamAgeP50([stats]),
+      streamAgeMaxMs: stats === undefined ? null : streamAgeMax([stats]),
     };
   });
-  const sum = (field: "activeStreams" | "calls" | "failures" | "bytesReceived" | "bytesSent") =>
-    perWorker.reduce((total, stats) => total + stats[field], 0);
+  const sum = (
+    field:
+      | "activeStreams"
+      | "calls"
+      | "failures"
+      | "bytesReceived"
+      | "bytesSent"
+      | "streamsOpened"
+      | "streamsEnded",
+  ) => perWorker.reduce((total, stats) => total + stats[field], 0);
+  const reported = workers.flatMap(({ backends }) => backends.get(backend.address) ?? []);
   return {
     address: backend.address,
     sources: [...backend.sources],
@@ -86,6 +100,10 @@ function backendViewIn(backend: Backend, workers: readonly ClusterInWorkers[]): 
     failures: sum("failures"),
     bytesSent: sum("bytesSent"),
     bytesReceived: sum("bytesReceived"),
+    streamsOpened: sum("streamsOpened"),
+    streamsEnded: sum("streamsEnded"),
+    streamAgeP50Ms: streamAgeP50(reported),
+    streamAgeMaxMs: streamAgeMax(reported),
     workers: perWorker,
   };
 }
@@ -100,7 +118,11 @@ export function backendView(
 }
 
 /** Views one cluster with all of its members. */
-export function clusterView(cluster: Cluster, planes: readonly DataPlaneStats[]): ClusterView {
+export function clusterView(
+  cluster: Cluster,
+  planes: readonly DataPlaneStats[],
+  affinity?: AffinityStatus,
+): ClusterView {
   const workers = inWorkers(cluster.name, planes);
   const zero = clusterCounters();
   const perWorker = workers.map(({ worker, stats }) => ({
@@ -119,6 +141,8 @@ export function clusterView(cluster: Cluster, planes: readonly DataPlaneStats[])
     errors: perWorker.reduce((total, stats) => total + stats.errors, 0),
     retries: sumCounters(workers.map(({ stats }) => stats?.retries), zero.retries),
     overflow: sumCounters(workers.map(({ stats }) => stats?.overflow), zero.overflow),
+    rebalanceShed: workers.reduce((total, { stats }) => total + (stats?.rebalanceShed ?? 0), 0),
+    affinity: affinity === undefined ? null : affinityView(affinity, workers),
     workers: perWorker,
     backends: cluster.backends().map((backend) => backendViewIn(backend, workers)),
   };
@@ -135,4 +159,61 @@ function sumCounters<T extends Record<string, number>>(
     for (const key of Object.keys(total)) total[key] += count[key];
   }
   return total as T;
+}
+
+/** Streams open on a backend in one worker's report. */
+function openStreams(stats: BackendStats): number {
+  return stats.streamsOpened - stats.streamsEnded;
+}
+
+/** The oldest stream's age over workers' reports, in whole ms; null while none is open. */
+function streamAgeMax(reports: readonly BackendStats[]): number | null {
+  let max: number | null = null;
+  for (const stats of reports) {
+    if (openStreams(stats) > 0) max = Math.max(max ?? 0, Math.round(stats.streamAgeMaxMs));
+  }
+  return max;
+}
+
+/**
+ * The median age of the streams of every report together, in whole ms, by nearest rank (the
+ * ⌈n/2⌉-th youngest); null while none is open. Each report's sample holds all of its ages up
+ * to `STREAM_AGE_SAMPLE_LIMIT` (256) streams, which makes this exact; past that, each sampled
+ * age stands for its share of the worker's streams, and the rank is off by at most one
+ * sample's stretch (n / 256 streams).
+ */
+export function streamAgeP50(reports: readonly BackendStats[]): number | null {
+  const weighted: [age: number, weight: number][] = [];
+  let total = 0;
+  for (const stats of reports) {
+    const open = openStreams(stats);
+    const sample = stats.streamAgeSampleMs;
+    if (open <= 0 || sample.length === 0) continue;
+    total += open;
+    for (const age of sample) weighted.push([age, open / sample.length]);
+  }
+  if (total === 0) return null;
+  weighted.sort((a, b) => a[0] - b[0]);
+  let seen = 0;
+  for (const [age, weight] of weighted) {
+    seen += weight;
+    // Fractional weights: a rounding error must not skip the entry that reaches the rank.
+    if (seen >= total / 2 - 1e-9) return Math.round(age);
+  }
+  return Math.round(weighted[weighted.length - 1][0]);
+}
+
+/** A cluster's affinity table: the control plane's counts and the workers' lookups. */
+function affinityView(
+  status: AffinityStatus,
+  workers: readonly ClusterInWorkers[],
+): ClusterAffinityView {
+  let hits = 0;
+  let misses = 0;
+  for (const { stats } of workers) {
+    hits += stats?.affinity?.hits ?? 0;
+    misses += stats?.affinity?.misses ?? 0;
+  }
+  const { store, key, ttlMs, entries, claims } = status;
+  return { store, key, ttlMs, entries, hits, misses, claims };
 }

@@ -35,6 +35,10 @@ export const backendInWorkerSchema = z
     failures: z.int(),
     bytesReceived: z.int(),
     bytesSent: z.int(),
+    streamsOpened: z.int(),
+    streamsEnded: z.int(),
+    streamAgeP50Ms: z.int().nullable(),
+    streamAgeMaxMs: z.int().nullable(),
   })
   .openapi("BackendInWorker");
 
@@ -79,6 +83,20 @@ export const backendSchema = z
     bytesSent: z.int().openapi({
       description: "Response bytes sent to clients from this backend.",
     }),
+    streamsOpened: z.int().openapi({
+      description: "Backend streams opened (every attempt of every call, unary included).",
+    }),
+    streamsEnded: z.int().openapi({
+      description: "Of those, streams that ended; open now = streamsOpened − streamsEnded.",
+    }),
+    streamAgeP50Ms: z.int().nullable().openapi({
+      description: "Median age of the open streams, over every worker's (nearest rank: exact " +
+        "up to 256 streams per worker, sampled past that); null while none is open.",
+    }),
+    streamAgeMaxMs: z.int().nullable().openapi({
+      description: "Age of the oldest open stream (the oldest over workers); null while none is " +
+        "open.",
+    }),
     workers: z.array(backendInWorkerSchema).openapi({
       description: "The same, as each data-plane worker sees it.",
     }),
@@ -97,6 +115,58 @@ export const registeredBackendSchema = backendSchema
     }),
   })
   .openapi("RegisteredBackend");
+
+/** A cluster's affinity table in `/clusters`. */
+export const clusterAffinitySchema = z
+  .object({
+    store: z.enum(["local", "redis"]),
+    key: z.string().openapi({ example: "header:x-client-id" }),
+    ttlMs: z.int().openapi({ description: "How long an id no call uses keeps its owner." }),
+    entries: z.int().openapi({
+      description: "Ids the control plane holds (with Redis: this proxy's cache of the table).",
+    }),
+    hits: z.int().openapi({
+      description: "Calls that went to their cached, usable owner, summed over workers.",
+    }),
+    misses: z.int().openapi({
+      description: "Calls that did not (an unknown id, or an owner not usable in the worker).",
+    }),
+    claims: z.int().openapi({
+      description: "Ids this proxy moved from an unusable owner to another backend.",
+    }),
+  })
+  .openapi("ClusterAffinity");
+
+/** A cluster's affinity view. */
+export type ClusterAffinityView = z.infer<typeof clusterAffinitySchema>;
+
+/** `GET /clusters/{name}/affinity?id=`: the owner of one id. */
+export const affinityLookupSchema = z
+  .object({
+    cluster: z.string().openapi({ example: "sessions" }),
+    id: z.string().openapi({ example: "client-42" }),
+    owner: z.string().nullable().openapi({
+      description: "The backend that owns the id, host:port; null when it has none.",
+      example: "127.0.0.1:50051",
+    }),
+    store: z.enum(["local", "redis"]),
+    ttlMs: z.int().nullable().openapi({
+      description: "Milliseconds until the owner expires unless a call keeps it.",
+    }),
+    source: z.enum(["redis", "memory"]).openapi({
+      description: "Where the answer was read: Redis, or this proxy's memory (store local, or " +
+        "Redis unreachable).",
+    }),
+  })
+  .openapi("AffinityLookup");
+
+/** `?id=` of `GET /clusters/{name}/affinity`. */
+export const affinityQuerySchema = z.object({
+  id: z.string({ error: "is required" }).min(1, { error: "must not be empty" }).openapi({
+    param: { name: "id", in: "query" },
+    example: "client-42",
+  }),
+});
 
 /** One cluster with all of its members. */
 export const clusterSchema = z
@@ -119,6 +189,12 @@ export const clusterSchema = z
       maxConnectionsPerBackend: z.int(),
       retryBudget: z.int(),
     }).openapi({ description: "Times each limit refused a call or a retry." }),
+    rebalanceShed: z.int().openapi({
+      description: "Streams the rebalancer shed (clusters.NAME.rebalance), summed over workers.",
+    }),
+    affinity: clusterAffinitySchema.nullable().openapi({
+      description: "The cluster's affinity table (clusters.NAME.affinity); null without one.",
+    }),
     workers: z.array(
       z.object({
         worker: z.int(),

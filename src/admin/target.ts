@@ -5,6 +5,7 @@
  * the only direction of import.
  * @module
  */
+import type { AffinityService } from "../affinity/service.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import type { ReloadResult, ReloadStatus } from "../config/reload.ts";
 import type { Config } from "../config/schema.ts";
@@ -37,4 +38,6 @@ export interface AdminTarget {
   reload(): Promise<ReloadResult>;
   /** Every reload so far. */
   readonly reloadStatus: ReloadStatus;
+  /** The clusters' affinity tables; absent (as in tests' fakes) means none. */
+  readonly affinity?: Pick<AffinityService, "status" | "lookup">;
 }

@@ -139,6 +139,17 @@ export interface PolicyConfig {
 /** Builds a balancer that publishes through `host`. */
 export type BalancerFactory = (host: BalancerHost, config: PolicyConfig) => Balancer;
 
+/**
+ * The pickers under which `rebalance` may shed streams: their picks reach every READY member
+ * (`least_request` favours the emptier ones), so a shed stream can land elsewhere. Under
+ * `pick_first` or `ring_hash` it would go straight back where it was.
+ */
+export const REBALANCING_PICKERS: readonly string[] = [
+  "least_request",
+  "round_robin",
+  "weighted_round_robin",
+];
+
 /** A picker that queues every call, used while connecting. */
 export const QUEUE_PICKER: Picker = { pick: () => ({ kind: "queue" }) };
 

@@ -8,6 +8,7 @@ import { HOST_PORT_PATTERN, parseHost, parseHostPort } from "./address.ts";
 import { DURATION_PATTERN, parseDuration } from "./duration.ts";
 import { GRPC_STATUS_NAMES } from "../proxy/grpc_status.ts";
 import { HASH_KEY_PATTERN } from "../balancer/hash_policy.ts";
+import { REBALANCING_PICKERS } from "../balancer/types.ts";
 import { MAX_WEIGHT } from "../cluster/snapshot.ts";
 import { ACCESS_LOG_FIELDS } from "../access_log/format.ts";
 
@@ -119,12 +120,63 @@ const leastRequestSchema = z.strictObject({
 });
 
 /**
+ * Scale-out rebalancing of long-lived streams: every `interval`, each data plane sheds streams
+ * from its busiest backends (oldest first, only those older than `minStreamAge`, at most
+ * `maxShare` of the cluster's streams) while another backend is below its fair share. A shed
+ * stream ends with UNAVAILABLE, which clients retry. Absent: off.
+ */
+const rebalanceSchema = z.strictObject({
+  /** How often each data plane looks; a shorter one would make shedding a storm. */
+  interval: durationSchema
+    .refine((ms) => ms >= 100, { error: "must be at least 100ms" })
+    .prefault("10s"),
+  /** The share of the cluster's streams (in one data plane) shed per interval at most. */
+  maxShare: z.number()
+    .gt(0, { error: "must be greater than 0 and at most 0.5" })
+    .max(0.5, { error: "must be greater than 0 and at most 0.5" })
+    .default(0.05),
+  /** Younger streams are never shed, so a reconnected stream is not moved again at once. */
+  minStreamAge: durationSchema.prefault("1m"),
+  /**
+   * How unbalanced before acting: some backend below (1 − tolerance) × its fair share, or
+   * above (1 + tolerance) × it.
+   */
+  tolerance: z.number()
+    .min(0, { error: "must be from 0 to 1" })
+    .max(1, { error: "must be from 0 to 1" })
+    .default(0.1),
+});
+
+/**
  * Where a cluster's request hash comes from: `header:<name>` (the header's first value) or
  * `client_address` (the client's IP), as Envoy's hash policies.
  */
 const hashKeySchema = z.string().regex(HASH_KEY_PATTERN, {
   error: (issue) =>
     `${JSON.stringify(issue.input)} is not "header:<lower-case name>" or "client_address"`,
+});
+
+/**
+ * A cluster's affinity table: calls with the same id (from `key`, spelled as `hashKey`) go to
+ * the same backend, recorded on the first call and kept while calls use it; an owner that
+ * becomes unusable is claimed by the next call. `store: "redis"` shares the table between
+ * proxies (it needs the top-level `redis` section); `"local"` keeps it in this process.
+ */
+const affinitySchema = z.strictObject({
+  key: hashKeySchema,
+  store: z.enum(["local", "redis"], {
+    error: (issue) => `${JSON.stringify(issue.input)} is not "local" or "redis"`,
+  }).default("local"),
+  /** How long an id no call uses keeps its owner; calls keep it (every ttl / 4). */
+  ttl: durationSchema
+    .refine((ms) => ms >= 1000, { error: "must be at least 1s" })
+    .prefault("10m"),
+  /** How long a call for an unknown id waits for the table before the picker decides alone. */
+  lookupTimeout: positiveDurationSchema
+    .refine((ms) => ms <= 10_000, { error: "must be at most 10s" })
+    .prefault("250ms"),
+  /** Ids each data plane caches, and the control plane holds, at most. */
+  maxEntries: z.int().min(1).max(10_000_000).default(100_000),
 });
 
 /** A backend's load-balancing weight (Envoy's `load_balancing_weight`): a positive integer. */
@@ -258,6 +310,10 @@ const clusterSchema = z
       .prefault({}),
     retryBudget: retryBudgetSchema.prefault({}),
     limits: limitsSchema.prefault({}),
+    /** Sheds long-lived streams from the busiest backends when others join; off unless set. */
+    rebalance: rebalanceSchema.optional(),
+    /** Sticks each id to one backend (a table shared through Redis, or local); off unless set. */
+    affinity: affinitySchema.optional(),
   })
   .refine((cluster) => cluster.backends.length > 0 || cluster.discovery !== undefined, {
     error: "needs static backends, a discovery source, or both",
@@ -278,6 +334,15 @@ const clusterSchema = z
         code: "custom",
         path: ["hashKey"],
         message: 'is required by ring_hash (e.g. "header:x-client-id" or "client_address")',
+      });
+    }
+    if (cluster.rebalance !== undefined && !REBALANCING_PICKERS.includes(cluster.picker)) {
+      // pick_first and ring_hash would send a shed stream straight back where it was.
+      ctx.addIssue({
+        code: "custom",
+        path: ["rebalance"],
+        message: `needs a picker that spreads streams (${REBALANCING_PICKERS.join(", ")}), ` +
+          `not ${cluster.picker}`,
       });
     }
   });
@@ -689,6 +754,21 @@ const configObjectSchema = z
           message: "needs a top-level redis section",
         });
       }
+      if (cluster.affinity?.store === "redis" && !config.redis) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["clusters", name, "affinity", "store"],
+          message: '"redis" needs a top-level redis section',
+        });
+      }
+      if (cluster.affinity !== undefined && cluster.rebalance !== undefined) {
+        // A shed stream's client reconnects with the same id, to the same owner.
+        ctx.addIssue({
+          code: "custom",
+          path: ["clusters", name, "affinity"],
+          message: "cannot be combined with rebalance: a shed stream would return to its owner",
+        });
+      }
     }
   });
 
@@ -712,11 +792,15 @@ export type OutlierDetectionConfig = z.output<typeof outlierDetectionSchema>;
 export type BackoffConfig = z.output<typeof backoffSchema>;
 /** Validated HTTP/2 engine limits. */
 export type Http2Config = z.output<typeof http2Schema>;
+/** Validated `rebalance` settings of a cluster. */
+export type RebalanceConfig = z.output<typeof rebalanceSchema>;
 /** Validated retry policy. */
 export type RetryPolicyConfig = z.output<typeof retryPolicySchema>;
 /** Validated header matcher. */
 export type HeaderMatchConfig = z.output<typeof headerMatchSchema>;
 /** Validated `:authority` matcher. */
 export type AuthorityMatchConfig = z.output<typeof authorityMatchSchema>;
+/** Validated `affinity` settings of a cluster. */
+export type AffinityConfig = z.output<typeof affinitySchema>;
 /** Validated Redis settings. */
 export type RedisConfig = z.output<typeof redisSchema>;

@@ -21,7 +21,9 @@ import { Router } from "../route/router.ts";
 import { CallLimits, limitSettings, resetWorkerSlots } from "../upstream/call_limits.ts";
 import { DialGate } from "../upstream/dial_gate.ts";
 import { UpstreamCluster } from "../upstream/upstream_cluster.ts";
-import type { DataPlaneStats } from "./stats.ts";
+import { DataPlaneAffinity } from "../affinity/data_plane_affinity.ts";
+import type { AffinityFromDataPlane, AffinityToDataPlane } from "../affinity/messages.ts";
+import { type DataPlaneStats, STREAM_AGE_SAMPLE_LIMIT } from "./stats.ts";
 
 /**
  * The part of the config a data plane reads. Only this crosses to worker threads: the admin
@@ -112,6 +114,8 @@ export class DataPlane {
   readonly #grpcContext: CallContext;
   readonly #webContext: CallContext;
   readonly #dialGate: DialGate;
+  /** The clusters' affinity caches. */
+  readonly #affinity: DataPlaneAffinity;
   #config: DataPlaneConfig;
   #tls: TlsMaterial;
   #listener: ProxyListener | undefined;
@@ -126,8 +130,10 @@ export class DataPlane {
     init: DataPlaneInit,
     outcomes: OutcomeSink,
     forwardAccessLog: ((batch: Uint8Array) => void) | undefined,
+    affinity: ((message: AffinityFromDataPlane) => void) | undefined,
   ) {
     this.worker = init.worker;
+    this.#affinity = new DataPlaneAffinity(affinity);
     this.#workers = init.workers;
     this.#limits = init.limits;
     resetWorkerSlots(init.limits, init.worker, init.workers);
@@ -142,8 +148,9 @@ export class DataPlane {
     );
     const router = new Router<UpstreamCluster>([], {}, () => undefined!);
     const onStart = this.#metrics.observeStart;
-    this.#grpcContext = { router, observers: [], onStart, tracer: undefined, protocol: "grpc" };
-    this.#webContext = { router, observers: [], onStart, tracer: undefined, protocol: "grpc-web" };
+    const shared = { router, observers: [], onStart, tracer: undefined, timesFirstByte: false };
+    this.#grpcContext = { ...shared, protocol: "grpc" };
+    this.#webContext = { ...shared, protocol: "grpc-web" };
     // The process-wide caps are shared out: each data plane takes its part.
     this.#dialGate = new DialGate(
       Math.ceil(init.config.http2.upstream.maxConcurrentDials / init.workers),
@@ -153,14 +160,16 @@ export class DataPlane {
   /**
    * Builds the clusters from `init.snapshots`, then binds the listeners. With
    * `forwardAccessLog`, an access log on stdout goes there in batches of whole lines (the
-   * main thread writes every worker's), rather than to this thread's own stdout.
+   * main thread writes every worker's), rather than to this thread's own stdout. Affinity
+   * lookups go to the control plane through `affinity` (see {@link DataPlane.affinity}).
    */
   static async start(
     init: DataPlaneInit,
     outcomes: OutcomeSink,
     forwardAccessLog?: (batch: Uint8Array) => void,
+    affinity?: (message: AffinityFromDataPlane) => void,
   ): Promise<DataPlane> {
-    const plane = new DataPlane(init, outcomes, forwardAccessLog);
+    const plane = new DataPlane(init, outcomes, forwardAccessLog, affinity);
     try {
       const tracer = await callTracer();
       plane.#grpcContext.tracer = tracer;
@@ -208,6 +217,7 @@ export class DataPlane {
     // Only new clusters take the change's snapshots: the others have had every snapshot
     // since, and one published while this change waited would be newer than the change's.
     const added = this.#syncClusters(change);
+    this.#affinity.sync(this.#clusters);
     for (const snapshot of change.snapshots) {
       if (added.has(snapshot.cluster)) this.#clusters.get(snapshot.cluster)!.apply(snapshot);
     }
@@ -225,9 +235,12 @@ export class DataPlane {
     }
     if (accessLog) observers.push(accessLog.observe);
     const router = new Router(config.routes, config.clusters, (name) => this.#clusters.get(name)!);
+    const { enabled, fields } = config.accessLog;
+    const timesFirstByte = enabled && (fields?.includes("upstreamDurationMs") ?? true);
     for (const context of [this.#grpcContext, this.#webContext]) {
       context.router = router;
       context.observers = observers;
+      context.timesFirstByte = timesFirstByte;
     }
     if (listeners) {
       const old = [this.#listener, this.#grpcWeb];
@@ -337,6 +350,11 @@ export class DataPlane {
     return this.#accessLogDroppedBefore + (this.#accessLog?.dropped ?? 0);
   }
 
+  /** Takes the control plane's affinity answers and owner updates. */
+  affinity(message: AffinityToDataPlane): void {
+    this.#affinity.receive(message);
+  }
+
   /** Applies the control plane's latest snapshots. */
   apply(snapshots: readonly ClusterSnapshot[]): void {
     for (const snapshot of snapshots) this.#clusters.get(snapshot.cluster)?.apply(snapshot);
@@ -344,6 +362,7 @@ export class DataPlane {
 
   /** Connectivity and counters of every cluster and backend. */
   stats(): DataPlaneStats {
+    const now = performance.now();
     return {
       worker: this.worker,
       connections: this.#listener?.connections ?? 0,
@@ -355,6 +374,8 @@ export class DataPlane {
         durations: [...cluster.counters.durations],
         retries: { ...cluster.counters.retries },
         overflow: { ...cluster.counters.overflow },
+        rebalanceShed: cluster.counters.rebalanceShed,
+        affinity: this.#affinity.stats(cluster.name),
         backends: cluster.backends().map((backend) => ({
           address: backend.address,
           connectivity: backend.upstream.state,
@@ -362,6 +383,8 @@ export class DataPlane {
           lastConnectionError: backend.upstream.lastError ?? null,
           activeStreams: backend.upstream.activeStreams,
           ...backend.counters,
+          streamAgeMaxMs: backend.streamAgeMaxMs(now),
+          streamAgeSampleMs: backend.streamAgeSample(now, STREAM_AGE_SAMPLE_LIMIT),
         })),
       })),
     };
@@ -399,6 +422,7 @@ export class DataPlane {
   async close(): Promise<void> {
     await this.drain(0);
     for (const cluster of this.#clusters.values()) cluster.close();
+    this.#affinity.close();
     this.#metrics.close();
     await this.#accessLog?.close();
   }

@@ -8,6 +8,7 @@
  * @module
  */
 import { AccessLog, STDOUT_PATH } from "../access_log/access_log.ts";
+import type { AffinityFromDataPlane, AffinityToDataPlane } from "../affinity/messages.ts";
 import type { SnapshotSink } from "../cluster/cluster.ts";
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import { parseHostPort } from "../config/address.ts";
@@ -65,6 +66,8 @@ export interface DataPlanesOptions {
   readonly debugHooks: boolean;
   /** Where passive health signals go. */
   readonly onOutcomes: (batch: BackendOutcome[]) => void;
+  /** Where each data plane's affinity lookups, claims and keeps go, with its number. */
+  readonly onAffinity?: (worker: number, message: AffinityFromDataPlane) => void;
 }
 
 /** The process's data planes. */
@@ -123,7 +126,12 @@ export class DataPlanes implements SnapshotSink {
       limits,
     });
     if (workers === 1) {
-      const local = await LocalDataPlane.start(init(1), options.onOutcomes);
+      const onAffinity = options.onAffinity;
+      const local = await LocalDataPlane.start(
+        init(1),
+        options.onOutcomes,
+        onAffinity && ((message) => onAffinity(1, message)),
+      );
       this.#handles = [local];
       // Snapshots published while it started went nowhere.
       await local.apply([...this.#latest.values()]);
@@ -143,6 +151,7 @@ export class DataPlanes implements SnapshotSink {
         }),
         onOutcomes: options.onOutcomes,
         onAccessLog: (batch) => this.#stdoutLog?.writeBatch(batch),
+        onAffinity: (message) => options.onAffinity?.(index + 1, message),
       }));
     this.#handles = planes;
     const started = await Promise.allSettled(planes.map((plane) => plane.start()));
@@ -317,6 +326,16 @@ export class DataPlanes implements SnapshotSink {
   async close(): Promise<void> {
     await Promise.all(this.#handles.map((handle) => handle.close()));
     await this.#stdoutLog?.close();
+  }
+
+  /** Sends an affinity answer to data plane `worker` (a request of its). */
+  affinityTo(worker: number, message: AffinityToDataPlane): void {
+    this.#handles.find((handle) => handle.worker === worker)?.affinity(message);
+  }
+
+  /** Sends affinity owner updates to every data plane. */
+  affinityToAll(message: AffinityToDataPlane): void {
+    for (const handle of this.#handles) handle.affinity(message);
   }
 
   /** Makes worker `worker` die silently (tests only). */

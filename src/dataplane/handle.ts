@@ -3,6 +3,7 @@
  * main thread with `workers: 1`).
  * @module
  */
+import type { AffinityFromDataPlane, AffinityToDataPlane } from "../affinity/messages.ts";
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import type { BackendOutcome } from "../health/outcomes.ts";
 import type { MetricsJson } from "../metrics/data_plane_metrics.ts";
@@ -39,6 +40,8 @@ export interface DataPlaneHandle {
   drain(timeoutMs: number): Promise<void>;
   /** Closes its backend connections and access log, and stops it for good. */
   close(): Promise<void>;
+  /** Hands it the control plane's affinity answers and owner updates; no response. */
+  affinity(message: AffinityToDataPlane): void;
 }
 
 /** The data plane in the main thread (`workers: 1`): calls go straight through. */
@@ -55,12 +58,23 @@ export class LocalDataPlane implements DataPlaneHandle {
     this.#plane = plane;
   }
 
-  /** Starts the data plane; passive signals reach `onOutcomes` at the end of each task. */
+  /**
+   * Starts the data plane; passive signals reach `onOutcomes` at the end of each task, and
+   * affinity lookups reach `onAffinity` at once.
+   */
   static async start(
     init: DataPlaneInit,
     onOutcomes: (batch: BackendOutcome[]) => void,
+    onAffinity?: (message: AffinityFromDataPlane) => void,
   ): Promise<LocalDataPlane> {
-    return new LocalDataPlane(await DataPlane.start(init, { deliver: onOutcomes, delayMs: 0 }));
+    return new LocalDataPlane(
+      await DataPlane.start(init, { deliver: onOutcomes, delayMs: 0 }, undefined, onAffinity),
+    );
+  }
+
+  /** See {@link DataPlaneHandle.affinity}. */
+  affinity(message: AffinityToDataPlane): void {
+    this.#plane.affinity(message);
   }
 
   /** See {@link DataPlaneHandle.apply}. */

@@ -3,6 +3,7 @@
  * (structured clone); requests carry an id that their response repeats.
  * @module
  */
+import type { AffinityFromDataPlane, AffinityToDataPlane } from "../affinity/messages.ts";
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import type { BackendOutcome } from "../health/outcomes.ts";
 import type { MetricsJson } from "../metrics/data_plane_metrics.ts";
@@ -61,8 +62,16 @@ export interface RequestMessage<N extends RequestName = RequestName> {
   readonly args: Requests[N]["args"];
 }
 
+/** The control plane's affinity answers and owner updates, which need no response. */
+export interface AffinityMessage {
+  /** Tag. */
+  readonly type: "affinity";
+  /** The message. */
+  readonly message: AffinityToDataPlane;
+}
+
 /** Messages to a worker. */
-export type ToWorker = InitMessage | RequestMessage;
+export type ToWorker = InitMessage | RequestMessage | AffinityMessage;
 
 /** Messages from a worker. */
 export type FromWorker =
@@ -80,4 +89,6 @@ export type FromWorker =
   /** Access-log lines for the shared stdout, written by the main thread. */
   | { readonly type: "accessLog"; readonly batch: Uint8Array }
   /** A batch of passive health signals. */
-  | { readonly type: "outcomes"; readonly batch: BackendOutcome[] };
+  | { readonly type: "outcomes"; readonly batch: BackendOutcome[] }
+  /** An affinity lookup, claim or keep for the control plane's tables. */
+  | { readonly type: "affinity"; readonly message: AffinityFromDataPlane };

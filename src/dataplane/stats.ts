@@ -5,6 +5,7 @@
  */
 import type { ConnectivityState } from "../balancer/types.ts";
 import type { LimitName } from "../upstream/call_limits.ts";
+import type { AffinityStats } from "../affinity/data_plane_affinity.ts";
 
 /** One backend in one data plane. */
 export interface BackendStats {
@@ -26,7 +27,22 @@ export interface BackendStats {
   readonly bytesReceived: number;
   /** Response bytes sent to clients from this backend. */
   readonly bytesSent: number;
+  /** Backend streams opened (every attempt of every call). */
+  readonly streamsOpened: number;
+  /** Of those, streams that ended; open now = opened − ended. */
+  readonly streamsEnded: number;
+  /** Age in ms of the oldest open stream; 0 with none. */
+  readonly streamAgeMaxMs: number;
+  /**
+   * Ages in ms of the open streams, youngest first: all of them up to
+   * {@link STREAM_AGE_SAMPLE_LIMIT}, past it that many evenly spaced by rank, so the admin
+   * API can take the median over every worker's streams.
+   */
+  readonly streamAgeSampleMs: readonly number[];
 }
+
+/** Stream ages a data plane reports per backend at most; see {@link BackendStats}. */
+export const STREAM_AGE_SAMPLE_LIMIT = 256;
 
 /**
  * Upper bounds, in seconds, of the call-duration buckets: from 50 µs, where the proxy's own
@@ -81,6 +97,8 @@ export interface ClusterCounters {
   readonly retries: { transparent: number; configured: number };
   /** Times each limit refused a call or a retry. */
   readonly overflow: Record<LimitName, number>;
+  /** Streams the rebalancer shed (`rebalance`). */
+  rebalanceShed: number;
 }
 
 /** A cluster's counters, all zero. */
@@ -96,6 +114,7 @@ export function clusterCounters(): ClusterCounters {
       maxConnectionsPerBackend: 0,
       retryBudget: 0,
     },
+    rebalanceShed: 0,
   };
 }
 
@@ -115,6 +134,10 @@ export interface ClusterStats {
   readonly retries: ClusterCounters["retries"];
   /** Times each limit refused a call or a retry. */
   readonly overflow: ClusterCounters["overflow"];
+  /** Streams the rebalancer shed. */
+  readonly rebalanceShed: number;
+  /** Affinity counts, when the cluster keeps an affinity table. */
+  readonly affinity?: AffinityStats | undefined;
   /** Its members, in membership order. */
   readonly backends: readonly BackendStats[];
 }

@@ -60,6 +60,11 @@ async function serve(request: RequestMessage): Promise<void> {
 
 self.onmessage = async (event: MessageEvent<ToWorker>) => {
   const message = event.data;
+  if (message.type === "affinity") {
+    // Before the data plane exists there is no cache to feed and no call waiting.
+    plane?.affinity(message.message);
+    return;
+  }
   if (message.type === "request") {
     if (plane) void serve(message);
     else waiting.push(message);
@@ -74,6 +79,7 @@ self.onmessage = async (event: MessageEvent<ToWorker>) => {
       { deliver: (batch) => send({ type: "outcomes", batch }), delayMs: OUTCOME_BATCH_MS },
       // Transferred, not copied: a batch is a TextEncoder's fresh buffer, never shared.
       (batch) => self.postMessage({ type: "accessLog", batch }, [batch.buffer as ArrayBuffer]),
+      (affinity) => send({ type: "affinity", message: affinity }),
     );
   } catch (error) {
     send({ type: "failed", error: String(error) });

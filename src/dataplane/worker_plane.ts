@@ -6,6 +6,7 @@
  * Once a drain has begun nothing is restarted: a new worker would take new connections.
  * @module
  */
+import type { AffinityFromDataPlane, AffinityToDataPlane } from "../affinity/messages.ts";
 import type { ClusterSnapshot } from "../cluster/snapshot.ts";
 import type { BackendOutcome } from "../health/outcomes.ts";
 import { componentLogger } from "../log/logger.ts";
@@ -43,6 +44,8 @@ export interface WorkerPlaneOptions {
   readonly onOutcomes: (batch: BackendOutcome[]) => void;
   /** Where the worker's access-log batches for stdout go. */
   readonly onAccessLog: (batch: Uint8Array) => void;
+  /** Where the worker's affinity lookups, claims and keeps go. */
+  readonly onAffinity?: (message: AffinityFromDataPlane) => void;
 }
 
 interface Pending {
@@ -198,6 +201,14 @@ export class WorkerDataPlane implements DataPlaneHandle {
     this.#stop();
   }
 
+  /**
+   * See {@link DataPlaneHandle.affinity}. A worker that is not listening has no call waiting
+   * and starts with an empty cache: nothing is sent.
+   */
+  affinity(message: AffinityToDataPlane): void {
+    if (this.#listening) this.#thread?.postMessage({ type: "affinity", message });
+  }
+
   /** Makes the worker die silently (tests only; the worker ignores it otherwise). */
   crash(): void {
     if (this.#listening) this.#post({ type: "request", id: 0, name: "crash", args: undefined });
@@ -237,6 +248,9 @@ export class WorkerDataPlane implements DataPlaneHandle {
         return;
       case "outcomes":
         this.#options.onOutcomes(message.batch);
+        return;
+      case "affinity":
+        this.#options.onAffinity?.(message.message);
         return;
       case "accessLog":
         this.#options.onAccessLog(message.batch);

@@ -14,6 +14,8 @@ import { type ConnectionMetrics, registerConnectionMetrics } from "./connection_
 import { registerDataPlaneRuntimeMetrics } from "./runtime_metrics.ts";
 import { backendGauge, backendStateSet } from "./state_metrics.ts";
 import { registerAccessLogMetrics } from "./access_log_metrics.ts";
+import { registerAffinityLookupMetrics } from "./affinity_metrics.ts";
+import { registerStreamMetrics } from "./stream_metrics.ts";
 
 const CONNECTIVITY_STATES: readonly ConnectivityState[] = [
   "IDLE",
@@ -57,6 +59,7 @@ export class DataPlaneMetrics {
     this.#connectionMetrics = registerConnectionMetrics(this.#registry, source);
     this.dials = this.#connectionMetrics.dials;
     this.#stopRuntimeMetrics = registerDataPlaneRuntimeMetrics(this.#registry);
+    registerAffinityLookupMetrics(this.#registry, clusters);
     for (const cluster of clusters.values()) this.track(cluster);
     backendGauge(this.#registry, source, {
       name: "switchyard_active_streams",
@@ -77,6 +80,7 @@ export class DataPlaneMetrics {
       label: "limit",
       values: (cluster) => cluster.counters.overflow,
     });
+    registerStreamMetrics(this.#registry, source);
     backendStateSet(this.#registry, source, {
       name: "switchyard_backend_connectivity",
       help: "Connection state of each backend: per state, how many data-plane workers see " +

@@ -22,6 +22,8 @@ import { registerReloadMetrics } from "./reload_metrics.ts";
 import { registerProcessMetrics } from "./runtime_metrics.ts";
 import { VERSION } from "../version.ts";
 import { registerWorkerMetrics } from "./worker_metrics.ts";
+import { registerAffinityMetrics } from "./affinity_metrics.ts";
+import type { AffinityStatus } from "../affinity/table.ts";
 
 /**
  * The metric types whose values only grow. (prom-client's types declare a numeric enum, but
@@ -49,6 +51,8 @@ export interface MetricsSource {
   readonly dataPlanes: { workers(): WorkerState[]; accessLogDropped?(): number };
   /** Every config reload so far. */
   readonly reloadStatus: ReloadStatus;
+  /** The clusters' affinity tables; absent means none. */
+  readonly affinity?: { statuses(): AffinityStatus[] };
 }
 
 /** Everything `/metrics` exposes. */
@@ -73,6 +77,7 @@ export class ProxyMetrics {
     registerWorkerMetrics(this.#registry, () => source.dataPlanes.workers());
     registerAccessLogMetrics(this.#registry, () => source.dataPlanes.accessLogDropped?.() ?? 0);
     registerReloadMetrics(this.#registry, () => source.reloadStatus);
+    registerAffinityMetrics(this.#registry, () => source.affinity?.statuses() ?? []);
     registerProcessMetrics(this.#registry, VERSION);
   }
 

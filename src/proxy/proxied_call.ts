@@ -49,8 +49,9 @@ import {
 } from "./grpc_status.ts";
 import { durationBucket } from "../dataplane/stats.ts";
 import type { LimitName } from "../upstream/call_limits.ts";
-import type { UpstreamBackend } from "../upstream/upstream_backend.ts";
+import type { TrackedStream, UpstreamBackend } from "../upstream/upstream_backend.ts";
 import type { UpstreamCluster } from "../upstream/upstream_cluster.ts";
+import type { ClusterAffinity } from "../affinity/cluster_affinity.ts";
 import type { Route, Router } from "../route/router.ts";
 import { retryBackoffMs } from "../route/policy.ts";
 import { REQUEST_ID } from "../route/rewrite.ts";
@@ -77,6 +78,11 @@ export interface CallContext {
   router: Router<UpstreamCluster>;
   /** Told about every finished call. */
   observers: readonly CallObserver[];
+  /**
+   * Read the clock when the backend answers, for the record's `upstreamDurationMs`: only the
+   * access log wants it, and a clock read (`performance.now()`, an op in Deno) is not free.
+   */
+  timesFirstByte: boolean;
   /** Told about every call once it is routed (or refused before a route). */
   onStart: CallStartObserver | undefined;
   /** Starts each call's span; `undefined` while tracing is off, which then costs nothing. */
@@ -101,11 +107,19 @@ const IDLE_CHECKS = 4;
  * Relays one call; construct it from the listener's stream and call {@link start}. It is
  * also the {@link PickInfo} its picks see, so that a pick allocates nothing.
  */
-export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
+export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo, TrackedStream {
   /** See {@link TimerEntry}: the earliest of the call's timers. */
   timerAt = 0;
   /** See {@link TimerEntry}. */
   timerIndex = -1;
+  /** See {@link TrackedStream}: the backend whose open streams list this call's attempt. */
+  streamBackend: UpstreamBackend | undefined = undefined;
+  /** See {@link TrackedStream}. */
+  streamPrev: TrackedStream | undefined = undefined;
+  /** See {@link TrackedStream}. */
+  streamNext: TrackedStream | undefined = undefined;
+  /** See {@link TrackedStream}. */
+  streamOpenedAt = 0;
   readonly #context: CallContext;
   readonly #downstream: TransportStream;
   readonly #requestHeaders: HeaderList;
@@ -119,6 +133,10 @@ export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
   readonly #clientIdentity: string | undefined;
   /** The request hash under the cluster's `hashKey`, computed once, before the first pick. */
   #hash: number | undefined;
+  /** The cluster's affinity table, when it keeps one and the call carries an id for it. */
+  #affinity: ClusterAffinity | undefined;
+  /** The call's id in that table. */
+  #affinityId: string | undefined;
   #cluster: UpstreamCluster | undefined;
   #route: Route<UpstreamCluster> | undefined;
   #backend: UpstreamBackend | undefined;
@@ -302,6 +320,15 @@ export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
     }
     // Once per call, retries included; only clusters with a hashKey compute anything.
     this.#hash = cluster.requestHash(headers, this.#clientAddress);
+    const affinity = cluster.affinity;
+    if (affinity !== undefined) {
+      const id = affinity.idOf(headers, this.#clientAddress);
+      if (id !== undefined) {
+        this.#affinity = affinity;
+        this.#affinityId = id;
+        affinity.opened(id);
+      }
+    }
     this.#arm();
     this.#pick();
   }
@@ -310,7 +337,34 @@ export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
   #pick(): void {
     const cluster = this.#cluster!;
     const previous = this.#backend;
-    const pick = previous === undefined ? cluster.pick(this) : cluster.pickAnother(previous, this);
+    let pick: PickResult;
+    if (previous !== undefined) pick = cluster.pickAnother(previous, this);
+    else if (this.#affinityId === undefined) pick = cluster.pick(this);
+    else {
+      // The id's owner: at once from the cache, or once the control plane answers.
+      const owned = this.#affinity!.pick(this.#affinityId, cluster, this, this.#deadlineAt);
+      if (owned instanceof Promise) {
+        owned.then((result) => this.#affinityPicked(result));
+        return;
+      }
+      pick = owned;
+    }
+    this.#usePick(pick);
+  }
+
+  /** The affinity table answered for the call's id (or its wait ran out). */
+  #affinityPicked(pick: PickResult): void {
+    if (this.#decided) return; // the client cancelled, or the deadline passed
+    try {
+      this.#usePick(pick);
+    } catch (error) {
+      this.#internalError(error);
+    }
+  }
+
+  /** Opens the backend stream for `pick`, or waits for one while the picker queues. */
+  #usePick(pick: PickResult): void {
+    const cluster = this.#cluster!;
     if (pick.kind !== "queue") {
       this.#picked(pick);
       return;
@@ -376,6 +430,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
     }
     this.#upstream = upstream;
     this.#attempts++;
+    // A first attempt opens at arrival, give or take the pick: no second clock read for it.
+    backend.trackStream(this, this.#attempts === 1 ? this.#startedMono : performance.now());
     let chunks = this.#early;
     this.#early = undefined;
     if (this.#attempts > 1) {
@@ -430,7 +486,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
     if (this.#decided) return;
     if (!endStream) {
       // Response headers commit the call (gRFC A6): no retry of either kind from here on.
-      this.#answeredMono = performance.now();
+      if (this.#context.timesFirstByte) this.#answeredMono = performance.now();
       this.#responded = true;
       this.#replay = undefined;
       this.#tryDeadlineAt = 0;
@@ -449,7 +505,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
     this.#origin = "backend";
     this.#grpcStatus = status;
     this.#trailers = headers;
-    if (!this.#responded) this.#answeredMono = performance.now();
+    if (!this.#responded && this.#context.timesFirstByte) this.#answeredMono = performance.now();
     this.#backendFailure = status === GrpcStatus.UNAVAILABLE;
     if (this.#responded) {
       this.#downstream.sendTrailers(headers);
@@ -651,6 +707,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
   /** Gives up on the current attempt's stream: its later events are ignored. */
   #abandonAttempt(upstream: TransportStream): void {
     this.#upstream = undefined;
+    this.streamBackend?.untrackStream(this);
     this.#cancelUnlessEnded(upstream);
     this.#responseEnded = false;
   }
@@ -706,6 +763,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
 
   #upstreamClosed(upstream: TransportStream, cause: CloseCause): void {
     this.#upstream = undefined;
+    this.streamBackend?.untrackStream(this);
     if (this.#decided || cause === CloseCause.DONE) {
       if (!this.#decided) this.#endedWithoutTrailers();
       return;
@@ -816,6 +874,15 @@ export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
     }
   }
 
+  /**
+   * See {@link TrackedStream.shed}: the rebalancer ends the call with UNAVAILABLE (which
+   * clients retry, reconnecting through the picker) and cancels the backend stream.
+   */
+  shed(message: string): void {
+    this.endFromListener(GrpcStatus.UNAVAILABLE, message);
+    this.streamBackend?.untrackStream(this);
+  }
+
   /** The client sent more than `retryBufferBytes` while a retry waited: it cannot be replayed. */
   #retryAbandoned(): void {
     this.#finishByProxy(
@@ -887,6 +954,7 @@ export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
 
   #report(): void {
     const durationMs = performance.now() - this.#startedMono;
+    if (this.#affinityId !== undefined) this.#affinity!.closed(this.#affinityId);
     const cluster = this.#cluster;
     if (cluster) {
       const counters = cluster.counters;
@@ -896,6 +964,8 @@ export class ProxiedCall implements StreamHandler, TimerEntry, PickInfo {
       if (this.#admitted) cluster.limits.releaseCall();
       if (this.#retrying) cluster.limits.releaseRetry();
     }
+    // The call is over, whether or not its backend stream has closed yet.
+    this.streamBackend?.untrackStream(this);
     const backend = this.#backend;
     if (backend) {
       backend.counters.bytesReceived += this.#bytesReceived;

@@ -28,6 +28,8 @@ import { type ClusterCounters, clusterCounters } from "../dataplane/stats.ts";
 import type { DialGate } from "./dial_gate.ts";
 import { type DialObserver, Upstream } from "./upstream.ts";
 import { UpstreamBackend } from "./upstream_backend.ts";
+import type { ClusterAffinity } from "../affinity/cluster_affinity.ts";
+import { Rebalancer } from "./rebalancer.ts";
 
 const log = componentLogger("cluster");
 
@@ -65,6 +67,8 @@ export class UpstreamCluster implements BalancerHost {
   readonly counters: ClusterCounters = clusterCounters();
   /** The cluster's circuit breakers, shared with the other workers. */
   readonly limits: CallLimits;
+  /** The cluster's affinity cache in this data plane, when its config has `affinity`. */
+  affinity: ClusterAffinity | undefined = undefined;
   readonly #backends = new Map<string, UpstreamBackend>();
   readonly #waiters = new Set<PickWaiter>();
   readonly #removed: ((backend: UpstreamBackend) => void)[] = [];
@@ -82,6 +86,8 @@ export class UpstreamCluster implements BalancerHost {
   #balancerState: BalancerState = { state: "IDLE", picker: QUEUE_PICKER };
   #panic = false;
   #closed = false;
+  /** Sheds long streams from the busiest members while `rebalance` is set. */
+  #rebalancer: Rebalancer | undefined;
 
   /** Creates the cluster without members: they come with the first snapshot. */
   constructor(
@@ -95,11 +101,32 @@ export class UpstreamCluster implements BalancerHost {
     this.#upstream = upstream;
     this.limits = limits;
     this.#hashKey = config.hashKey === undefined ? undefined : parseHashKey(config.hashKey);
+    this.#syncRebalancer();
+  }
+
+  /** The current picker's name (`""` before the first snapshot). */
+  get policy(): string {
+    return this.#policy;
+  }
+
+  /** Starts, updates or stops the rebalancer to match `config.rebalance`. */
+  #syncRebalancer(): void {
+    const settings = this.#closed ? undefined : this.config.rebalance;
+    if (settings === undefined) {
+      this.#rebalancer?.stop();
+      this.#rebalancer = undefined;
+    } else if (this.#rebalancer === undefined) this.#rebalancer = new Rebalancer(this, settings);
+    else this.#rebalancer.update(settings);
   }
 
   /** The balancer's aggregate state. */
   get state(): ConnectivityState {
     return this.#balancerState.state;
+  }
+
+  /** One member by `host:port`, or `undefined` when it is not one. */
+  backend(address: string): UpstreamBackend | undefined {
+    return this.#backends.get(address);
   }
 
   /** All members, in membership order. */
@@ -253,6 +280,7 @@ export class UpstreamCluster implements BalancerHost {
     const before = this.config;
     this.config = config;
     this.limits.update(limitSettings(config));
+    this.#syncRebalancer();
     const pools = JSON.stringify(poolSettings(before, this.#upstream)) !==
       JSON.stringify(poolSettings(config, upstream));
     this.#upstream = upstream;
@@ -270,6 +298,7 @@ export class UpstreamCluster implements BalancerHost {
   /** Closes every member's connections once their calls finish, and fails queued calls. */
   close(): void {
     this.#closed = true;
+    this.#syncRebalancer();
     this.#balancer?.close();
     for (const backend of this.#backends.values()) backend.upstream.close();
     this.updateState({

@@ -31,7 +31,13 @@ import {
   type TransportStream,
 } from "../../src/transport/stream.ts";
 import { CallLimits, limitsMemory } from "../../src/upstream/call_limits.ts";
-import type { BackendCounters, UpstreamBackend } from "../../src/upstream/upstream_backend.ts";
+import {
+  type BackendCounters,
+  backendCounters,
+  type TrackedStream,
+  UpstreamBackend,
+} from "../../src/upstream/upstream_backend.ts";
+import type { Upstream } from "../../src/upstream/upstream.ts";
 import type { UpstreamCluster } from "../../src/upstream/upstream_cluster.ts";
 import { type ClusterCounters, clusterCounters } from "../../src/dataplane/stats.ts";
 
@@ -257,7 +263,12 @@ export class FakeStream implements TransportStream {
 /** The part of an {@link UpstreamBackend} the relay uses; its streams are {@link FakeStream}s. */
 export class FakeBackend {
   /** See {@link UpstreamBackend.counters}. */
-  readonly counters: BackendCounters = { calls: 0, failures: 0, bytesReceived: 0, bytesSent: 0 };
+  readonly counters: BackendCounters = backendCounters();
+  /**
+   * A real {@link UpstreamBackend}'s list of open streams (its pool is never used), which
+   * {@link trackStream} adds the relay's attempts to: empty again once every call ended.
+   */
+  readonly streamList: UpstreamBackend;
   /** Every stream the relay opened, in order. */
   readonly streams: FakeStream[] = [];
   /**
@@ -271,6 +282,10 @@ export class FakeBackend {
   };
 
   constructor(readonly address: string) {
+    this.streamList = new UpstreamBackend(
+      { address, drained: false, health: "unknown", ejected: false, reason: undefined },
+      {} as Upstream,
+    );
     this.upstream = {
       openStream: (headers, handler) => {
         const index = this.streams.length;
@@ -282,6 +297,11 @@ export class FakeBackend {
         return stream;
       },
     };
+  }
+
+  /** See {@link UpstreamBackend.trackStream}: into {@link streamList}. */
+  trackStream(stream: TrackedStream, now: number): void {
+    this.streamList.trackStream(stream, now);
   }
 }
 
@@ -506,6 +526,7 @@ export function relayEnv(options: RelayEnvOptions = {}): RelayEnv {
     observers: [(record) => records.push(record)],
     onStart: undefined,
     tracer: undefined,
+    timesFirstByte: true,
     protocol: "grpc",
   };
   const downstreams: FakeStream[] = [];

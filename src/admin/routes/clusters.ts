@@ -149,10 +149,11 @@ export function clusterRoutes(switchyard: AdminTarget): OpenAPIHono {
     }
     return cluster;
   };
+  const affinityOf = (cluster: Cluster) => switchyard.affinity?.status(cluster.name);
   // Changes reach every data plane before the answer, so it shows them in effect.
   const viewOf = async (cluster: Cluster) => {
     await switchyard.settled();
-    return clusterView(cluster, await switchyard.dataPlaneStats());
+    return clusterView(cluster, await switchyard.dataPlaneStats(), affinityOf(cluster));
   };
   // The member is taken before waiting: meanwhile it may leave (a Redis re-read, say).
   const viewOfBackend = async (cluster: Cluster, address: string) => {
@@ -174,11 +175,15 @@ export function clusterRoutes(switchyard: AdminTarget): OpenAPIHono {
   return createAdminRouter()
     .openapi(listRoute, async (c) => {
       const planes = await switchyard.dataPlaneStats();
-      return c.json([...switchyard.clusters.values()].map((k) => clusterView(k, planes)), 200);
+      return c.json(
+        [...switchyard.clusters.values()].map((k) => clusterView(k, planes, affinityOf(k))),
+        200,
+      );
     })
     .openapi(showRoute, async (c) => {
       const cluster = findCluster(c.req.valid("param").name);
-      return c.json(clusterView(cluster, await switchyard.dataPlaneStats()), 200);
+      const planes = await switchyard.dataPlaneStats();
+      return c.json(clusterView(cluster, planes, affinityOf(cluster)), 200);
     })
     .openapi(pickerRoute, async (c) => {
       const cluster = findCluster(c.req.valid("param").name);
