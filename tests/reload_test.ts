@@ -18,7 +18,8 @@ import { type Pem, selfSigned } from "./support/pki.ts";
 import { startRedis } from "./support/redis.ts";
 import { freePort, GRPC_JS, type ProxyProcess, waitFor } from "./support/harness.ts";
 import { parsePrometheusText, sumSamples } from "./support/prometheus.ts";
-import { connectRaw } from "./support/raw_h2.ts";
+import http2 from "node:http2";
+import { closeRaw, connectRaw, rawCall } from "./support/raw_h2.ts";
 import {
   collectStream,
   serverStream,
@@ -421,13 +422,20 @@ Deno.test({
       new X509Certificate(await Deno.readTextFile(pem.cert)).fingerprint256;
     const config = (tlsFiles: Pem) => ({ ...echoConfig([backend]), tls: tlsFiles });
     const proxy = await startAdminProxy(config(first));
+    // A connection made before the rotation: the listener takes the new certificate in place,
+    // so it is not drained with a GOAWAY, as a replaced listener's connections are.
+    const session = http2.connect(`https://${proxy.address}`, { rejectUnauthorized: false });
+    session.on("error", () => {});
     try {
       assert.equal(await servedCertificate(proxy.address), await fingerprint(first));
+      assert.equal((await rawCall(session, TestMethod.echo)).grpcStatus, grpc.status.OK);
       await proxy.writeConfig(config(second));
       const applied = await adminRequest(proxy, "/reload", { method: "POST" });
       assert.equal(applied.status, 200, JSON.stringify(applied.body));
       assert.ok((applied.body as { changed: string[] }).changed.includes("certificates"));
       assert.equal(await servedCertificate(proxy.address), await fingerprint(second));
+      assert.equal((await rawCall(session, TestMethod.echo)).grpcStatus, grpc.status.OK);
+      assert.ok(!session.closed && !session.destroyed, "the earlier connection stays up");
       // A certificate with another certificate's key is refused; the running one stays.
       await proxy.writeConfig(config({ cert: first.cert, key: second.key }));
       const refused = await adminRequest(proxy, "/reload", { method: "POST" });
@@ -438,6 +446,7 @@ Deno.test({
       );
       assert.equal(await servedCertificate(proxy.address), await fingerprint(second));
     } finally {
+      await closeRaw(session);
       await proxy.stop();
       await backend.stop();
       await Deno.remove(dir, { recursive: true });

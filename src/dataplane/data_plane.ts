@@ -85,13 +85,18 @@ async function callTracer(): Promise<CallTracer | undefined> {
   return on ? (await import("../tracing/call_tracer.ts")).denoCallTracer() : undefined;
 }
 
-/** The listener settings a config gives; a change in them needs a new listener. */
+/**
+ * The listener settings a config gives; a change in them needs new listeners. The gRPC
+ * listener takes new TLS material in place (it stays TLS or h2c), so only whether it speaks
+ * TLS counts for it; the gRPC-Web listener (`Deno.serve`) needs a new one for a new
+ * certificate.
+ */
 function listenerSettings(config: DataPlaneConfig, tls: TlsMaterial): string {
   return JSON.stringify([
     config.listen,
     config.grpcWeb,
     { ...config.http2, upstream: undefined },
-    tls.listener,
+    config.grpcWeb ? tls.listener : tls.listener !== undefined,
   ]);
 }
 
@@ -211,6 +216,13 @@ export class DataPlane {
         if (reopenLog) await accessLog?.close();
         throw error;
       }
+    }
+    if (
+      listeners === undefined && tls.listener !== undefined &&
+      JSON.stringify(tls.listener) !== JSON.stringify(this.#tls.listener)
+    ) {
+      // A rotated certificate or client CA: no new listening socket, see listenerSettings.
+      this.#listener!.updateTls(tls.listener);
     }
     this.#config = config;
     this.#tls = tls;

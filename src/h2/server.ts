@@ -99,8 +99,8 @@ export class H2Server implements ConnectionListener {
   readonly #listener: Deno.Listener;
   readonly #options: ServerOptions;
   readonly #acceptor: StreamAcceptor;
-  /** The TLS handshakes, when the listener speaks TLS. */
-  readonly #tls: TlsAcceptor | undefined;
+  /** The TLS handshakes, when the listener speaks TLS; replaced by {@link updateTls}. */
+  #tls: TlsAcceptor | undefined;
   readonly #connections = new Set<H2Connection>();
   #closing = false;
   #shutdown: Promise<number> | undefined;
@@ -113,17 +113,27 @@ export class H2Server implements ConnectionListener {
     this.#listener = listener;
     this.#options = options;
     this.#acceptor = acceptor;
-    const tls = options.tls;
-    if (tls !== undefined && tlsAcceptor === undefined) {
-      throw new Error("a TLS listener needs loadTls() first");
-    }
-    this.#tls = tls === undefined ? undefined : new tlsAcceptor!({
+    this.#tls = options.tls === undefined ? undefined : this.#acceptorFor(options.tls);
+  }
+
+  /**
+   * Takes new TLS material (a reload rotated the certificate or the client CAs): handshakes
+   * from now on use it, connections already up keep theirs. The listening socket stays, so no
+   * connection waiting in its accept queue is reset, as closing it for a new one would.
+   */
+  updateTls(tls: ServerTls): void {
+    this.#tls = this.#acceptorFor(tls);
+  }
+
+  #acceptorFor(tls: ServerTls): TlsAcceptor {
+    if (tlsAcceptor === undefined) throw new Error("a TLS listener needs loadTls() first");
+    return new tlsAcceptor({
       cert: tls.cert,
       key: tls.key,
       clientCa: tls.clientCa,
       requireClientCert: tls.requireClientCert === true,
       // The SETTINGS timeout bounds a handshake that never finishes, as it bounds the preface.
-      handshakeTimeoutMs: options.connection.settingsTimeoutMs,
+      handshakeTimeoutMs: this.#options.connection.settingsTimeoutMs,
     });
   }
 

@@ -41,7 +41,7 @@ export interface ListenerOptions {
 export class ProxyListener implements StreamAcceptor {
   readonly #context: CallContext;
   /** `tls.clientIdentityHeader`: set to each call's verified client identity. */
-  readonly #identityHeader: string | undefined;
+  #identityHeader: string | undefined;
   #server: H2Server | undefined;
 
   private constructor(context: CallContext, identityHeader: string | undefined) {
@@ -62,6 +62,15 @@ export class ProxyListener implements StreamAcceptor {
       connection: connectionOptions(options.http2, "server"),
     }, listener);
     return listener;
+  }
+
+  /**
+   * Takes rotated TLS material for new connections, on the same listening socket; see
+   * {@link H2Server.updateTls}.
+   */
+  updateTls(tls: ListenerTlsMaterial): void {
+    this.#server!.updateTls(tls);
+    this.#identityHeader = tls.clientIdentityHeader;
   }
 
   /** Client connections open now. */
