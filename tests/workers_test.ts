@@ -19,8 +19,13 @@ import {
   unaryCall,
 } from "./support/test_backend.ts";
 
-const CONNECTIONS = 16;
-const CALLS_PER_CONNECTION = 20;
+/**
+ * The kernel hashes each connection to one worker's listener, as a fair coin would. With 32,
+ * a worker gets fewer than 7 (the 20 % the spread test asks for) with probability 0.05 %; at
+ * 16 connections and 25 %, that was 2 %, and CI met it.
+ */
+const CONNECTIONS = 32;
+const CALLS_PER_CONNECTION = 10;
 
 /** One backend in one worker, as `/clusters` shows it. */
 interface BackendInWorker {
@@ -143,7 +148,7 @@ function callsByWorker(body: ClusterBody): Map<string, number[]> {
 }
 
 Deno.test(
-  "16 connections spread over 2 workers, each carrying at least 25 % of the calls",
+  "32 connections spread over 2 workers, each carrying at least 20 % of the calls",
   GRPC_JS,
   async () => {
     const accessLog = await Deno.makeTempFile({ prefix: "switchyard-access-" });
@@ -160,7 +165,7 @@ Deno.test(
     console.log(`calls per worker: ${body.workers.map((w) => w.calls).join(" + ")} = ${total}`);
     assert.equal(body.calls, total, "the cluster's calls are the sum over workers");
     assert.deepEqual(body.workers.map((w) => w.worker), [1, 2]);
-    for (const share of shares) assert(share >= 0.25, `a worker carried ${share * 100}%`);
+    for (const share of shares) assert(share >= 0.2, `a worker carried ${share * 100}%`);
     const workers = (await adminRequest(setup.proxy, "/workers")).body as {
       worker: number;
       listening: boolean;
