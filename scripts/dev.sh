@@ -2,7 +2,7 @@
 # Sets up what Switchyard needs, then runs a deno task: `bash scripts/dev.sh demo|test|bench|start`.
 # - Deno: exactly the version in .deno-version (see shared notes on node:http2 in README),
 #   installed from the npm registry into .tools/ when `deno` is missing or differs.
-# - redis-server and h2load (tests, bench): from Debian when missing and we are root.
+# - redis-server, redis-sentinel and h2load (tests, bench): from Debian when missing and we are root.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 want=$(tr -d '[:space:]' < "$root/.deno-version")
@@ -32,6 +32,8 @@ need_debian() { # need_debian COMMAND PACKAGE
 case "$1" in
   test)
     need_debian redis-server redis-server; need_debian h2load nghttp2-client; need_debian chromium chromium
+    # The Sentinel tests run `redis-server --sentinel` when Debian's redis-sentinel is absent.
+    need_debian redis-sentinel redis-sentinel
     # The TLS tests make their certificates with openssl; systemd-analyze checks the unit.
     need_debian openssl openssl; need_debian systemd-analyze systemd
     # The second client stack (gRPC C-core) and raw-frame peers run on Debian's system python.

@@ -10,7 +10,9 @@ export const USAGE = `switchyard — gRPC edge proxy and load balancer
 Usage:
   switchyard [--config FILE] [--listen HOST:PORT] [--admin HOST:PORT] [--log-level LEVEL]
   switchyard check [--config FILE] [--print] [--listen …] [--admin …] [--log-level …]
-  switchyard register --redis URL --set KEY --addr HOST:PORT [--ttl 15s]
+  switchyard register REDIS --set KEY --addr HOST:PORT [--ttl 15s]
+    REDIS: --redis URL | --redis-sentinel HOST:PORT,… --redis-master-name NAME
+         | --redis-cluster HOST:PORT,… | --config FILE (its "redis" section, credentials too)
   switchyard --help | --version
 
 Commands:
@@ -63,7 +65,15 @@ export interface RegisterOptions {
   /** Register a backend in a Redis set until SIGTERM. */
   readonly command: "register";
   /** `--redis`: the Redis URL. */
-  readonly redis: string;
+  readonly redis?: string;
+  /** `--redis-sentinel`: comma-separated sentinel `host:port`s. */
+  readonly redisSentinel?: string;
+  /** `--redis-master-name`: the master's name in Sentinel. */
+  readonly redisMasterName?: string;
+  /** `--redis-cluster`: comma-separated Redis Cluster node `host:port`s. */
+  readonly redisCluster?: string;
+  /** `--config`: a proxy config file whose `redis` section to use. */
+  readonly config?: string;
   /** `--set`: the set key. */
   readonly set: string;
   /** `--addr`: the member's `host:port`. */
@@ -96,17 +106,36 @@ function parseRegister(args: string[]): RegisterOptions {
     allowPositionals: false,
     options: {
       redis: { type: "string" },
+      "redis-sentinel": { type: "string" },
+      "redis-master-name": { type: "string" },
+      "redis-cluster": { type: "string" },
+      config: { type: "string", short: "c" },
       set: { type: "string" },
       addr: { type: "string" },
       ttl: { type: "string", default: "15s" },
     },
   });
-  for (const name of ["redis", "set", "addr"] as const) {
+  for (const name of ["set", "addr"] as const) {
     if (!values[name]) throw new UsageError(`register: --${name} is required`);
+  }
+  const sources = (["redis", "redis-sentinel", "redis-cluster", "config"] as const)
+    .filter((name) => values[name] !== undefined);
+  if (sources.length !== 1) {
+    throw new UsageError(
+      "register: give exactly one of --redis, --redis-sentinel (with --redis-master-name), " +
+        "--redis-cluster or --config",
+    );
+  }
+  if ((values["redis-sentinel"] === undefined) !== (values["redis-master-name"] === undefined)) {
+    throw new UsageError("register: --redis-sentinel and --redis-master-name go together");
   }
   return {
     command: "register",
-    redis: values.redis!,
+    redis: values.redis,
+    redisSentinel: values["redis-sentinel"],
+    redisMasterName: values["redis-master-name"],
+    redisCluster: values["redis-cluster"],
+    config: values.config,
     set: values.set!,
     addr: values.addr!,
     ttl: values.ttl!,

@@ -14,7 +14,7 @@ import { affinityChannel, affinityKey, parseAffinityMessage } from "../src/affin
 import { affinityId, MAX_AFFINITY_ID_LENGTH, parseAffinityKey } from "../src/affinity/key.ts";
 import { LocalAffinityStore } from "../src/affinity/local_store.ts";
 import { RedisAffinityStore } from "../src/affinity/redis_store.ts";
-import type { RedisClient } from "../src/discovery/redis_client.ts";
+import { createRedisConnection } from "../src/discovery/redis_client.ts";
 import { configSchema } from "../src/config/schema.ts";
 import { adminRequest, startAdminProxy } from "./support/admin_client.ts";
 import { clusterConfig, GRPC_JS, type ProxyProcess, waitFor } from "./support/harness.ts";
@@ -145,7 +145,13 @@ Deno.test("affinity config: errors name the field", () => {
 
 Deno.test("affinity in Redis: SET NX agrees, the claim is a compare-and-set, keep re-records", async () => {
   const redis = await startRedis();
-  const client = redis.client as unknown as RedisClient;
+  const client = await createRedisConnection({
+    url: redis.url,
+    connectTimeout: 1_000,
+    commandTimeout: 1_000,
+  });
+  client.connect();
+  await waitFor(() => client.isReady, { what: "the store's connection" });
   const subscriber = redis.client.duplicate();
   subscriber.on("error", () => {});
   await subscriber.connect();
@@ -195,6 +201,7 @@ Deno.test("affinity in Redis: SET NX agrees, the claim is a compare-and-set, kee
     await redis.kill();
     await assert.rejects(store.resolve("id2", "10.0.0.1:1"), "Redis down: the caller decides");
   } finally {
+    client.destroy();
     subscriber.destroy();
     await redis.stop();
   }

@@ -9,12 +9,14 @@ import { heartbeatChannelPattern, heartbeatKey } from "../src/discovery/keys.ts"
 import { partitionMembers } from "../src/discovery/members.ts";
 import {
   clusterConfig,
+  expectUsageErrors,
   freePort,
   GRPC_JS,
   type ProxyProcess,
   runSwitchyard,
   startProxy,
   waitFor,
+  whileRegistered,
 } from "./support/harness.ts";
 import { type RedisServer, startRedis, type StartRedisOptions } from "./support/redis.ts";
 import {
@@ -25,10 +27,10 @@ import {
   startTestBackend,
   type TestBackend,
   testClient,
+  untilServedBy,
 } from "./support/test_backend.ts";
 
 const SET = "switchyard:test:members";
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
 interface DiscoveryOptions {
   readonly staticBackends?: readonly string[];
@@ -85,21 +87,6 @@ async function withFixture(
     await Promise.all(backends.map((backend) => backend.stop()));
     await redis.stop();
   }
-}
-
-/** Calls until `name` serves one; returns the milliseconds since `sinceMs`. */
-async function untilServedBy(
-  client: grpc.Client,
-  name: string,
-  sinceMs = performance.now(),
-  timeoutMs = 15_000,
-): Promise<number> {
-  await waitFor(async () => (await servedBy(client)) === name, {
-    timeoutMs,
-    intervalMs: 1,
-    what: `a call served by ${name}`,
-  });
-  return Math.round(performance.now() - sinceMs);
 }
 
 /** Backend names that served `count` consecutive calls. */
@@ -309,24 +296,13 @@ Deno.test({
       const { proxy, client } = await startOne({ requireHeartbeat: true });
       await untilServedBy(client, "b1");
 
-      const register = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", MAIN, "register", "--redis", redis.url, "--set", SET, "--addr"]
-          .concat([b2.address, "--ttl", "3s"]),
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
-      const output = register.output();
-      try {
+      const args = ["--redis", redis.url, "--set", SET, "--addr", b2.address, "--ttl", "3s"];
+      await whileRegistered(args, async () => {
         await untilServedBy(client, "b2");
         assert.equal(await redis.client.sIsMember(SET, b2.address), 1);
         const ttl = await redis.client.pTTL(heartbeatKey(SET, b2.address));
         assert.ok(ttl > 0 && ttl <= 3_000, `heartbeat ttl ${ttl}`);
-      } finally {
-        register.kill("SIGTERM");
-      }
-      const { code, stderr } = await output;
-      assert.equal(code, 0, new TextDecoder().decode(stderr));
+      });
       assert.equal(await redis.client.sIsMember(SET, b2.address), 0);
       assert.equal(await redis.client.exists(heartbeatKey(SET, b2.address)), 0);
       await waitForLog(proxy, `backend ${b2.address} left`);
@@ -341,11 +317,7 @@ Deno.test("register rejects a bad --addr, --ttl or --redis with exit 2", async (
     [["--redis", "redis://127.0.0.1:1", "--addr", "127.0.0.1:1", "--ttl", "10ms"], "at least"],
     [["--redis", "http://x", "--addr", "127.0.0.1:1"], "--redis must start with redis://"],
   ];
-  for (const [args, message] of cases) {
-    const { code, stderr } = await runSwitchyard([...base, ...args]);
-    assert.equal(code, 2, stderr);
-    assert.ok(stderr.includes(message), stderr);
-  }
+  await expectUsageErrors(base, cases);
 });
 
 Deno.test({

@@ -28,7 +28,7 @@ function redactSecretFields(value: unknown): void {
  */
 export function redactConfig(config: Config): Config {
   const copy = structuredClone(config);
-  if (copy.redis) copy.redis.url = redactUrl(copy.redis.url);
+  if (copy.redis?.url) copy.redis.url = redactUrl(copy.redis.url);
   redactSecretFields(copy);
   return copy;
 }

@@ -1,7 +1,8 @@
 /**
  * The Redis layout of affinity tables. Every key of one cluster carries the hash tag
  * `{switchyard:NAME}`, so one cluster's table lives in one Redis Cluster slot and the
- * scripts that touch several of its keys at once are allowed there.
+ * scripts that touch several of its keys at once are allowed there. With `redis.cluster` the
+ * cluster's membership set must carry the same tag (checked by the config schema).
  *
  * - `{switchyard:NAME}:affinity:<id>`: a string, the owner's `host:port`, with a TTL (PX).
  * - `{switchyard:NAME}:affinity`: the pub/sub channel; every record and claim publishes
@@ -9,9 +10,31 @@
  * @module
  */
 
-/** The hash tag every key of `cluster` starts with. */
+/**
+ * The hash tag every key of `cluster` starts with: its affinity keys, and in a Redis Cluster
+ * its membership set (and so the set's heartbeat and weight keys).
+ */
 export function clusterHashTag(cluster: string): string {
   return `{switchyard:${cluster}}`;
+}
+
+/**
+ * The part of `key` that Redis Cluster hashes, by its rule: the text between the first `{` and
+ * the first `}` after it when that is not empty, else the whole key.
+ */
+export function hashedPart(key: string): string {
+  const open = key.indexOf("{");
+  if (open === -1) return key;
+  const close = key.indexOf("}", open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : key;
+}
+
+/**
+ * True when Redis Cluster hashes `key` by `tag` (written with its braces), so that it and every
+ * key that starts with it share the tag's slot.
+ */
+export function hasHashTag(key: string, tag: string): boolean {
+  return `{${hashedPart(key)}}` === tag && key.includes(tag);
 }
 
 /** The key holding the owner of `id` in `cluster`'s table. */

@@ -5,7 +5,7 @@
  * own memory.
  * @module
  */
-import type { RedisClient } from "../discovery/redis_client.ts";
+import type { RedisConnection } from "../discovery/redis_client.ts";
 import { affinityChannel, affinityKey, affinityMessage } from "./keys.ts";
 import type { ClaimResult } from "./local_store.ts";
 import { CLAIM_SCRIPT, KEEP_SCRIPT, LOOKUP_SCRIPT, RESOLVE_SCRIPT } from "./redis_scripts.ts";
@@ -35,10 +35,10 @@ export class RedisAffinityStore {
   readonly #cluster: string;
   readonly #ttl: string;
   readonly #channel: string;
-  readonly #client: RedisClient;
+  readonly #client: RedisConnection;
 
   /** The table of `cluster`, whose keys live `ttlMs`, over `client`. */
-  constructor(cluster: string, ttlMs: number, client: RedisClient) {
+  constructor(cluster: string, ttlMs: number, client: RedisConnection) {
     this.#cluster = cluster;
     this.#ttl = String(ttlMs);
     this.#channel = affinityChannel(cluster);
@@ -111,6 +111,6 @@ export class RedisAffinityStore {
 
   #eval(script: string, keys: string[], args: string[]): Promise<unknown> {
     if (!this.#client.isReady) return Promise.reject(new AffinityRedisOffline());
-    return this.#client.eval(script, { keys, arguments: args });
+    return this.#client.eval(script, keys, args);
   }
 }

@@ -11,6 +11,7 @@ import { HASH_KEY_PATTERN } from "../balancer/hash_policy.ts";
 import { REBALANCING_PICKERS } from "../balancer/types.ts";
 import { MAX_WEIGHT } from "../cluster/snapshot.ts";
 import { ACCESS_LOG_FIELDS } from "../access_log/format.ts";
+import { clusterHashTag, hasHashTag } from "../affinity/keys.ts";
 
 const notHostPort = (issue: { input: unknown }) =>
   `${JSON.stringify(issue.input)} is not host:port`;
@@ -483,13 +484,61 @@ function sortedJson(value: object | undefined): string | undefined {
   return value === undefined ? undefined : JSON.stringify(value, Object.keys(value).sort());
 }
 
-/** Redis connection settings shared by all clusters that use Redis discovery. */
-const redisSchema = z.strictObject({
-  url: z.string().regex(/^rediss?:\/\//, { error: "must start with redis:// or rediss://" }),
-  connectTimeout: positiveDurationSchema.prefault("2s"),
-  commandTimeout: positiveDurationSchema.prefault("2s"),
-  pollInterval: positiveDurationSchema.prefault("5s"),
+/** Credentials for a Redis node (ACL user and password, or a password alone). */
+const redisCredentials = {
+  username: z.string().min(1).optional(),
+  password: z.string().min(1).optional(),
+};
+
+/** Redis behind Sentinel: the master is whichever node the sentinels name for `masterName`. */
+const redisSentinelSchema = z.strictObject({
+  masterName: z.string().min(1),
+  sentinels: z.array(addressSchema).min(1, { error: "list at least one sentinel host:port" }),
+  ...redisCredentials,
+  /** Credentials for the sentinels themselves, when they require their own. */
+  sentinelUsername: z.string().min(1).optional(),
+  sentinelPassword: z.string().min(1).optional(),
+  database: z.int().min(0).default(0),
 });
+
+/** A Redis Cluster: any reachable nodes of it; the rest of the topology is discovered. */
+const redisClusterSchema = z.strictObject({
+  nodes: z.array(addressSchema).min(1, { error: "list at least one node host:port" }),
+  ...redisCredentials,
+});
+
+/**
+ * Redis connection settings shared by Redis discovery and Redis affinity tables: exactly one
+ * of `url` (one node), `sentinel` or `cluster`.
+ */
+const redisSchema = z
+  .strictObject({
+    url: z.string().regex(/^rediss?:\/\//, { error: "must start with redis:// or rediss://" })
+      .optional(),
+    sentinel: redisSentinelSchema.optional(),
+    cluster: redisClusterSchema.optional(),
+    connectTimeout: positiveDurationSchema.prefault("2s"),
+    commandTimeout: positiveDurationSchema.prefault("2s"),
+    pollInterval: positiveDurationSchema.prefault("5s"),
+  })
+  .superRefine((redis, ctx) => {
+    const modes = (["url", "sentinel", "cluster"] as const).filter((mode) => redis[mode]);
+    if (modes.length === 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: [],
+        message: 'needs one of "url", "sentinel" or "cluster"',
+      });
+    }
+    for (const extra of modes.slice(1)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [extra],
+        message: `cannot be combined with "${modes[0]}": set exactly one of "url", "sentinel" ` +
+          'or "cluster"',
+      });
+    }
+  });
 
 /** Admin API listener, its optional bearer token, and the `Host` names it answers to. */
 const adminSchema = z.strictObject({
@@ -752,6 +801,21 @@ const configObjectSchema = z
           code: "custom",
           path: ["clusters", name, "discovery"],
           message: "needs a top-level redis section",
+        });
+      }
+      // In a Redis Cluster a set's heartbeat and weight keys are read with the set (MGET,
+      // MULTI), which Redis allows only within one slot: every key of the cluster carries its
+      // hash tag, the same one as its affinity table.
+      const tag = clusterHashTag(name);
+      if (
+        cluster.discovery && config.redis?.cluster && !hasHashTag(cluster.discovery.redisSet, tag)
+      ) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["clusters", name, "discovery", "redisSet"],
+          message: `with redis.cluster it must carry the hash tag ${tag} (for example ` +
+            `"${tag}:members"), so that the set, its heartbeat and weight keys and the ` +
+            "affinity table share one slot",
         });
       }
       if (cluster.affinity?.store === "redis" && !config.redis) {

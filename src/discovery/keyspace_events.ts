@@ -3,7 +3,7 @@
  * dropping flags that the operator (or another application) already enabled.
  * @module
  */
-import type { RedisClient } from "./redis_client.ts";
+import type { RedisConnection } from "./redis_client.ts";
 
 const SETTING = "notify-keyspace-events";
 // What the "A" alias stands for in `notify-keyspace-events` (redis.conf documentation).
@@ -26,12 +26,20 @@ export function missingKeyspaceFlags(current: string, required: string): string 
 }
 
 /**
- * Adds the missing flags with CONFIG SET; returns the flags it added ("" when none were
- * needed). Throws when the server refuses CONFIG (renamed command, ACLs, managed Redis).
+ * Adds the missing flags with CONFIG SET on every master (the setting is per node, and a
+ * replica promoted by a failover has its own); returns the flags it added anywhere ("" when
+ * none were needed). Throws when a server refuses CONFIG (renamed command, ACLs, managed Redis).
  */
-export async function ensureKeyspaceEvents(client: RedisClient, required: string): Promise<string> {
-  const current = (await client.configGet(SETTING))[SETTING] ?? "";
-  const missing = missingKeyspaceFlags(current, required);
-  if (missing !== "") await client.configSet(SETTING, current + missing);
-  return missing;
+export async function ensureKeyspaceEvents(
+  connection: RedisConnection,
+  required: string,
+): Promise<string> {
+  const added = new Set<string>();
+  await connection.forEachMaster(async (node) => {
+    const current = (await node.configGet(SETTING))[SETTING] ?? "";
+    const missing = missingKeyspaceFlags(current, required);
+    if (missing !== "") await node.configSet(SETTING, current + missing);
+    for (const flag of missing) added.add(flag);
+  });
+  return [...added].join("");
 }

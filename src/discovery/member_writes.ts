@@ -5,7 +5,7 @@
  * @module
  */
 import { heartbeatKey } from "./keys.ts";
-import type { RedisClient } from "./redis_client.ts";
+import type { RedisConnection } from "./redis_client.ts";
 
 /**
  * The heartbeat key written with a member: none; one that expires after `ttlMs` unless it
@@ -15,17 +15,16 @@ export type MemberHeartbeat = "none" | "untilRemoved" | { readonly ttlMs: number
 
 /** SADDs `address` to `setKey`, with its heartbeat; true when the set did not list it yet. */
 export async function listMember(
-  client: RedisClient,
+  client: RedisConnection,
   setKey: string,
   address: string,
   heartbeat: MemberHeartbeat,
 ): Promise<boolean> {
-  const transaction = client.multi();
+  // In a Redis Cluster the set's hash tag puts the heartbeat key in the set's slot.
+  const transaction = client.multi(setKey);
   if (heartbeat !== "none") {
-    const expiry = heartbeat === "untilRemoved"
-      ? {}
-      : { expiration: { type: "PX", value: heartbeat.ttlMs } as const };
-    transaction.set(heartbeatKey(setKey, address), String(Date.now()), expiry);
+    const ttlMs = heartbeat === "untilRemoved" ? undefined : heartbeat.ttlMs;
+    transaction.set(heartbeatKey(setKey, address), String(Date.now()), ttlMs);
   }
   const replies = await transaction.sAdd(setKey, address).exec();
   return Number(replies.at(-1)) === 1;
@@ -33,11 +32,11 @@ export async function listMember(
 
 /** SREMs `address` from `setKey` and deletes its heartbeat key; true when the set listed it. */
 export async function unlistMember(
-  client: RedisClient,
+  client: RedisConnection,
   setKey: string,
   address: string,
 ): Promise<boolean> {
-  const [removed] = await client.multi()
+  const [removed] = await client.multi(setKey)
     .sRem(setKey, address)
     .del(heartbeatKey(setKey, address))
     .exec();

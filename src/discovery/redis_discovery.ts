@@ -1,23 +1,18 @@
 /**
- * Live cluster membership from Redis sets: one command connection and one subscriber
- * connection shared by every cluster with `discovery`. Keyspace notifications give fast
- * updates; a poll catches whatever pub/sub lost; a Redis outage keeps the last-known
- * membership, because only a successful read ever changes it.
+ * Live cluster membership from Redis sets: one {@link RedisConnection} (commands and
+ * subscriptions; one node, Sentinel or Cluster) shared by every cluster with `discovery`.
+ * Keyspace notifications give fast updates; a poll catches whatever pub/sub lost; a Redis
+ * outage (or a failover) keeps the last-known membership, because only a successful read ever
+ * changes it.
  * @module
  */
 import type { Cluster } from "../cluster/cluster.ts";
 import type { Config, RedisConfig } from "../config/schema.ts";
 import { componentLogger } from "../log/logger.ts";
-import { redactUrl } from "../log/redact.ts";
 import { ensureKeyspaceEvents, requiredKeyspaceFlags } from "./keyspace_events.ts";
 import { heartbeatChannelPattern, keyspaceChannel, weightChannelPattern } from "./keys.ts";
 import { listMember, unlistMember } from "./member_writes.ts";
-import {
-  clientDatabase,
-  createRedisClient,
-  describeRedisError,
-  type RedisClient,
-} from "./redis_client.ts";
+import { createRedisConnection, describeRedisError, type RedisConnection } from "./redis_client.ts";
 import { SerialTask } from "./serial_task.ts";
 import { SetWatch } from "./set_watch.ts";
 
@@ -57,8 +52,7 @@ interface WatchTask {
 /** Feeds clusters from their Redis sets until {@link RedisDiscovery.stop}. */
 export class RedisDiscovery {
   readonly #config: RedisConfig;
-  readonly #client: RedisClient;
-  readonly #subscriber: RedisClient;
+  readonly #client: RedisConnection;
   readonly #watches: WatchTask[];
   #state: ConnectionState = "connecting";
   /** Undefined until the first attempt, so the polling-only warning is logged once. */
@@ -68,15 +62,9 @@ export class RedisDiscovery {
   #pollTimer: ReturnType<typeof setInterval> | undefined;
   #stopped = false;
 
-  private constructor(
-    config: RedisConfig,
-    watches: SetWatch[],
-    client: RedisClient,
-    subscriber: RedisClient,
-  ) {
+  private constructor(config: RedisConfig, watches: SetWatch[], client: RedisConnection) {
     this.#config = config;
     this.#client = client;
-    this.#subscriber = subscriber;
     this.#watches = watches.map((watch) => ({
       watch,
       task: new SerialTask(() => this.#sync(watch)),
@@ -110,9 +98,7 @@ export class RedisDiscovery {
     const discovery = new RedisDiscovery(
       config.redis,
       watches,
-      await createRedisClient(config.redis),
-      // A separate client rather than duplicate(): each connection backs off on its own.
-      await createRedisClient(config.redis),
+      await createRedisConnection(config.redis),
     );
     await discovery.#start();
     return discovery;
@@ -121,7 +107,7 @@ export class RedisDiscovery {
   /** Connection state, last error and last sync time. */
   get status(): RedisDiscoveryStatus {
     return {
-      connected: this.#state === "connected",
+      connected: this.#state === "connected" && this.#client.isReady,
       keyspaceEvents: this.#keyspaceEvents === true,
       lastError: this.#lastError,
       lastSyncMs: this.#lastSyncMs,
@@ -161,25 +147,22 @@ export class RedisDiscovery {
     );
   }
 
-  /** Stops polling and closes both connections; membership stays as last read. */
+  /** Stops polling and closes the connections; membership stays as last read. */
   stop(): void {
     this.#stopped = true;
     clearInterval(this.#pollTimer);
     this.#client.destroy();
-    this.#subscriber.destroy();
   }
 
   async #start(): Promise<void> {
     const firstSync = Promise.withResolvers<void>();
     this.#client.on("ready", () => this.#onReady().then(firstSync.resolve));
     this.#client.on("error", (error: unknown) => this.#onError(error));
-    // Only the command connection's state is logged; the subscriber reconnects (and
-    // re-subscribes) on its own, and the poll covers its gaps.
-    this.#subscriber.on("error", () => {});
-    // Events published while the subscriber was away are lost: re-read on its return.
-    this.#subscriber.on("ready", () => this.#syncAll());
-    this.#client.connect().catch(() => {/* only when stopped before connecting */});
-    this.#subscriber.connect().then(() => this.#subscribe(), () => {});
+    // Events published while a subscriber was away (or before it moved to a new master) are
+    // lost: re-read once it is subscribed again.
+    this.#client.on("resubscribed", () => void this.#syncAll());
+    this.#client.connect();
+    void this.#subscribe();
     this.#pollTimer = setInterval(() => this.#syncAll(), this.#config.pollInterval);
     const startupWaitMs = this.#config.connectTimeout + this.#config.commandTimeout;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -188,28 +171,33 @@ export class RedisDiscovery {
     clearTimeout(timer);
     if (this.#state !== "connected") {
       log.warn("starting without redis members: redis not reachable yet, retrying", {
-        url: redactUrl(this.#config.url),
+        redis: this.#client.target,
       });
     }
   }
 
   async #subscribe(): Promise<void> {
-    const db = clientDatabase(this.#client);
+    const db = this.#client.database;
     try {
+      // Subscribed once connected (on every master of a Redis Cluster, and again after a
+      // failover); the connection reports `resubscribed` then, and the watches re-read.
       for (const { watch, task } of this.#watches) {
         const onEvent = () => void task.request();
-        await this.#subscriber.subscribe(keyspaceChannel(db, watch.setKey), onEvent);
+        await this.#client.subscribeKeyspace(keyspaceChannel(db, watch.setKey), false, onEvent);
         if (watch.requireHeartbeat) {
-          await this.#subscriber.pSubscribe(heartbeatChannelPattern(db, watch.setKey), onEvent);
+          await this.#client.subscribeKeyspace(
+            heartbeatChannelPattern(db, watch.setKey),
+            true,
+            onEvent,
+          );
         }
-        await this.#subscriber.pSubscribe(weightChannelPattern(db, watch.setKey), onEvent);
+        await this.#client.subscribeKeyspace(weightChannelPattern(db, watch.setKey), true, onEvent);
       }
       // Changes made before the subscriptions took effect would otherwise wait for a poll.
       await this.#syncAll();
     } catch (error) {
-      // node-redis re-subscribes on reconnect only what it acknowledged; the poll covers
-      // the rest until the next restart.
-      log.warn("redis subscribe failed: {error}; relying on polling", {
+      // Tried again whenever the subscriber is next ready; the poll covers the gap.
+      log.warn("redis subscribe failed: {error}; relying on polling until it reconnects", {
         error: describeRedisError(error),
       });
     }
@@ -219,9 +207,10 @@ export class RedisDiscovery {
     if (this.#stopped) return;
     if (this.#state !== "connected") {
       this.#state = "connected";
-      log.info("redis connected", { url: redactUrl(this.#config.url) });
+      log.info("redis connected", { redis: this.#client.target });
     }
-    // Runs on every (re)connect: a restarted Redis has forgotten a CONFIG SET.
+    // Runs on every (re)connect: a restarted Redis has forgotten a CONFIG SET, and a replica
+    // promoted by a failover (or a new Cluster master) never had it.
     await this.#enableKeyspaceEvents();
     await this.#syncAll();
   }
@@ -229,11 +218,13 @@ export class RedisDiscovery {
   #onError(error: unknown): void {
     if (this.#stopped) return;
     this.#lastError = describeRedisError(error);
-    if (this.#state === "lost") return;
+    // With Sentinel or Cluster an error can concern a sentinel or a replica while commands
+    // still go through: only a connection that cannot take commands is lost.
+    if (this.#state === "lost" || this.#client.isReady) return;
     this.#state = "lost";
     log.warn("redis unreachable: {error}; keeping last-known membership, reconnecting", {
       error: this.#lastError,
-      url: redactUrl(this.#config.url),
+      redis: this.#client.target,
     });
   }
 

@@ -3,14 +3,22 @@
  * takes it out again on SIGTERM/SIGINT so proxies stop sending it new calls.
  * @module
  */
+import { hashedPart } from "../affinity/keys.ts";
+import { registeredPolicies } from "../balancer/registry.ts";
 import type { RegisterOptions } from "../cli.ts";
 import { UsageError } from "../cli.ts";
 import { parseHostPort } from "../config/address.ts";
 import { parseDuration } from "../config/duration.ts";
+import { parseConfig, readConfigJson } from "../config/load.ts";
 import { componentLogger } from "../log/logger.ts";
-import { redactUrl } from "../log/redact.ts";
 import { listMember, unlistMember } from "./member_writes.ts";
-import { createRedisClient, describeRedisError, type RedisClient } from "./redis_client.ts";
+import {
+  createRedisConnection,
+  describeRedisError,
+  describeRedisTarget,
+  type RedisClientSettings,
+  type RedisConnection,
+} from "./redis_client.ts";
 
 const log = componentLogger("discovery");
 
@@ -21,8 +29,8 @@ const REDIS_TIMEOUT_MS = 2_000;
 
 /** A validated registration. */
 export interface Registration {
-  /** `redis://` or `rediss://` URL. */
-  readonly url: string;
+  /** Where Redis is (one node, Sentinel or Cluster), and its timeouts. */
+  readonly redis: RedisClientSettings;
   /** The set to join. */
   readonly setKey: string;
   /** This backend's `host:port`. */
@@ -31,10 +39,17 @@ export interface Registration {
   readonly ttlMs: number;
 }
 
-/** Checks the register options; throws {@link UsageError} naming the bad flag. */
-export function validateRegistration(options: RegisterOptions): Registration {
-  if (!/^rediss?:\/\//.test(options.redis)) {
-    throw new UsageError("register: --redis must start with redis:// or rediss://");
+/**
+ * Checks the register options and reads `--config`'s `redis` section; throws
+ * {@link UsageError} naming the bad flag (or `ConfigError` for a bad config file).
+ */
+export async function validateRegistration(options: RegisterOptions): Promise<Registration> {
+  const redis = await redisSettings(options);
+  if (redis.cluster && hashedPart(options.set) === options.set) {
+    throw new UsageError(
+      `register: --set ${JSON.stringify(options.set)} needs a hash tag in a Redis Cluster, ` +
+        'like "{switchyard:NAME}:members" (the set and its heartbeat keys must share a slot)',
+    );
   }
   if (!parseHostPort(options.addr)) {
     throw new UsageError(`register: --addr ${JSON.stringify(options.addr)} is not host:port`);
@@ -46,7 +61,49 @@ export function validateRegistration(options: RegisterOptions): Registration {
     );
   }
   if (ttlMs < MIN_TTL_MS) throw new UsageError("register: --ttl must be at least 1s");
-  return { url: options.redis, setKey: options.set, address: options.addr, ttlMs };
+  return { redis, setKey: options.set, address: options.addr, ttlMs };
+}
+
+/** The Redis to register in, from whichever flag gave it. */
+async function redisSettings(options: RegisterOptions): Promise<RedisClientSettings> {
+  const timeouts = { connectTimeout: REDIS_TIMEOUT_MS, commandTimeout: REDIS_TIMEOUT_MS };
+  if (options.config !== undefined) {
+    const config = parseConfig(await readConfigJson(options.config), options.config, {
+      pickers: registeredPolicies(),
+    });
+    if (!config.redis) throw new UsageError(`register: ${options.config} has no redis section`);
+    return config.redis;
+  }
+  if (options.redisSentinel !== undefined) {
+    return {
+      ...timeouts,
+      sentinel: {
+        masterName: options.redisMasterName!,
+        sentinels: addressList("--redis-sentinel", options.redisSentinel),
+        database: 0,
+      },
+    };
+  }
+  if (options.redisCluster !== undefined) {
+    return {
+      ...timeouts,
+      cluster: { nodes: addressList("--redis-cluster", options.redisCluster) },
+    };
+  }
+  if (!/^rediss?:\/\//.test(options.redis ?? "")) {
+    throw new UsageError("register: --redis must start with redis:// or rediss://");
+  }
+  return { ...timeouts, url: options.redis };
+}
+
+/** A comma-separated list of `host:port`s. */
+function addressList(flag: string, text: string): string[] {
+  const addresses = text.split(",").map((address) => address.trim()).filter(Boolean);
+  const bad = addresses.find((address) => !parseHostPort(address));
+  if (addresses.length === 0 || bad !== undefined) {
+    throw new UsageError(`register: ${flag} ${JSON.stringify(bad ?? text)} is not host:port`);
+  }
+  return addresses;
 }
 
 /**
@@ -54,16 +111,15 @@ export function validateRegistration(options: RegisterOptions): Registration {
  * is removed again, 1 when Redis could not be told).
  */
 export async function runRegister(options: RegisterOptions): Promise<number> {
-  const registration = validateRegistration(options);
-  const client = await createRedisClient({
-    url: registration.url,
-    connectTimeout: REDIS_TIMEOUT_MS,
-    commandTimeout: REDIS_TIMEOUT_MS,
-  });
+  const registration = await validateRegistration(options);
+  const client = await createRedisConnection(registration.redis);
   const heartbeat = new Heartbeat(client, registration);
   client.on("ready", () => void heartbeat.beat());
-  client.on("error", (error: unknown) => heartbeat.lost(error));
-  client.connect().catch(() => {/* only when closed before connecting */});
+  // A Sentinel or Cluster error may concern a sentinel or a replica: only an outage pauses.
+  client.on("error", (error: unknown) => {
+    if (!client.isReady) heartbeat.lost(error);
+  });
+  client.connect();
   const timer = setInterval(
     () => void heartbeat.beat(),
     registration.ttlMs / REFRESHES_PER_TTL,
@@ -84,12 +140,12 @@ export async function runRegister(options: RegisterOptions): Promise<number> {
 
 /** Keeps the member and its heartbeat key in Redis; logs once per state change. */
 class Heartbeat {
-  readonly #client: RedisClient;
+  readonly #client: RedisConnection;
   readonly #registration: Registration;
   #state: "starting" | "registered" | "unreachable" = "starting";
   #stopped = false;
 
-  constructor(client: RedisClient, registration: Registration) {
+  constructor(client: RedisConnection, registration: Registration) {
     this.#client = client;
     this.#registration = registration;
   }
@@ -140,6 +196,6 @@ class Heartbeat {
   }
 }
 
-function logFields({ url, setKey, address }: Registration): Record<string, string> {
-  return { url: redactUrl(url), set: setKey, address };
+function logFields({ redis, setKey, address }: Registration): Record<string, string> {
+  return { redis: describeRedisTarget(redis), set: setKey, address };
 }

@@ -10,7 +10,7 @@ import { componentLogger } from "../log/logger.ts";
 import { MAX_WEIGHT, parseWeight } from "../cluster/snapshot.ts";
 import { heartbeatKey, weightKey } from "./keys.ts";
 import { NewArrivals, partitionMembers } from "./members.ts";
-import type { RedisClient } from "./redis_client.ts";
+import type { RedisConnection } from "./redis_client.ts";
 
 const log = componentLogger("discovery");
 
@@ -43,7 +43,7 @@ export class SetWatch {
    * Reads the set and applies it. Throws on Redis errors, leaving membership unchanged; a set
    * over {@link SetWatch.maxMembers} leaves it unchanged too.
    */
-  async sync(client: RedisClient): Promise<void> {
+  async sync(client: RedisConnection): Promise<void> {
     // SCARD first: an oversized set is neither transferred nor parsed on every poll.
     if (this.#overMaxMembers(await client.sCard(this.setKey))) return;
     const { valid, invalid } = partitionMembers(await client.sMembers(this.setKey));
@@ -72,7 +72,7 @@ export class SetWatch {
    * The members' weights from their weight keys (one MGET); a missing key means weight 1,
    * and so does an invalid one, with a warning (once per address and value).
    */
-  async #weights(client: RedisClient, addresses: string[]): Promise<Map<string, number>> {
+  async #weights(client: RedisConnection, addresses: string[]): Promise<Map<string, number>> {
     const weights = new Map<string, number>();
     if (addresses.length === 0) return weights;
     const keys = addresses.map((address) => weightKey(this.setKey, address));
@@ -117,7 +117,7 @@ export class SetWatch {
     return over;
   }
 
-  async #withLiveHeartbeat(client: RedisClient, addresses: string[]): Promise<string[]> {
+  async #withLiveHeartbeat(client: RedisConnection, addresses: string[]): Promise<string[]> {
     // MGET with no keys is a Redis error, and nothing can be live anyway.
     if (addresses.length === 0) return [];
     const beats = await client.mGet(addresses.map((address) => heartbeatKey(this.setKey, address)));

@@ -42,7 +42,8 @@ export function registerHealthMetrics(
   });
   new Gauge({
     name: "switchyard_redis_connected",
-    help: "1 while the Redis discovery connection is up; 0 when it is down or unused.",
+    help: "1 while the Redis discovery connection can send commands (Sentinel: to the " +
+      "master; Redis Cluster: to every master); 0 when it is down or unused.",
     registers: [registry],
     collect() {
       this.reset();

@@ -3,6 +3,7 @@
  * Tests never sleep for a fixed time; they wait for a condition with a deadline.
  * @module
  */
+import assert from "node:assert/strict";
 import net from "node:net";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
@@ -236,6 +237,45 @@ export async function runSwitchyard(
   }).output();
   const decoder = new TextDecoder();
   return { code, stdout: decoder.decode(stdout), stderr: decoder.decode(stderr) };
+}
+
+/**
+ * Runs `main.ts` with `base` and then each case's arguments: every run must exit 2 (a usage
+ * error) with the case's message in stderr.
+ */
+export async function expectUsageErrors(
+  base: readonly string[],
+  cases: readonly (readonly [string[], string])[],
+): Promise<void> {
+  for (const [args, message] of cases) {
+    const { code, stderr } = await runSwitchyard([...base, ...args]);
+    assert.equal(code, 2, stderr);
+    assert.ok(stderr.includes(message), stderr);
+  }
+}
+
+/**
+ * Runs `switchyard register` with `args` while `during` runs, then sends it SIGTERM (which
+ * deregisters); it must exit 0.
+ */
+export async function whileRegistered(
+  args: readonly string[],
+  during: () => Promise<unknown>,
+): Promise<void> {
+  const register = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "register", ...args],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const output = register.output();
+  try {
+    await during();
+  } finally {
+    register.kill("SIGTERM");
+  }
+  const { code, stderr } = await output;
+  assert.equal(code, 0, new TextDecoder().decode(stderr));
 }
 
 /**

@@ -448,6 +448,21 @@ export async function servedBy(client: grpc.Client): Promise<string> {
   return String(headers.get("x-backend")[0]);
 }
 
+/** Calls until `name` serves one; returns the milliseconds since `sinceMs`. */
+export async function untilServedBy(
+  client: grpc.Client,
+  name: string,
+  sinceMs: number = performance.now(),
+  timeoutMs = 15_000,
+): Promise<number> {
+  await waitFor(async () => (await servedBy(client)) === name, {
+    timeoutMs,
+    intervalMs: 1,
+    what: `a call served by ${name}`,
+  });
+  return Math.round(performance.now() - sinceMs);
+}
+
 /** Everything a streaming call returned. */
 export interface StreamResult {
   /** Response messages in order. */
