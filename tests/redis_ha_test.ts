@@ -350,11 +350,17 @@ Deno.test({
         promotion: { timeoutMs: 15_000, what: "the sentinel to promote the replica" },
       });
 
-      const { body } = await adminRequest(proxy, "/clusters/echo/affinity?id=sticky");
+      // The affinity table has its own connection, which follows the failover on its own
+      // schedule: until it has, lookups answer from this proxy's memory.
+      const body = await waitFor(async () => {
+        const { body } = await adminRequest(proxy!, "/clusters/echo/affinity?id=sticky");
+        return body.source === "redis" ? body : undefined;
+      }, { what: "the affinity table to read Redis again after the failover" });
       assert.equal(body.owner, b1.address, "the affinity record survived the failover");
-      assert.equal(body.source, "redis");
-      const metrics = (await adminRequest(proxy, "/metrics")).body as string;
-      assert.match(metrics, /^switchyard_redis_connected 1$/m);
+      await waitFor(async () => {
+        const metrics = (await adminRequest(proxy!, "/metrics")).body as string;
+        return /^switchyard_redis_connected 1$/m.test(metrics);
+      }, { what: "switchyard_redis_connected 1" });
       const flags = await replica.configGet("notify-keyspace-events");
       assert.match(flags["notify-keyspace-events"], /K/, "keyspace events on the new master");
 
