@@ -10,7 +10,7 @@ import { DURATION_BUCKETS_SECONDS } from "../dataplane/stats.ts";
 import { clientConnections } from "../h2/server.ts";
 import type { DialObserver } from "../upstream/upstream.ts";
 import type { UpstreamBackend } from "../upstream/upstream_backend.ts";
-import { backendsWithLabels, type ClusterSource } from "./state_metrics.ts";
+import { backendCounter, backendGauge, type ClusterSource } from "./state_metrics.ts";
 
 /**
  * Connect times run from a loopback TCP handshake (100 µs) to a slow TLS dial (10 s): the call
@@ -60,29 +60,15 @@ export function registerConnectionMetrics(
       this.inc(clientConnections.aged);
     },
   });
-  new Gauge({
+  backendGauge(registry, clusters, {
     name: "switchyard_upstream_connections_active",
     help: "Connections to each backend that are up (its SETTINGS arrived), going away or not.",
-    labelNames: ["cluster", "backend"] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [backend, labels] of backendsWithLabels(clusters)) {
-        this.set(labels, backend.upstream.openConnections);
-      }
-    },
+    value: (backend) => backend.upstream.openConnections,
   });
-  new Counter({
+  backendCounter(registry, clusters, {
     name: "switchyard_upstream_connections_total",
     help: "Connections to each backend that came up since it joined its cluster.",
-    labelNames: ["cluster", "backend"] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [backend, labels] of backendsWithLabels(clusters)) {
-        this.inc(labels, backend.upstream.connectionsOpened);
-      }
-    },
+    value: (backend) => backend.upstream.connectionsOpened,
   });
   const failures = new Counter({
     name: "switchyard_upstream_connect_failures_total",

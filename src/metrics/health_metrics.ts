@@ -7,7 +7,7 @@
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { RedisDiscoveryStatus } from "../discovery/redis_discovery.ts";
-import { backendsWithLabels, type ClusterSource } from "./state_metrics.ts";
+import { backendCounter, backendsWithLabels, type ClusterSource } from "./state_metrics.ts";
 
 /** Registers the health and Redis metrics on `registry`. */
 export function registerHealthMetrics(
@@ -28,17 +28,10 @@ export function registerHealthMetrics(
       }
     },
   });
-  new Counter({
+  backendCounter(registry, clusters, {
     name: "switchyard_ejections_total",
     help: "Times outlier detection ejected each backend.",
-    labelNames: ["cluster", "backend"] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [backend, labels] of backendsWithLabels(clusters)) {
-        this.inc(labels, backend.healthDetail.ejections);
-      }
-    },
+    value: (backend) => backend.healthDetail.ejections,
   });
   new Gauge({
     name: "switchyard_redis_connected",

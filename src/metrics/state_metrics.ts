@@ -1,9 +1,10 @@
 /**
  * Gauges that read the control plane's live cluster state at scrape time (collect
- * callbacks), so they can never drift from what the admin API shows.
+ * callbacks), so they can never drift from what the admin API shows; and the per-backend
+ * gauge and counter helpers every registry's collect-time series use.
  * @module
  */
-import { Gauge, type Registry } from "prom-client";
+import { type Aggregator, Counter, Gauge, type Registry } from "prom-client";
 import type { Backend, BackendSource, HealthStatus } from "../cluster/backend.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 
@@ -84,6 +85,8 @@ export interface GaugeSpec {
   readonly name: string;
   /** Its help text. */
   readonly help: string;
+  /** How the control plane combines workers' series; prom-client's default is the sum. */
+  readonly aggregator?: Aggregator;
 }
 
 /** A gauge with one series per backend. Reset at each scrape so removed backends vanish. */
@@ -97,10 +100,34 @@ export function backendGauge<B extends { readonly address: string }>(
     help: spec.help,
     labelNames: ["cluster", "backend"] as const,
     registers: [registry],
+    aggregator: spec.aggregator ?? "sum",
     collect() {
       this.reset();
       for (const [backend, labels] of backendsWithLabels(clusters)) {
         this.set(labels, spec.value(backend));
+      }
+    },
+  });
+}
+
+/**
+ * A counter with one series per backend, read at each scrape from a running total the backend
+ * keeps; a backend that leaves takes its series with it.
+ */
+export function backendCounter<B extends { readonly address: string }>(
+  registry: Registry,
+  clusters: ClusterSource<B>,
+  spec: GaugeSpec & { readonly value: (backend: B) => number },
+): void {
+  new Counter({
+    name: spec.name,
+    help: spec.help,
+    labelNames: ["cluster", "backend"] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [backend, labels] of backendsWithLabels(clusters)) {
+        this.inc(labels, spec.value(backend));
       }
     },
   });

@@ -4,9 +4,9 @@
  * lists and counters at scrape time: a call pays nothing for them.
  * @module
  */
-import { Counter, Gauge, type Registry } from "prom-client";
+import { Counter, type Registry } from "prom-client";
 import type { UpstreamBackend } from "../upstream/upstream_backend.ts";
-import { backendsWithLabels } from "./state_metrics.ts";
+import { backendCounter, backendGauge } from "./state_metrics.ts";
 
 /** What the stream metrics read of each cluster. */
 export type StreamClusterSource = () => Iterable<{
@@ -18,45 +18,30 @@ export type StreamClusterSource = () => Iterable<{
 /** Registers the stream metrics for `clusters` on `registry`. */
 export function registerStreamMetrics(registry: Registry, clusters: StreamClusterSource): void {
   const registers = [registry];
-  new Counter({
+  backendCounter(registry, clusters, {
     name: "switchyard_streams_opened_total",
     help: "Backend streams opened, per backend (every attempt of every call, unary included).",
-    labelNames: ["cluster", "backend"] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [backend, labels] of backendsWithLabels(clusters)) {
-        this.inc(labels, backend.counters.streamsOpened);
-      }
-    },
+    value: (backend) => backend.counters.streamsOpened,
   });
-  new Counter({
+  backendCounter(registry, clusters, {
     name: "switchyard_streams_ended_total",
     help: "Backend streams that ended, per backend; open = opened - ended.",
-    labelNames: ["cluster", "backend"] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const [backend, labels] of backendsWithLabels(clusters)) {
-        this.inc(labels, backend.counters.streamsEnded);
-      }
-    },
+    value: (backend) => backend.counters.streamsEnded,
   });
-  ageGauge(
-    registry,
-    clusters,
-    "switchyard_stream_age_p50_seconds",
-    "Median age of the streams open on each backend (nearest rank; 0 with none). Over " +
+  // Ages over workers: the largest, not the sum.
+  backendGauge(registry, clusters, {
+    name: "switchyard_stream_age_p50_seconds",
+    help: "Median age of the streams open on each backend (nearest rank; 0 with none). Over " +
       "workers, the largest worker's median, which bounds the overall median from above.",
-    (backend, now) => backend.streamAgeP50Ms(now),
-  );
-  ageGauge(
-    registry,
-    clusters,
-    "switchyard_stream_age_max_seconds",
-    "Age of the oldest stream open on each backend (0 with none); the oldest over workers.",
-    (backend, now) => backend.streamAgeMaxMs(now),
-  );
+    aggregator: "max",
+    value: (backend) => backend.streamAgeP50Ms(performance.now()) / 1000,
+  });
+  backendGauge(registry, clusters, {
+    name: "switchyard_stream_age_max_seconds",
+    help: "Age of the oldest stream open on each backend (0 with none); the oldest over workers.",
+    aggregator: "max",
+    value: (backend) => backend.streamAgeMaxMs(performance.now()) / 1000,
+  });
   new Counter({
     name: "switchyard_rebalance_shed_total",
     help: "Streams the rebalancer ended with UNAVAILABLE to move them to emptier backends " +
@@ -67,30 +52,6 @@ export function registerStreamMetrics(registry: Registry, clusters: StreamCluste
       this.reset();
       for (const cluster of clusters()) {
         this.inc({ cluster: cluster.name }, cluster.counters.rebalanceShed);
-      }
-    },
-  });
-}
-
-/** A per-backend age gauge in seconds, read at scrape time, the maximum over workers. */
-function ageGauge(
-  registry: Registry,
-  clusters: StreamClusterSource,
-  name: string,
-  help: string,
-  ageMs: (backend: UpstreamBackend, now: number) => number,
-): void {
-  new Gauge({
-    name,
-    help,
-    labelNames: ["cluster", "backend"] as const,
-    registers: [registry],
-    aggregator: "max",
-    collect() {
-      this.reset();
-      const now = performance.now();
-      for (const [backend, labels] of backendsWithLabels(clusters)) {
-        this.set(labels, ageMs(backend, now) / 1000);
       }
     },
   });
