@@ -17,7 +17,8 @@ import type { AffinityConfig } from "../config/schema.ts";
 import type { UpstreamBackend } from "../upstream/upstream_backend.ts";
 import type { UpstreamCluster } from "../upstream/upstream_cluster.ts";
 import { AffinityCache } from "./cache.ts";
-import { affinityId, parseAffinityKey } from "./key.ts";
+import { parseHashKey } from "../balancer/hash_policy.ts";
+import { affinityId } from "./key.ts";
 import type { AffinityLink } from "./link.ts";
 
 /** Keep ticks per TTL: a key in use is extended at least three times before it would expire. */
@@ -94,7 +95,7 @@ export class ClusterAffinity {
     this.counters = counters;
     this.#link = link;
     // The schema checks the spelling: an unparsable key would mean a version mismatch.
-    const source = parseAffinityKey(config.key);
+    const source = parseHashKey(config.key);
     if (source === undefined) throw new Error(`invalid affinity key ${JSON.stringify(config.key)}`);
     this.#source = source;
     this.#cache = new AffinityCache(config.maxEntries);

@@ -6,6 +6,7 @@
  * else that wants the same key (an affinity table).
  * @module
  */
+import { headerValue } from "../transport/stream.ts";
 import { hashString } from "./hash.ts";
 import type { PickInfo } from "./types.ts";
 
@@ -29,6 +30,33 @@ export function parseHashKey(text: string): HashKeySource | undefined {
   return { kind: "header", name: text.slice("header:".length) };
 }
 
+/** Reused by {@link clientHostBounds}, so that hashing a client address allocates nothing. */
+const hostBounds = { start: 0, end: 0 };
+
+/**
+ * Where the host lies in a client address: `host:port`, `[v6]:port` (the HTTP/2 listener) or
+ * `v6:port` (gRPC-Web), without brackets, so that both spellings of one client are one key.
+ * The answer is overwritten by the next call.
+ */
+function clientHostBounds(address: string): { readonly start: number; readonly end: number } {
+  let end = address.lastIndexOf(":");
+  if (end <= 0) end = address.length;
+  let start = 0;
+  if (address.charCodeAt(0) === 0x5b && address.charCodeAt(end - 1) === 0x5d) {
+    start = 1;
+    end--;
+  }
+  hostBounds.start = start;
+  hostBounds.end = end;
+  return hostBounds;
+}
+
+/** The host part of a client address (see {@link clientHostBounds}); `undefined` if empty. */
+export function clientHost(address: string): string | undefined {
+  const { start, end } = clientHostBounds(address);
+  return end > start ? address.slice(start, end) : undefined;
+}
+
 /**
  * The request hash of a call under `source`: xxHash32 of the header's first value or of the
  * client's IP; `undefined` when the header is absent, so that the picker picks at random as
@@ -40,20 +68,9 @@ export function requestHash(
   clientAddress: string,
 ): number | undefined {
   if (source.kind === "header") {
-    const name = source.name;
-    for (let i = 0; i < headers.length; i += 2) {
-      if (headers[i] === name) return hashString(headers[i + 1]);
-    }
-    return undefined;
+    const value = headerValue(headers, source.name);
+    return value === undefined ? undefined : hashString(value);
   }
-  // `host:port`, `[v6]:port` (the HTTP/2 listener) or `v6:port` (gRPC-Web): the host part,
-  // without brackets, so that both spellings of one client hash alike.
-  let end = clientAddress.lastIndexOf(":");
-  if (end <= 0) end = clientAddress.length;
-  let start = 0;
-  if (clientAddress.charCodeAt(0) === 0x5b && clientAddress.charCodeAt(end - 1) === 0x5d) {
-    start = 1;
-    end--;
-  }
+  const { start, end } = clientHostBounds(clientAddress);
   return hashString(clientAddress, start, end);
 }
