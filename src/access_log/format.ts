@@ -225,10 +225,3 @@ export function accessLogFormatter(
     return line + end;
   };
 }
-
-const formatAll = accessLogFormatter();
-
-/** Formats one finished call as a JSON line with every field, newline included. */
-export function formatAccessLogLine(record: CallRecord): string {
-  return formatAll(record);
-}

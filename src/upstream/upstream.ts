@@ -37,15 +37,6 @@ const log = componentLogger("upstream");
  */
 export type ConnectFailure = "refused" | "timeout" | "tls" | "closed" | "error";
 
-/** Every {@link ConnectFailure}, for metrics that list them. */
-export const CONNECT_FAILURES: readonly ConnectFailure[] = [
-  "refused",
-  "timeout",
-  "tls",
-  "closed",
-  "error",
-];
-
 /** Told how each dial ended (the metrics); dials are rare, so this is off the call path. */
 export interface DialObserver {
   /** A dial reached the backend's SETTINGS after `seconds` (TCP, TLS and SETTINGS). */
